@@ -1,0 +1,228 @@
+"""Physics of the gain-cell attention hardware, as small pure numpy functions.
+
+This module is the single copy of the math: the numeric reference model
+(`gcsim.reference`) composes these functions over whole sequences and the
+simulator's components call them on the data they hold, so a disagreement between
+the two can only come from timing, never from a second copy of the arithmetic.
+
+Sources: Leroux et al., Nature Computational Science 5, 813-824 (2025) (section 2
+of ../shared/paper.md) and the authors' released training code (GainCellAttention,
+MIT), whose numeric model these functions reproduce.
+
+Units: stored values and their deviations are volts (V), cell read currents are
+microamperes (uA), pulse widths are fractions of T_max unless a name says `_ns`,
+ages are picoseconds (`_ps`) or tokens.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Signed zero of a stored value: VDD/2 (paper sec. 2.3).
+V_ZERO_V = 0.45
+# Read word-line voltage at which the cubic fit was taken (paper sec. 2.3).
+V_READ_V = 0.9
+# Linear cell law slope, uA per V of deviation (paper sec. 2.3).
+LINEAR_SLOPE_UA_PER_V = 19.3
+# The paper's 10-coefficient SPICE fit C_ij, i = 0..3 outer, j = 0..3-i inner:
+# f(y) = sum_i sum_j C_ij * y**i * V_READ**j  (paper sec. 2.3, released code).
+CUBIC_C_IJ = (0.17393044, 0.15653739, 0.14088365, 0.12679529, 5.51975209,
+              4.96777688, 4.4709992, -1.44776001, -1.30298401, 46.05483778)
+
+CELL_LAWS = ("linear", "cubic")
+
+
+def cubic_coefficients(v_read_v: float = V_READ_V) -> np.ndarray:
+    """Collapse the 10 C_ij into the four polynomial coefficients c_0..c_3 of y.
+
+    At v_read_v = 0.9 this gives (0.52136, 13.61226, -2.62045, 46.05484) uA/V**i.
+    """
+    coeffs = np.zeros(4)
+    idx = 0
+    for i in range(4):
+        for j in range(4 - i):
+            coeffs[i] += CUBIC_C_IJ[idx] * v_read_v ** j
+            idx += 1
+    return coeffs
+
+
+_CUBIC = cubic_coefficients()
+
+
+def cell_linear_ua(y_v):
+    """Linear cell law: read current (uA) for a stored deviation y (V) from 0.45 V."""
+    return LINEAR_SLOPE_UA_PER_V * np.asarray(y_v)
+
+
+def cell_cubic_ua(y_v):
+    """Cubic cell law (SPICE fit): c0 + c1 y + c2 y^2 + c3 y^3, in uA, y in V."""
+    y = np.asarray(y_v)
+    c0, c1, c2, c3 = (y.dtype.type(c) if y.dtype.kind == "f" else c for c in _CUBIC)
+    return c0 + y * (c1 + y * (c2 + y * c3))
+
+
+def cell_current_ua(y_v, law: str):
+    """Read current of a gain cell for deviation y_v under `law` ('linear' or 'cubic')."""
+    if law == "linear":
+        return cell_linear_ua(y_v)
+    if law == "cubic":
+        return cell_cubic_ua(y_v)
+    raise ValueError(f"unknown cell law {law!r}; expected one of {CELL_LAWS}")
+
+
+def quantize(x, lo: float, hi: float, levels: int | None):
+    """DAC / counter quantizer of the paper's code: x -> step * round(x / step).
+
+    step = (hi - lo) / (levels - 1). `levels` None or 0 means no quantization.
+    The input is expected to be clipped to [lo, hi] already. Note that rounding is
+    on a grid through 0, not through `lo`: for lo = 0 the two coincide (q, k, v);
+    for the signed output range [-1, 1] with 32 levels, step = 2/31 and the clipped
+    extremes +-1 round to +-16 steps (numpy rounds half to even), i.e. the published
+    model has 33 output codes (-16..16); we reproduce it as published.
+    """
+    if not levels:
+        return x
+    if levels < 2:
+        raise ValueError(f"quantizer needs at least 2 levels, got {levels}")
+    step = (hi - lo) / (levels - 1)
+    x = np.asarray(x)
+    dtype = x.dtype.type if x.dtype.kind == "f" else np.float64
+    return dtype(step) * np.round(x / dtype(step))
+
+
+def quantize_code(x, lo: float, hi: float, levels: int) -> np.ndarray:
+    """Integer code of `quantize`: round(x / step) (what a counter or DAC register holds)."""
+    step = (hi - lo) / (levels - 1)
+    return np.round(np.asarray(x) / step).astype(np.int32)
+
+
+def scale_clip_quantize(x, a, b, lo: float, hi: float, levels: int | None):
+    """Per-head affine scaler, clip to the DAC range, quantize: the DAC front end.
+
+    a, b broadcast against x (e.g. shape [..., heads, 1] for x [..., heads, d]).
+    """
+    x = np.asarray(x)
+    dtype = x.dtype.type if x.dtype.kind == "f" else np.float64
+    scaled = dtype(a) * x + dtype(b) if np.isscalar(a) else (np.asarray(a, x.dtype) * x + np.asarray(b, x.dtype))
+    return quantize(np.clip(scaled, dtype(lo), dtype(hi)), lo, hi, levels)
+
+
+def hard_sigmoid(s_ua, s_sat_ua: float):
+    """Charge-to-pulse converter: phi = clip(S / S_sat, 0, 1), a fraction of T_max.
+
+    S is the integrated bit-line charge in uA*T_max (the sum of currents weighted by
+    pulse fractions); S_sat = 80 in the paper.
+    """
+    s = np.asarray(s_ua)
+    return np.clip(s / s.dtype.type(s_sat_ua) if s.dtype.kind == "f" else s / s_sat_ua, 0.0, 1.0)
+
+
+def output_code(a_ua, out_sat_ua: float, levels: int | None):
+    """Signed charge-to-pulse plus counter: clip(A / out_sat, -1, 1), quantized on [-1, 1]."""
+    a = np.asarray(a_ua)
+    dtype = a.dtype.type if a.dtype.kind == "f" else np.float64
+    return quantize(np.clip(a / dtype(out_sat_ua), dtype(-1.0), dtype(1.0)), -1.0, 1.0, levels)
+
+
+def decay_from_age(age_ps, tau_ps: float | None):
+    """Retention factor exp(-age / tau) of a stored deviation; tau None = no decay."""
+    age = np.asarray(age_ps, dtype=np.float64)
+    if tau_ps is None:
+        return np.ones_like(age)
+    return np.exp(-age / float(tau_ps))
+
+
+def decay_per_token(age_tokens, rate_per_token: float):
+    """The paper's code form: exp(-rate * age in tokens), rate = 1.6e-4 per token."""
+    return np.exp(-float(rate_per_token) * np.asarray(age_tokens, dtype=np.float64))
+
+
+# ---- sliding window / ring buffer ---------------------------------------------------
+
+def ring_slot(t, window: int):
+    """Slot that token t is written to: the oldest one, t mod M."""
+    return np.asarray(t) % window
+
+
+def sub_tile_of_slot(slot, array_size: int):
+    """Sub-tile holding a slot: slot // array size (64 in the paper)."""
+    return np.asarray(slot) // array_size
+
+
+def slot_tokens(t: int, window: int) -> np.ndarray:
+    """Token held by each slot while token t is being read (after its own write).
+
+    Returns int64 [window]; -1 for a slot not yet written (t < M - 1). The window
+    includes token t itself, so slot s holds the largest u <= t with u mod M == s.
+    """
+    slots = np.arange(window)
+    tokens = t - ((t - slots) % window)
+    return np.where(tokens >= 0, tokens, -1)
+
+
+def valid_slots(t: int, window: int) -> np.ndarray:
+    """Boolean [window]: which slots take part in the read at step t."""
+    return slot_tokens(t, window) >= 0
+
+
+# ---- array dot products through the cell law ------------------------------------------
+#
+# A cell law is a polynomial f(y) = sum_i c_i y**i (linear: c = (0, 19.3); cubic: four
+# terms). Retention scales the stored deviation, f(y * d) = sum_i c_i d**i y**i, so a
+# bit-line sum over cells with per-slot decay d_j is sum_i c_i d_j**i (x . y_j**i): a few
+# matrix products against the stored powers y**i instead of evaluating f per cell.
+
+def law_coefficients(law: str) -> np.ndarray:
+    """Polynomial coefficients c_0..c_n (uA / V**i) of a cell law."""
+    if law == "linear":
+        return np.array([0.0, LINEAR_SLOPE_UA_PER_V])
+    if law == "cubic":
+        return _CUBIC.copy()
+    raise ValueError(f"unknown cell law {law!r}; expected one of {CELL_LAWS}")
+
+
+def stored_powers(y_v, n_terms: int):
+    """Powers y**1 .. y**(n_terms-1) of stored deviations, stacked on a new axis 0."""
+    y = np.asarray(y_v)
+    out = np.empty((n_terms - 1,) + y.shape, dtype=y.dtype)
+    out[0] = y
+    for i in range(1, n_terms - 1):
+        np.multiply(out[i - 1], y, out=out[i])
+    return out
+
+
+def bitline_charges_qk(q, yk_pow, decay, valid, coeffs):
+    """K-array bit-line charges S (uA x T_max) for a bank of heads.
+
+    q: [KV, G, d] pulse fractions (G query heads per K/V head); yk_pow: [P, KV, M, d]
+    stored K deviations and their powers; decay: [M] retention factor per slot;
+    valid: [M] bool, slots that take part; coeffs: c_0..c_P of the cell law.
+    Returns S [KV, G, M]; S_j = sum_d q_d f(y_dj * decay_j), 0 on invalid slots.
+    """
+    dtype = q.dtype.type
+    s = (dtype(coeffs[0]) * q.sum(axis=-1))[..., None] * np.ones(decay.shape, q.dtype)
+    d_pow = np.ones_like(decay)
+    for i in range(1, len(coeffs)):
+        d_pow = d_pow * decay
+        s += (dtype(coeffs[i]) * d_pow) * np.matmul(q, yk_pow[i - 1].transpose(0, 2, 1))
+    return s * valid
+
+
+def bitline_charges_av(phi, yv_pow, decay, coeffs, array_size: int):
+    """V-array bit-line charges A (uA x T_max) per sub-tile for a bank of heads.
+
+    phi: [KV, G, M] pulse fractions driving the V rows (0 on invalid slots);
+    yv_pow: [P, KV, M, d]; decay: [M]. Returns A [KV, G, n_sub, d] with
+    A_s,d = sum_{j in s} phi_j f(y_jd * decay_j).
+    """
+    kv, g, m = phi.shape
+    n_sub = m // array_size
+    dtype = phi.dtype.type
+    w = phi.reshape(kv, g, n_sub, array_size)
+    out = (dtype(coeffs[0]) * w.sum(axis=-1))[..., None] * np.ones(yv_pow.shape[-1], phi.dtype)
+    d_pow = np.ones_like(decay)
+    for i in range(1, len(coeffs)):
+        d_pow = d_pow * decay
+        wi = (phi * (dtype(coeffs[i]) * d_pow)).reshape(kv, g, n_sub, array_size).transpose(0, 2, 1, 3)
+        yi = yv_pow[i - 1].reshape(kv, n_sub, array_size, -1)
+        out += np.matmul(wi, yi).transpose(0, 2, 1, 3)
+    return out

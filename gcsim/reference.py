@@ -1,0 +1,352 @@
+"""Numeric reference model of gain-cell attention (paper.md section 2).
+
+Variants:
+  softmax  sliding-window causal softmax attention, scale 1/sqrt(d): the ideal baseline.
+  linear   the hardware model with the linear cell law f(y) = 19.3 y.
+  cubic    the hardware model with the SPICE-fitted cubic cell law (the real cell).
+
+Two forms that must agree:
+  `layer_attention` / `head_attention`: a whole sequence at once, vectorised over heads,
+      sub-tiles and tokens (blocks of steps bound the memory; no loop over tokens);
+  `DecodeState`: one decode step at a time with explicit state, the ring buffer of
+      stored K/V and the simulated time each slot was written.
+
+Hardware stages, per head and step t: q' = a_q q + b_q, k' = a_k k + b_k,
+v' = a_v v + b_v, clipped and quantized by the DACs; S_j = sum_d q'_d f(y_K * decay_j)
+over the window's slots; phi = clip(S / S_sat, 0, 1); per sub-tile
+A_s = sum_{j in s} phi_j f(y_V * decay_j) and out_s = Qz(clip(A_s / out_sat, -1, 1));
+y = a_out sum_s out_s + b_out. Slot j = t mod M, sub-tile = j // array_size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import physics
+from .hardware import Hardware
+
+VARIANTS = ("softmax", "linear", "cubic")
+
+
+class ReferenceError(ValueError):
+    """Bad input to the reference model (shape, NaN, unknown variant)."""
+
+
+def default_scalers(layers: int, heads: int, kv_heads: int) -> dict[str, np.ndarray]:
+    """The paper's initial per-head scalers: a = 1, b_q = 0, b_k = b_v = 0.45, out a=1 b=0."""
+    ones_h, ones_kv = np.ones((layers, heads)), np.ones((layers, kv_heads))
+    return {"a_q": ones_h.copy(), "b_q": 0 * ones_h, "a_k": ones_kv.copy(), "b_k": 0.45 * ones_kv,
+            "a_v": ones_kv.copy(), "b_v": 0.45 * ones_kv, "a_out": ones_h.copy(), "b_out": 0 * ones_h}
+
+
+def layer_scalers(scalers: dict | None, layer: int, heads: int, kv_heads: int) -> dict[str, np.ndarray]:
+    """One layer's scalers as float64 arrays of shape [heads] / [kv_heads]."""
+    if scalers is None:
+        return {k: v[0] for k, v in default_scalers(1, heads, kv_heads).items()}
+    out = {}
+    for key, n in (("a_q", heads), ("b_q", heads), ("a_k", kv_heads), ("b_k", kv_heads),
+                   ("a_v", kv_heads), ("b_v", kv_heads), ("a_out", heads), ("b_out", heads)):
+        arr = np.asarray(scalers[key], dtype=np.float64)
+        arr = arr[layer] if arr.ndim == 2 else arr
+        out[key] = np.broadcast_to(arr, (n,)).copy()
+    return out
+
+
+# ---- DAC front end -------------------------------------------------------------------
+
+def dac_query(q, sc: dict, hw: Hardware, variant: str):
+    """q [..., H, d] -> pulse fractions (hardware variants) or q itself (softmax)."""
+    if variant == "softmax":
+        return q
+    n = hw.numerics
+    return physics.scale_clip_quantize(q, sc["a_q"][:, None].astype(q.dtype), sc["b_q"][:, None].astype(q.dtype),
+                                       *n.q_range, n.q_levels)
+
+
+def dac_kv(x, a, b, hw: Hardware, variant: str):
+    """k or v [..., KV, d] -> stored deviation from 0.45 V (hardware) or x itself (softmax)."""
+    if variant == "softmax":
+        return x
+    n = hw.numerics
+    stored = physics.scale_clip_quantize(x, a[:, None].astype(x.dtype), b[:, None].astype(x.dtype),
+                                         *n.kv_range_v, n.kv_levels)
+    return stored - x.dtype.type(physics.V_ZERO_V)
+
+
+def retention_decay(age_ps, age_tokens, hw: Hardware):
+    """Retention factor for ages given both in time (ps) and in tokens."""
+    ret = hw.numerics.retention
+    if ret.mode == "time":
+        return physics.decay_from_age(age_ps, hw.decay_tau_ps)
+    if ret.mode == "per_token":
+        return physics.decay_per_token(age_tokens, ret.rate_per_token)
+    return np.ones(np.shape(age_ps))
+
+
+def readout(sub_out, sc: dict):
+    """Digital accumulation: y = a_out * sum over sub-tiles + b_out. sub_out [..., H, n_sub, d]."""
+    dtype = sub_out.dtype
+    return sc["a_out"][:, None].astype(dtype) * sub_out.sum(axis=-2) + sc["b_out"][:, None].astype(dtype)
+
+
+# ---- validation of inputs ------------------------------------------------------------
+
+def _check(name, arr, shape):
+    arr = np.asarray(arr)
+    if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+        want = "[" + ", ".join("T" if s is None else str(s) for s in shape) + "]"
+        raise ReferenceError(f"{name}: expected shape {want}, found {list(arr.shape)}")
+    if arr.dtype.kind != "f":
+        raise ReferenceError(f"{name}: expected a float array, found dtype {arr.dtype}")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ReferenceError(f"{name}: NaN or Inf at index {list(idx)}")
+    return arr
+
+
+def _check_variant(variant):
+    if variant not in VARIANTS:
+        raise ReferenceError(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
+
+
+def hardware_for_variant(hw: Hardware, variant: str) -> Hardware:
+    """The description with its cell law set by the variant ('linear' or 'cubic')."""
+    if variant in ("linear", "cubic") and hw.numerics.cell_law != variant:
+        return hw.derive(numerics={"cell_law": variant})
+    return hw
+
+
+# ---- whole-sequence form --------------------------------------------------------------
+
+@dataclass
+class Stages:
+    """Every stage of attention over a sequence; arrays indexed [T, H, ...].
+
+    q_in [T,H,d], k_in / v_in [T,KV,d]: what the DACs produced (pulse fractions; stored
+    deviations from 0.45 V), or the raw inputs for softmax. S, phi [T,H,M]: per slot
+    (slot layout, 0 where a slot takes no part); for softmax S are the scaled scores
+    and phi the softmax weights. sub_out [T,H,n_sub,d]: quantized per-sub-tile outputs
+    in [-1, 1] (None for softmax). out [T,H,d]: the attention output.
+    """
+    q_in: np.ndarray
+    k_in: np.ndarray
+    v_in: np.ndarray
+    S: np.ndarray | None
+    phi: np.ndarray | None
+    sub_out: np.ndarray | None
+    out: np.ndarray
+
+    def head(self, h: int, group_size: int) -> "Stages":
+        kv = h // group_size
+        pick = lambda a, i: None if a is None else a[:, i]  # noqa: E731
+        return Stages(pick(self.q_in, h), pick(self.k_in, kv), pick(self.v_in, kv), pick(self.S, h),
+                      pick(self.phi, h), pick(self.sub_out, h), pick(self.out, h))
+
+
+def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
+                    layer: int = 0, write_times_ps=None, read_times_ps=None, stages: bool = True,
+                    dtype=np.float64, block: int = 128) -> Stages:
+    """Attention of one layer over a whole sequence, all heads at once.
+
+    q: [T, H, d]; k, v: [T, KV, d] (grouped-query: head h reads K/V head h // (H/KV)).
+    variant: 'softmax' | 'linear' | 'cubic' (default: the description's cell law).
+    scalers: per-head scaler arrays ([layers, H] / [layers, KV] or [H] / [KV]); None for
+    the paper's initial values. write_times_ps / read_times_ps: [T] simulated times at
+    which token t was written and read in this layer (default: t x the nominal token
+    period), from which retention ages follow. stages=False skips S and phi.
+    """
+    variant = variant or hw.numerics.cell_law
+    _check_variant(variant)
+    hw = hardware_for_variant(hw, variant)
+    shp = hw.shape
+    q = _check("q", q, (None, shp.heads, shp.d_head)).astype(dtype, copy=False)
+    T = q.shape[0]
+    k = _check("k", k, (T, shp.kv_heads, shp.d_head)).astype(dtype, copy=False)
+    v = _check("v", v, (T, shp.kv_heads, shp.d_head)).astype(dtype, copy=False)
+    period = hw.timing.nominal_token_period_ps
+    steps = np.arange(T, dtype=np.int64)
+    wt = steps * period if write_times_ps is None else _times("write_times_ps", write_times_ps, T)
+    rt = steps * period if read_times_ps is None else _times("read_times_ps", read_times_ps, T)
+    sc = layer_scalers(scalers, layer, shp.heads, shp.kv_heads)
+
+    q_in = dac_query(q, sc, hw, variant)
+    k_in = dac_kv(k, sc["a_k"], sc["b_k"], hw, variant)
+    v_in = dac_kv(v, sc["a_v"], sc["b_v"], hw, variant)
+
+    M, G, KV, d = shp.window, shp.group_size, shp.kv_heads, shp.d_head
+    out = np.empty((T, shp.heads, d), dtype)
+    S_all = np.zeros((T, shp.heads, M), dtype) if stages else None
+    phi_all = np.zeros((T, shp.heads, M), dtype) if stages else None
+    sub_all = None if variant == "softmax" else np.empty((T, shp.heads, shp.n_sub_tiles, d), dtype)
+    coeffs = None if variant == "softmax" else physics.law_coefficients(variant)
+    yk_pow = None if variant == "softmax" else physics.stored_powers(k_in, len(coeffs))
+    yv_pow = None if variant == "softmax" else physics.stored_powers(v_in, len(coeffs))
+
+    for t0 in range(0, T, block):  # blocks of steps only bound memory
+        t1 = min(T, t0 + block)
+        # tokens seen by the block, aligned to whole windows so sub-tiles line up
+        u0 = max(0, t0 - M + 1) // M * M
+        u1 = -(-t1 // M) * M
+        ts, us = np.arange(t0, t1), np.arange(u0, u1)
+        in_window = (us[None, :] <= ts[:, None]) & (us[None, :] > ts[:, None] - M) & (us[None, :] < T)
+        qb = q_in[t0:t1].reshape(t1 - t0, KV, G, d).transpose(1, 2, 0, 3)  # [KV,G,tb,d]
+        if variant == "softmax":
+            kb = _pad_tokens(k_in, u0, u1)  # [U,KV,d]
+            vb = _pad_tokens(v_in, u0, u1)
+            scores = np.matmul(qb, kb.transpose(1, 2, 0)[:, None]) / np.sqrt(d)  # [KV,G,tb,U]
+            scores = np.where(in_window, scores, -np.inf)
+            w = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            w /= w.sum(axis=-1, keepdims=True)
+            ob = np.matmul(w, vb.transpose(1, 0, 2)[:, None])  # [KV,G,tb,d]
+            out[t0:t1] = ob.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, d)
+            s_tok, phi_tok = np.where(in_window, scores, 0.0), w
+        else:
+            age_ps = rt[t0:t1, None] - _pad_tokens(wt, u0, u1)[None, :]
+            age_tok = ts[:, None] - us[None, :]
+            decay = np.where(in_window, retention_decay(age_ps, age_tok, hw), 0.0).astype(dtype)
+            s_tok = (dtype(coeffs[0]) * qb.sum(axis=-1))[..., None] * in_window
+            d_pow = np.ones_like(decay)
+            pows = []
+            for i in range(1, len(coeffs)):
+                d_pow = d_pow * decay
+                pows.append(d_pow)
+                yk = _pad_tokens(yk_pow[i - 1], u0, u1)  # [U,KV,d]
+                s_tok = s_tok + (dtype(coeffs[i]) * d_pow) * np.matmul(qb, yk.transpose(1, 2, 0)[:, None])
+            phi_tok = physics.hard_sigmoid(s_tok, hw.numerics.s_sat)
+            # per sub-tile sums: group tokens as [windows, sub-tile, row] and contract
+            nb, n_sub, a = (u1 - u0) // M, shp.n_sub_tiles, shp.array_size
+            acc = (dtype(coeffs[0]) * phi_tok.reshape(KV, G, t1 - t0, nb, n_sub, a).sum(axis=(3, 5)))[..., None]
+            acc = acc * np.ones(d, dtype)
+            for i in range(1, len(coeffs)):
+                wi = (phi_tok * (dtype(coeffs[i]) * pows[i - 1])).reshape(KV, G, t1 - t0, nb, n_sub, a)
+                wi = wi.transpose(0, 4, 1, 2, 3, 5).reshape(KV, n_sub, G * (t1 - t0), nb * a)
+                yv = _pad_tokens(yv_pow[i - 1], u0, u1).reshape(nb, n_sub, a, KV, d)
+                yv = yv.transpose(3, 1, 0, 2, 4).reshape(KV, n_sub, nb * a, d)
+                acc = acc + np.matmul(wi, yv).reshape(KV, n_sub, G, t1 - t0, d).transpose(0, 2, 3, 1, 4)
+            sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels)  # [KV,G,tb,n_sub,d]
+            sub_all[t0:t1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
+            out[t0:t1] = readout(sub_all[t0:t1], sc)
+        if stages:  # token layout -> slot layout: slot s holds token t - ((t - s) mod M)
+            slots = np.arange(M)
+            tok = ts[:, None] - ((ts[:, None] - slots[None, :]) % M)
+            ok = tok >= 0
+            col = np.where(ok, tok - u0, 0)
+            for arr, dst in ((s_tok, S_all), (phi_tok, phi_all)):
+                flat = arr.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, -1)
+                dst[t0:t1] = np.where(ok[:, None, :], np.take_along_axis(flat, col[:, None, :], axis=2), 0.0)
+    return Stages(q_in, k_in, v_in, S_all, phi_all, sub_all, out)
+
+
+def _times(name, arr, T):
+    arr = np.asarray(arr)
+    if arr.shape != (T,):
+        raise ReferenceError(f"{name}: expected shape [{T}], found {list(arr.shape)}")
+    return arr.astype(np.int64)
+
+
+def _pad_tokens(x, u0, u1):
+    """x[u0:u1] along axis 0, zero-padded past the end of the sequence."""
+    part = x[u0:u1]
+    if part.shape[0] == u1 - u0:
+        return part
+    pad = np.zeros((u1 - u0 - part.shape[0],) + x.shape[1:], x.dtype)
+    return np.concatenate([part, pad])
+
+
+def head_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
+                   write_times_ps=None, read_times_ps=None, stages: bool = True, dtype=np.float64) -> Stages:
+    """Attention of one head over a whole sequence: q, k, v [T, d] -> Stages with the
+    head axis removed (S, phi [T, M]; sub_out [T, n_sub, d]; out [T, d]).
+
+    scalers: a dict of scalars (a_q, b_q, a_k, b_k, a_v, b_v, a_out, b_out), missing keys
+    take the paper's initial values.
+    """
+    one = hw.derive(shape={"layers": 1, "heads": 1, "kv_heads": 1}, periphery={"counters_shared_by": 1})
+    base = {k_: v_[0] for k_, v_ in default_scalers(1, 1, 1).items()}
+    if scalers:
+        unknown = set(scalers) - set(base)
+        if unknown:
+            raise ReferenceError(f"scalers: unknown keys {sorted(unknown)}; expected {sorted(base)}")
+        base.update({k_: np.atleast_1d(np.asarray(v_, dtype=np.float64)) for k_, v_ in scalers.items()})
+    for name, arr in (("q", q), ("k", k), ("v", v)):
+        if np.ndim(arr) != 2:
+            raise ReferenceError(f"{name}: expected shape [T, {hw.shape.d_head}], found {list(np.shape(arr))}")
+    res = layer_attention(np.asarray(q)[:, None], np.asarray(k)[:, None], np.asarray(v)[:, None], one,
+                          variant=variant, scalers=base, write_times_ps=write_times_ps,
+                          read_times_ps=read_times_ps, stages=stages, dtype=dtype)
+    return res.head(0, 1)
+
+
+def model_attention(trace_q, trace_k, trace_v, hw: Hardware, **kwargs) -> list[Stages]:
+    """Every layer: q [T, L, H, d], k, v [T, L, KV, d] -> list of per-layer Stages."""
+    return [layer_attention(trace_q[:, l], trace_k[:, l], trace_v[:, l], hw, layer=l, **kwargs)
+            for l in range(hw.shape.layers)]
+
+
+# ---- decode-step form ------------------------------------------------------------------
+
+@dataclass
+class StepStages:
+    """One step of one layer: q_in [H,d]; S, phi [H,M]; sub_out [H,n_sub,d] or None; out [H,d]."""
+    q_in: np.ndarray
+    S: np.ndarray
+    phi: np.ndarray
+    sub_out: np.ndarray | None
+    out: np.ndarray
+
+
+class DecodeState:
+    """Explicit decode state of one layer: the ring buffer of written K/V and write times.
+
+    write(t, k_t, v_t, time_ps) stores token t in slot t mod M; read(q_t, t, time_ps)
+    attends over the valid slots with retention ages time_ps - write time.
+    """
+
+    def __init__(self, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
+                 layer: int = 0, dtype=np.float64):
+        self.variant = variant or hw.numerics.cell_law
+        _check_variant(self.variant)
+        self.hw = hw = hardware_for_variant(hw, self.variant)
+        s = hw.shape
+        self.dtype = np.dtype(dtype)
+        self.sc = layer_scalers(scalers, layer, s.heads, s.kv_heads)
+        self.coeffs = None if self.variant == "softmax" else physics.law_coefficients(self.variant)
+        n_stored = 1 if self.variant == "softmax" else len(self.coeffs) - 1
+        self.k_pow = np.zeros((n_stored, s.kv_heads, s.window, s.d_head), self.dtype)
+        self.v_pow = np.zeros_like(self.k_pow)
+        self.token = np.full(s.window, -1, np.int64)     # token held by each slot
+        self.write_time_ps = np.zeros(s.window, np.int64)
+
+    def write(self, t: int, k_t, v_t, time_ps: int) -> None:
+        s = self.hw.shape
+        k_t = _check("k_t", k_t, (s.kv_heads, s.d_head)).astype(self.dtype, copy=False)
+        v_t = _check("v_t", v_t, (s.kv_heads, s.d_head)).astype(self.dtype, copy=False)
+        slot = int(physics.ring_slot(t, s.window))
+        self.k_pow[:, :, slot] = physics.stored_powers(dac_kv(k_t, self.sc["a_k"], self.sc["b_k"], self.hw, self.variant), self.k_pow.shape[0] + 1)
+        self.v_pow[:, :, slot] = physics.stored_powers(dac_kv(v_t, self.sc["a_v"], self.sc["b_v"], self.hw, self.variant), self.v_pow.shape[0] + 1)
+        self.token[slot] = t
+        self.write_time_ps[slot] = time_ps
+
+    def read(self, q_t, t: int, time_ps: int) -> StepStages:
+        s, hw = self.hw.shape, self.hw
+        q_t = _check("q_t", q_t, (s.heads, s.d_head)).astype(self.dtype, copy=False)
+        valid = (self.token >= 0) & (self.token <= t) & (self.token > t - s.window)
+        q_in = dac_query(q_t, self.sc, hw, self.variant)
+        qb = q_in.reshape(s.kv_heads, s.group_size, s.d_head)
+        if self.variant == "softmax":
+            scores = np.matmul(qb, self.k_pow[0].transpose(0, 2, 1)) / np.sqrt(s.d_head)
+            scores = np.where(valid, scores, -np.inf)
+            w = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            w /= w.sum(axis=-1, keepdims=True)
+            out = np.matmul(w, self.v_pow[0]).reshape(s.heads, s.d_head)
+            return StepStages(q_in, np.where(valid, scores, 0.0).reshape(s.heads, -1),
+                              w.reshape(s.heads, -1), None, out)
+        age_ps = time_ps - self.write_time_ps
+        decay = np.where(valid, retention_decay(age_ps, t - self.token, hw), 0.0).astype(self.dtype)
+        S = physics.bitline_charges_qk(qb, self.k_pow, decay, valid, self.coeffs)
+        phi = physics.hard_sigmoid(S, hw.numerics.s_sat)
+        acc = physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, s.array_size)
+        sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels).reshape(s.heads, s.n_sub_tiles, s.d_head)
+        return StepStages(q_in, S.reshape(s.heads, -1), phi.reshape(s.heads, -1), sub, readout(sub, self.sc))

@@ -1,0 +1,54 @@
+"""A deliberately naive, loop-based re-statement of paper.md section 2, used only by the
+tests as an independent formula: per head, per step, per slot, with the cell law
+evaluated element by element on the decayed deviation (no polynomial expansion)."""
+import math
+
+import numpy as np
+
+# paper.md: the 10 coefficients C_ij, i = 0..3 outer, j = 0..3-i inner
+C = (0.17393044, 0.15653739, 0.14088365, 0.12679529, 5.51975209, 4.96777688, 4.4709992,
+     -1.44776001, -1.30298401, 46.05483778)
+
+
+def law(y, kind):
+    if kind == "linear":
+        return 19.3 * y
+    total, idx = 0.0, 0
+    for i in range(4):
+        for j in range(4 - i):
+            total = total + C[idx] * y ** i * 0.9 ** j
+            idx += 1
+    return total
+
+
+def qz(x, lo, hi, n):
+    step = (hi - lo) / (n - 1)
+    return step * np.round(x / step)
+
+
+def naive_head(q, k, v, *, kind="cubic", M=1024, a=64, period_ns=800.0, tau_ns=5e6,
+               sc=None, q_levels=16, kv_levels=8, out_levels=32):
+    """q, k, v [T, d] -> (S [T, M], phi [T, M], sub [T, M//a, d], out [T, d]) for one head."""
+    sc = sc or {}
+    aq, bq = sc.get("a_q", 1.0), sc.get("b_q", 0.0)
+    ak, bk = sc.get("a_k", 1.0), sc.get("b_k", 0.45)
+    av, bv = sc.get("a_v", 1.0), sc.get("b_v", 0.45)
+    ao, bo = sc.get("a_out", 1.0), sc.get("b_out", 0.0)
+    T, d = q.shape
+    qq = qz(np.clip(aq * q + bq, 0, 1), 0, 1, q_levels)
+    kk = qz(np.clip(ak * k + bk, 0, 0.9), 0, 0.9, kv_levels) - 0.45
+    vv = qz(np.clip(av * v + bv, 0, 0.9), 0, 0.9, kv_levels) - 0.45
+    S = np.zeros((T, M)); phi = np.zeros((T, M)); sub = np.zeros((T, M // a, d)); out = np.zeros((T, d))
+    for t in range(T):
+        acc = np.zeros((M // a, d))
+        for u in range(max(0, t - M + 1), t + 1):
+            slot = u % M
+            dec = math.exp(-(t - u) * period_ns / tau_ns)
+            s = sum(qq[t, i] * law(kk[u, i] * dec, kind) for i in range(d))
+            S[t, slot] = s
+            p = min(max(s / 80.0, 0.0), 1.0)
+            phi[t, slot] = p
+            acc[slot // a] += p * law(vv[u] * dec, kind)
+        sub[t] = qz(np.clip(acc / 40.0, -1, 1), -1, 1, out_levels)
+        out[t] = ao * sub[t].sum(axis=0) + bo
+    return S, phi, sub, out
