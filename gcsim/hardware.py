@@ -115,7 +115,7 @@ class Interconnect:
     out_bits: int = field(default=16, metadata={"check": _positive})
     links: dict[str, Link] = field(default_factory=dict)
 
-    LINKS = ("host_to_controller", "controller_to_bank", "bank_to_host")
+    LINKS = ("host_to_controller", "bank_to_host")
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,9 @@ class Periphery:
     gqa_mapping: str = field(default="time_multiplexed",
                              metadata={"choices": ("time_multiplexed", "replicated")})
     counters_shared_by: int = field(default=1, metadata={"check": _positive})
+    counters_shared_by_layers: int = field(default=1, metadata={"check": _positive})
+    sequences: int = field(default=1, metadata={"check": _positive})
+    host_engines: int = field(default=1, metadata={"check": _positive})
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,9 @@ def _check_consistency(hw: Hardware, source: str) -> None:
         if hw.timing.phase_ps(p) % step_ps:
             raise HardwareError(f"{source}: field 'timing.phases_ns.{p}': {hw.timing.phases_ns[p]} ns is not a "
                                 f"whole number of clock cycles ({step_ps} ps)")
+    if hw.shape.layers % hw.periphery.counters_shared_by_layers:
+        raise HardwareError(f"{source}: field 'periphery.counters_shared_by_layers': "
+                            f"{hw.periphery.counters_shared_by_layers} does not divide layers = {hw.shape.layers}")
     if hw.shape.heads % hw.periphery.counters_shared_by:
         raise HardwareError(f"{source}: field 'periphery.counters_shared_by': {hw.periphery.counters_shared_by} "
                             f"does not divide heads = {hw.shape.heads}")

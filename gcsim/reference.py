@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import physics
+from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, readout, retention_decay
 from .hardware import Hardware
 
 VARIANTS = ("softmax", "linear", "cubic")
@@ -31,63 +32,6 @@ VARIANTS = ("softmax", "linear", "cubic")
 
 class ReferenceError(ValueError):
     """Bad input to the reference model (shape, NaN, unknown variant)."""
-
-
-def default_scalers(layers: int, heads: int, kv_heads: int) -> dict[str, np.ndarray]:
-    """The paper's initial per-head scalers: a = 1, b_q = 0, b_k = b_v = 0.45, out a=1 b=0."""
-    ones_h, ones_kv = np.ones((layers, heads)), np.ones((layers, kv_heads))
-    return {"a_q": ones_h.copy(), "b_q": 0 * ones_h, "a_k": ones_kv.copy(), "b_k": 0.45 * ones_kv,
-            "a_v": ones_kv.copy(), "b_v": 0.45 * ones_kv, "a_out": ones_h.copy(), "b_out": 0 * ones_h}
-
-
-def layer_scalers(scalers: dict | None, layer: int, heads: int, kv_heads: int) -> dict[str, np.ndarray]:
-    """One layer's scalers as float64 arrays of shape [heads] / [kv_heads]."""
-    if scalers is None:
-        return {k: v[0] for k, v in default_scalers(1, heads, kv_heads).items()}
-    out = {}
-    for key, n in (("a_q", heads), ("b_q", heads), ("a_k", kv_heads), ("b_k", kv_heads),
-                   ("a_v", kv_heads), ("b_v", kv_heads), ("a_out", heads), ("b_out", heads)):
-        arr = np.asarray(scalers[key], dtype=np.float64)
-        arr = arr[layer] if arr.ndim == 2 else arr
-        out[key] = np.broadcast_to(arr, (n,)).copy()
-    return out
-
-
-# ---- DAC front end -------------------------------------------------------------------
-
-def dac_query(q, sc: dict, hw: Hardware, variant: str):
-    """q [..., H, d] -> pulse fractions (hardware variants) or q itself (softmax)."""
-    if variant == "softmax":
-        return q
-    n = hw.numerics
-    return physics.scale_clip_quantize(q, sc["a_q"][:, None].astype(q.dtype), sc["b_q"][:, None].astype(q.dtype),
-                                       *n.q_range, n.q_levels)
-
-
-def dac_kv(x, a, b, hw: Hardware, variant: str):
-    """k or v [..., KV, d] -> stored deviation from 0.45 V (hardware) or x itself (softmax)."""
-    if variant == "softmax":
-        return x
-    n = hw.numerics
-    stored = physics.scale_clip_quantize(x, a[:, None].astype(x.dtype), b[:, None].astype(x.dtype),
-                                         *n.kv_range_v, n.kv_levels)
-    return stored - x.dtype.type(physics.V_ZERO_V)
-
-
-def retention_decay(age_ps, age_tokens, hw: Hardware):
-    """Retention factor for ages given both in time (ps) and in tokens."""
-    ret = hw.numerics.retention
-    if ret.mode == "time":
-        return physics.decay_from_age(age_ps, hw.decay_tau_ps)
-    if ret.mode == "per_token":
-        return physics.decay_per_token(age_tokens, ret.rate_per_token)
-    return np.ones(np.shape(age_ps))
-
-
-def readout(sub_out, sc: dict):
-    """Digital accumulation: y = a_out * sum over sub-tiles + b_out. sub_out [..., H, n_sub, d]."""
-    dtype = sub_out.dtype
-    return sc["a_out"][:, None].astype(dtype) * sub_out.sum(axis=-2) + sc["b_out"][:, None].astype(dtype)
 
 
 # ---- validation of inputs ------------------------------------------------------------

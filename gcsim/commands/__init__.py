@@ -1,0 +1,1 @@
+"""Subcommands of the `gcsim` command line, one module each."""

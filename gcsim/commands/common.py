@@ -1,0 +1,64 @@
+"""Arguments and file handling shared by the subcommands."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from ..hardware import load_hardware
+from ..sim import check_fit
+from ..traces import open_trace
+
+REPO = Path(__file__).resolve().parent.parent.parent
+DEFAULT_TRACE = REPO / "traces" / "smollm2-135m-default.gctrace"
+DEFAULT_MODEL = "smollm2"
+
+
+def add_inputs(p, *, default_model=DEFAULT_MODEL, trace_default=True):
+    p.add_argument("trace", nargs="?" if trace_default else None, default=str(DEFAULT_TRACE) if trace_default else None,
+                   help="decode trace (.gctrace); default: the shipped SmolLM2 trace")
+    p.add_argument("-m", "--model", default=default_model,
+                   help="hardware description: a name in models/ or a YAML path (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=None, help="replay only the first N steps")
+
+
+def load_inputs(args):
+    hw = load_hardware(args.model)
+    trace = open_trace(args.trace)
+    check_fit(hw, trace)
+    if args.steps is not None and args.steps <= 0:
+        raise ValueError(f"--steps must be positive, got {args.steps}")
+    return hw, trace
+
+
+def trace_info(trace) -> dict:
+    prov = trace.provenance or {}
+    return {"path": str(trace.path), "steps": trace.steps, "model": trace.model,
+            "source": prov.get("source"), "synthetic": prov.get("synthetic"),
+            "sha256": {k: v.get("sha256") for k, v in trace.header.get("arrays", {}).items()}}
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike):
+    """Yield a temporary directory that becomes `path` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

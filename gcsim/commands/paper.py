@@ -1,0 +1,90 @@
+"""`gcsim paper`: reproduce the paper's latency and energy figures and GPU ratios.
+
+Replays a synthetic GPT-2-shaped trace (seeded; generated in a temporary file unless
+--trace is given) of at least a full window on models/paper-gpt2.yaml and prints the
+simulated figures beside the published ones (paper.md section 3). Energy counts do not
+depend on the values, so the replay is timing-only unless --functional is given.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+from .. import paper
+from ..hardware import load_hardware
+from ..report import build_report
+from ..sim import Simulator
+from ..traces import open_trace, write_synthetic
+
+
+def register(sub):
+    p = sub.add_parser("paper", help="reproduce the paper's budgets and GPU comparison", description=__doc__)
+    p.add_argument("-m", "--model", default="paper-gpt2", help="hardware description (default: %(default)s)")
+    p.add_argument("--trace", default=None, help="a GPT-2-shaped trace instead of a generated one")
+    p.add_argument("--steps", type=int, default=1100, help="synthetic steps (>= window; default %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--functional", action="store_true", help="compute values too (slower)")
+    p.set_defaults(func=main)
+
+
+def reproduce(hw, trace, functional=False) -> dict:
+    res = Simulator(hw, trace, values=functional).run(progress=False)
+    rep = build_report(res, values=functional)
+    s = hw.shape
+    full = np.arange(res.steps) >= s.window - 1
+    if not full.any():
+        raise ValueError(f"the trace has {res.steps} steps; the paper's figures need a full window "
+                         f"({s.window} steps)")
+    step_pj = res.ledger.step_pj()[full]
+    layer_ns = float(np.mean(res.layer_end_ps[0] - res.layer_start_ps[0])) / 1000
+    token_ns = float(np.mean(res.step_latency_ps(0)[full])) / 1000
+    layer_nj = float(step_pj.mean()) / s.layers / 1000
+    out = {"layer_ns": layer_ns, "layer_cycles": layer_ns * 1000 / hw.timing.clock_period_ps,
+           "token_us": token_ns / 1000, "layer_nj": layer_nj, "token_uj": float(step_pj.mean()) / 1e6,
+           "items_pj": {k: v["per_head_per_token_pj"] for k, v in rep["energy"]["paper_items"].items()},
+           "gpus": {}}
+    for gpu, base in paper.GPUS.items():
+        out["gpus"][gpu] = {"speedup": base["latency_us"] * 1000 / layer_ns,
+                            "energy_ratio": base["energy_mj"] * 1e6 / layer_nj}
+    return out
+
+
+def format_paper(r: dict) -> str:
+    rows = [("latency per layer (ns)", r["layer_ns"], paper.LAYER_NS),
+            ("  in cycles at the clock", r["layer_cycles"], paper.LAYER_NS),
+            ("latency per token, 12 layers (us)", r["token_us"], paper.TOKEN_US)]
+    for k, v in r["items_pj"].items():
+        rows.append((f"{paper.ITEM_LABELS[k][:40]} (pJ/head)", v, paper.ITEMS_PJ[k]))
+    rows += [("total per head (pJ)", sum(r["items_pj"].values()), paper.HEAD_TOTAL_PJ),
+             ("energy per layer, 12 heads (nJ)", r["layer_nj"], paper.LAYER_NJ),
+             ("attention energy per token (uJ)", r["token_uj"], paper.TOKEN_UJ)]
+    lines = [f"{'figure':<52} {'gcsim':>12} {'paper':>10} {'diff':>7}"]
+    for name, got, ref in rows:
+        lines.append(f"{name:<52} {got:12.4g} {ref:10.4g} {100 * (got - ref) / ref:+6.2f}%")
+    lines.append("")
+    lines.append(f"{'GPU baseline (attention, 1 layer x 12 heads)':<46} {'speed-up':>10} {'energy ratio':>14}"
+                 f"   paper's rounded claim")
+    for gpu, g in r["gpus"].items():
+        s, e = paper.CLAIMS[gpu]
+        lines.append(f"{gpu:<46} {g['speedup']:9.0f}x {g['energy_ratio']:13.0f}x   ~{s:,}x / ~{e:,}x")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    hw = load_hardware(args.model)
+    if args.trace:
+        rep = reproduce(hw, open_trace(args.trace), args.functional)
+    else:
+        if args.steps < hw.shape.window:
+            raise ValueError(f"--steps {args.steps} is shorter than the window ({hw.shape.window})")
+        s = hw.shape
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "synthetic.gctrace")
+            write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
+                            steps=args.steps, seed=args.seed)
+            with open_trace(path) as trace:
+                rep = reproduce(hw, trace, args.functional)
+    print(format_paper(rep))
+    return 0

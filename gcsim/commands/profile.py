@@ -1,0 +1,69 @@
+"""`gcsim profile`: where the design loses time.
+
+Prints, per component, busy / stalled by cause / idle time and utilisation, and the
+critical-path breakdown averaged per step; writes them to OUT/profile.json and
+OUT/components.csv, OUT/critical_path.csv (per step). With --timeline, also
+OUT/timeline.json in the Chrome trace-event format (open in ui.perfetto.dev or
+chrome://tracing), one track per component (and unit), filtered by step range, layers
+and component prefixes to keep long runs manageable. With --plots (needs matplotlib),
+PNG charts of the latency breakdown, energy breakdown and stall causes.
+"""
+from __future__ import annotations
+
+from ..profiling import format_profile, write_profile
+from ..report import build_report
+from ..sim import Simulator, Timeline
+from .common import add_inputs, atomic_dir, load_inputs, trace_info
+
+
+def register(sub):
+    p = sub.add_parser("profile", help="busy/stalled/idle per component, critical path, timeline",
+                       description=__doc__)
+    add_inputs(p)
+    p.add_argument("-o", "--out", default="out/profile", help="output directory (default: %(default)s)")
+    p.add_argument("--timing-only", action="store_true", help="skip values (timing and counts are the same)")
+    p.add_argument("--timeline", action="store_true", help="write timeline.json (Chrome trace-event format)")
+    p.add_argument("--timeline-steps", default=None, metavar="A:B", help="only steps A..B-1 in the timeline")
+    p.add_argument("--timeline-layers", default=None, metavar="L,L,...", help="only these layers in the timeline")
+    p.add_argument("--timeline-components", default=None, metavar="P,P,...",
+                   help="only components whose name starts with one of these (e.g. L00.,host)")
+    p.add_argument("--plots", action="store_true", help="write PNG plots (needs matplotlib)")
+    p.set_defaults(func=main)
+
+
+def _timeline(args):
+    if not args.timeline:
+        return None
+    steps = layers = comps = None
+    if args.timeline_steps:
+        try:
+            a, b = args.timeline_steps.split(":")
+            steps = (int(a or 0), int(b) if b else 1 << 62)
+        except ValueError:
+            raise ValueError(f"--timeline-steps: expected A:B (e.g. 0:10), found {args.timeline_steps!r}") from None
+    if args.timeline_layers:
+        try:
+            layers = {int(x) for x in args.timeline_layers.split(",")}
+        except ValueError:
+            raise ValueError(f"--timeline-layers: expected comma-separated integers, found {args.timeline_layers!r}") from None
+    if args.timeline_components:
+        comps = set(args.timeline_components.split(","))
+    return Timeline(steps, layers, comps)
+
+
+def main(args) -> int:
+    hw, trace = load_inputs(args)
+    timeline = _timeline(args)
+    if args.plots:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise ValueError("--plots needs matplotlib: pip install 'gcsim[plot]'") from None
+    res = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline).run(
+        progress=(args.steps or trace.steps) >= 200)
+    rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
+    with atomic_dir(args.out) as tmp:
+        written = write_profile(tmp, res, rep, plots=args.plots)
+    print(format_profile(rep, res))
+    print(f"\nwrote {args.out}/ ({', '.join(written)})")
+    return 0

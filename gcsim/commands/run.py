@@ -1,0 +1,50 @@
+"""`gcsim run`: replay a trace on a hardware description.
+
+Writes OUT/outputs.npy (float32 [steps, layers, heads, d_head], functional outputs of
+sequence 0), OUT/report.json and OUT/summary.txt, atomically (a failed run leaves no
+OUT). With no arguments: the shipped SmolLM2 trace on models/smollm2.yaml.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..report import build_report, format_summary
+from ..sim import Simulator
+from .common import add_inputs, atomic_dir, load_inputs, trace_info, write_json
+
+
+def register(sub):
+    p = sub.add_parser("run", help="replay a trace through the simulated chip (the main job)",
+                       description=__doc__)
+    add_inputs(p)
+    p.add_argument("-o", "--out", default="out/run", help="output directory (default: %(default)s)")
+    p.add_argument("--timing-only", action="store_true", help="skip values, keep timing and counts")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=main)
+
+
+def simulate(hw, trace, args, outputs=None):
+    sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, outputs=outputs)
+    return sim.run(progress=not args.no_progress and sim.steps >= 200)
+
+
+def main(args) -> int:
+    hw, trace = load_inputs(args)
+    steps = trace.steps if args.steps is None else min(args.steps, trace.steps)
+    s = hw.shape
+    with atomic_dir(args.out) as tmp:
+        outputs = None
+        if not args.timing_only:
+            outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,
+                                                shape=(steps, s.layers, s.heads, s.d_head))
+        res = simulate(hw, trace, args, outputs)
+        if outputs is not None:
+            outputs.flush()
+            del outputs
+        rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
+        write_json(tmp / "report.json", rep)
+        text = format_summary(rep)
+        (tmp / "summary.txt").write_text(text + "\n")
+    print(text)
+    print(f"\nwrote {args.out}/ (report.json, summary.txt{', outputs.npy' if not args.timing_only else ''})")
+    return 0

@@ -1,0 +1,153 @@
+"""`gcsim validate`: the simulator against the reference model, stage by stage.
+
+(a) exact: the reference model given the ages the simulator saw (its write and read
+    times), both in float64. S, phi, per-sub-tile codes and outputs must agree: zero code
+    mismatches and float error at rounding level, or the command exits 1.
+(b) nominal: the reference at the description's nominal token period, which reports how
+    much the chip's real timing moved the outputs.
+Also reported per layer: the hardware output's distance from ideal softmax attention
+(the trace's recorded softmax outputs, else the sliding-window softmax reference), as the
+cosine similarity and the relative RMS error after a per-head least-squares affine fit
+(what a trained output scaler could absorb).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..reference import layer_attention
+from ..sim import Simulator
+from .common import add_inputs, load_inputs, write_json
+
+FLOAT_TOL = 1e-9  # relative to the stage's scale: rounding level in float64
+
+
+def register(sub):
+    p = sub.add_parser("validate", help="compare the simulator with the reference model", description=__doc__)
+    add_inputs(p)
+    p.add_argument("--stage-steps", type=int, default=32,
+                   help="steps (evenly spaced, last included) whose S and phi are compared (default 32)")
+    p.add_argument("--json", default=None, help="also write the comparison as JSON here")
+    p.set_defaults(func=main)
+
+
+class StageRecorder:
+    """Keeps what the simulator computed: codes and outputs of every step, S and phi of
+    sampled steps."""
+
+    def __init__(self, hw, steps, sample):
+        s = hw.shape
+        self.step_out = hw.numerics.out_levels
+        self.codes = np.zeros((steps, s.layers, s.heads, s.n_sub_tiles, s.d_head), np.float64)
+        self.out = np.zeros((steps, s.layers, s.heads, s.d_head))
+        self.sample = {int(t): i for i, t in enumerate(sample)}
+        self.S = np.zeros((len(sample), s.layers, s.heads, s.window))
+        self.phi = np.zeros_like(self.S)
+
+    def __call__(self, seq, step, layer, read_ps, S, phi, codes, out):
+        if seq:
+            return
+        self.codes[step, layer] = codes
+        self.out[step, layer] = out
+        i = self.sample.get(step)
+        if i is not None:
+            self.S[i, layer] = S.reshape(self.S.shape[2:])
+            self.phi[i, layer] = phi.reshape(self.phi.shape[2:])
+
+
+def _err(a, b):
+    d = np.abs(a - b)
+    return {"max_abs": float(d.max()) if d.size else 0.0, "mean_abs": float(d.mean()) if d.size else 0.0,
+            "scale": float(np.abs(b).max()) if b.size else 0.0}
+
+
+def _affine_fit_distance(hw_out, ideal):
+    """Per head: fit ideal ~ a * hw_out + b by least squares; relative RMS residual."""
+    x, y = hw_out.reshape(-1, hw_out.shape[-2], hw_out.shape[-1]), ideal.reshape(-1, ideal.shape[-2], ideal.shape[-1])
+    res, tot = 0.0, 0.0
+    for h in range(x.shape[1]):
+        xs, ys = x[:, h].ravel(), y[:, h].ravel()
+        A = np.stack([xs, np.ones_like(xs)], axis=1)
+        coef, *_ = np.linalg.lstsq(A, ys, rcond=None)
+        res += float(((A @ coef - ys) ** 2).sum())
+        tot += float(((ys - ys.mean()) ** 2).sum())
+    return (res / tot) ** 0.5 if tot > 0 else 0.0
+
+
+def _cosine(a, b):
+    num = (a * b).sum(axis=-1)
+    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    ok = den > 0
+    return float((num[ok] / den[ok]).mean()) if ok.any() else 0.0
+
+
+def validate(hw, trace, steps=None, stage_steps=32):
+    hw64 = hw.derive(numerics={"dtype": "float64"})
+    T = trace.steps if steps is None else min(steps, trace.steps)
+    sample = np.unique(np.linspace(0, T - 1, min(stage_steps, T)).round().astype(int))
+    rec = StageRecorder(hw64, T, sample)
+    res = Simulator(hw64, trace, steps=T, stages_hook=rec).run()
+    code_step = 2.0 / (hw.numerics.out_levels - 1) if hw.numerics.out_levels else None
+    report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
+    ok = True
+    scalers = getattr(trace, "scalers", None)
+    for l in range(hw.shape.layers):
+        q = np.asarray(trace.q[:T, l], np.float64)
+        k = np.asarray(trace.k[:T, l], np.float64)
+        v = np.asarray(trace.v[:T, l], np.float64)
+        exact = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, write_times_ps=res.write_ps[0][:, l],
+                                read_times_ps=res.read_ps[0][:, l])
+        row = {"layer": l}
+        row["exact"] = {"S": _err(rec.S[:, l], exact.S[sample]), "phi": _err(rec.phi[:, l], exact.phi[sample]),
+                        "sub_out": _err(rec.codes[:, l], exact.sub_out), "out": _err(rec.out[:, l], exact.out),
+                        "code_mismatches": int((rec.codes[:, l] != exact.sub_out).sum()),
+                        "codes": int(exact.sub_out.size)}
+        del exact
+        nominal = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, stages=False)
+        row["nominal"] = {"out": _err(rec.out[:, l], nominal.out),
+                          "code_mismatches": int((rec.codes[:, l] != nominal.sub_out).sum())}
+        del nominal
+        if trace.attn_out is not None and T <= hw.shape.window:
+            ideal, source = np.asarray(trace.attn_out[:T, l], np.float64), "trace softmax"
+        else:
+            ideal, source = layer_attention(q, k, v, hw64, variant="softmax", stages=False).out, "reference softmax"
+        row["vs_softmax"] = {"source": source, "cosine": _cosine(rec.out[:, l], ideal),
+                             "affine_fit_rel_rmse": _affine_fit_distance(rec.out[:, l], ideal)}
+        ex = row["exact"]
+        row["pass"] = ex["code_mismatches"] == 0 and all(
+            ex[k]["max_abs"] <= FLOAT_TOL * max(1.0, ex[k]["scale"]) for k in ("S", "phi", "sub_out", "out"))
+        ok &= row["pass"]
+        report["layers"].append(row)
+    report["pass"] = bool(ok)
+    report["code_step"] = code_step
+    return report
+
+
+def format_validation(rep) -> str:
+    lines = [f"validate: {rep['steps']} steps, S/phi compared on {len(rep['stage_steps'])} steps",
+             f"{'layer':>5} | {'(a) exact: max|dS|':>18} {'max|dphi|':>10} {'max|dout|':>10} {'code diffs':>10} | "
+             f"{'(b) nominal: max|dout|':>22} {'code diffs':>10} | {'softmax: cos':>12} {'fit rRMSE':>9}"]
+    for r in rep["layers"]:
+        e, n, s = r["exact"], r["nominal"], r["vs_softmax"]
+        lines.append(f"{r['layer']:>5} | {e['S']['max_abs']:18.2e} {e['phi']['max_abs']:10.2e} {e['out']['max_abs']:10.2e} "
+                     f"{e['code_mismatches']:>10} | {n['out']['max_abs']:22.3e} {n['code_mismatches']:>10} | "
+                     f"{s['cosine']:12.4f} {s['affine_fit_rel_rmse']:9.4f}")
+    total = sum(r["exact"]["codes"] for r in rep["layers"])
+    nominal = sum(r["nominal"]["code_mismatches"] for r in rep["layers"])
+    lines.append(f"(a) exact ages: {'PASS' if rep['pass'] else 'FAIL'} "
+                 f"({sum(r['exact']['code_mismatches'] for r in rep['layers'])} of {total} codes differ)")
+    lines.append(f"(b) nominal token period: {nominal} of {total} output codes moved by the chip's real timing")
+    lines.append(f"softmax distance source: {rep['layers'][0]['vs_softmax']['source']}")
+    return "\n".join(lines)
+
+
+def main(args) -> int:
+    hw, trace = load_inputs(args)
+    rep = validate(hw, trace, args.steps, args.stage_steps)
+    print(format_validation(rep))
+    if args.json:
+        from pathlib import Path
+        import os
+        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp-{os.getpid()}")
+        write_json(tmp, rep)
+        os.replace(tmp, args.json)
+    return 0 if rep["pass"] else 1

@@ -1,0 +1,169 @@
+"""Exact, self-checking accounting: busy / stalled / idle time, action counts and energy.
+
+Every component books intervals of simulated time (integer ps) for each of its units:
+busy (doing its action) or stalled (holding work it cannot advance, with a named cause).
+Idle is what remains of the elapsed time. Intervals of one unit may never overlap, so
+busy + stalled <= elapsed holds by construction; `check()` verifies every invariant and a
+violation raises `AccountingError` (a bug in a component, never a user mistake).
+
+Counters live in numpy arrays per component (one slot per unit of a bank), so the
+summary-level profile costs a few array additions per booking, not Python objects per
+event. The optional timeline keeps one tuple per booking.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class AccountingError(RuntimeError):
+    """An accounting invariant was violated: the simulator has a bug."""
+
+
+class Activity:
+    """Busy / stalled(cause) intervals of every unit of every component."""
+
+    def __init__(self, timeline: "Timeline | None" = None):
+        self.units: dict[str, int] = {}
+        self.busy_ps: dict[str, np.ndarray] = {}
+        self.stall_ps: dict[str, dict[str, np.ndarray]] = {}
+        self.last_end_ps: dict[str, np.ndarray] = {}
+        self.timeline = timeline
+
+    def add_component(self, name: str, n_units: int = 1) -> None:
+        self.units[name] = n_units
+        self.busy_ps[name] = np.zeros(n_units, np.int64)
+        self.stall_ps[name] = {}
+        self.last_end_ps[name] = np.zeros(n_units, np.int64)
+
+    def _book(self, name, start, end, units, step, layer, kind, cause):
+        if end < start:
+            raise AccountingError(f"{name}: interval ends before it starts ({start} > {end} ps)")
+        if end == start:
+            return
+        sel = slice(None) if units is None else units
+        last = self.last_end_ps[name]
+        if (last[sel] > start).any():
+            raise AccountingError(f"{name}: {kind} interval [{start}, {end}) ps overlaps earlier activity "
+                                  f"ending at {int(last[sel].max())} ps (step {step}, layer {layer})")
+        last[sel] = end
+        if kind == "busy":
+            self.busy_ps[name][sel] += end - start
+        else:
+            arr = self.stall_ps[name].get(cause)
+            if arr is None:
+                arr = self.stall_ps[name][cause] = np.zeros(self.units[name], np.int64)
+            arr[sel] += end - start
+        if self.timeline is not None:
+            self.timeline.add(name, units, start, end, kind, cause, step, layer)
+
+    def busy(self, name, start, end, *, units=None, step=-1, layer=-1, action=""):
+        self._book(name, start, end, units, step, layer, "busy", action)
+
+    def stall(self, name, start, end, cause, *, units=None, step=-1, layer=-1):
+        self._book(name, start, end, units, step, layer, "stall", cause)
+
+    def summary(self, elapsed_ps: int) -> dict:
+        """Per component: busy, stalled by cause and idle (ps), per bank and per unit."""
+        out = {}
+        for name, n in self.units.items():
+            busy = self.busy_ps[name]
+            stalls = {c: a for c, a in sorted(self.stall_ps[name].items())}
+            stalled = sum(stalls.values()) if stalls else np.zeros(n, np.int64)
+            idle = elapsed_ps - busy - stalled
+            out[name] = {
+                "units": n,
+                "busy_ps": int(busy.sum()), "stalled_ps": int(stalled.sum()), "idle_ps": int(idle.sum()),
+                "stall_causes_ps": {c: int(a.sum()) for c, a in stalls.items()},
+                "utilisation": float(busy.sum() / (elapsed_ps * n)) if elapsed_ps else 0.0,
+                "per_unit": {"busy_ps": busy.tolist(), "stalled_ps": stalled.tolist(), "idle_ps": idle.tolist()},
+            }
+        return out
+
+    def check(self, elapsed_ps: int) -> None:
+        """Every unit: busy, stalled, idle >= 0 and busy + stalled + idle == elapsed."""
+        for name, comp in self.summary(elapsed_ps).items():
+            pu = comp["per_unit"]
+            for i, (b, s, idle) in enumerate(zip(pu["busy_ps"], pu["stalled_ps"], pu["idle_ps"])):
+                if min(b, s, idle) < 0 or b + s + idle != elapsed_ps:
+                    raise AccountingError(f"{name} unit {i}: busy {b} + stalled {s} + idle {idle} ps "
+                                          f"does not make the elapsed {elapsed_ps} ps with all >= 0")
+            for cause, v in comp["stall_causes_ps"].items():
+                if v < 0:
+                    raise AccountingError(f"{name}: negative stall time for {cause}")
+            if comp["busy_ps"] + comp["stalled_ps"] + comp["idle_ps"] != elapsed_ps * comp["units"]:
+                raise AccountingError(f"{name}: bank totals do not add up to units x elapsed")
+            if np.any(self.last_end_ps[name] > elapsed_ps):
+                raise AccountingError(f"{name}: activity booked past the end of the run")
+
+
+class EnergyLedger:
+    """Action counts per (component, action), per layer and per step; energy = count x table."""
+
+    def __init__(self, actions_pj: dict[str, float], link_pj_per_bit: float, layers: int, steps: int):
+        self.table = dict(actions_pj)
+        self.table["link"] = link_pj_per_bit
+        self.actions = list(self.table)
+        self.layers = layers
+        self.counts: dict[tuple[str, str], np.ndarray] = {}
+        self.step_action_pj = np.zeros((steps, len(self.actions)))  # all sequences, by step and action
+        self._col = {a: i for i, a in enumerate(self.actions)}
+        self.static_pj: dict[str, float] = {}
+
+    def book(self, component: str, action: str, count: int, layer: int, step: int) -> None:
+        key = (component, action)
+        arr = self.counts.get(key)
+        if arr is None:
+            arr = self.counts[key] = np.zeros(self.layers, np.int64)
+        arr[layer] += count
+        self.step_action_pj[step, self._col[action]] += count * self.table[action]
+
+    def step_pj(self) -> np.ndarray:
+        """Dynamic energy of each step [T] (summed over sequences and layers)."""
+        return self.step_action_pj.sum(axis=1)
+
+    def step_item_pj(self, items: dict[str, list]) -> dict[str, np.ndarray]:
+        """Per step [T], the energy of each named group of actions (the paper's items)."""
+        return {name: self.step_action_pj[:, [self._col[a] for a in acts]].sum(axis=1)
+                for name, acts in items.items()}
+
+    def add_static(self, block: str, power_mw: float, elapsed_ps: int) -> None:
+        self.static_pj[block] = power_mw * elapsed_ps * 1e-3  # mW x ps = 1e-3 pJ
+
+    def by_action(self) -> dict[str, dict]:
+        out = {}
+        for (comp, action), arr in sorted(self.counts.items()):
+            out[f"{comp}.{action}"] = {"component": comp, "action": action, "count": int(arr.sum()),
+                                       "pj_each": self.table[action], "energy_pj": float(arr.sum() * self.table[action]),
+                                       "per_layer_pj": (arr * self.table[action]).tolist()}
+        return out
+
+    def total_pj(self) -> float:
+        dynamic = sum(float(arr.sum()) * self.table[a] for (_, a), arr in self.counts.items())
+        return dynamic + sum(self.static_pj.values())
+
+    def per_layer_pj(self) -> np.ndarray:
+        out = np.zeros(self.layers)
+        for (_, a), arr in self.counts.items():
+            out += arr * self.table[a]
+        return out
+
+    def action_pj(self, action: str) -> float:
+        return sum(float(arr.sum()) * self.table[a] for (_, a), arr in self.counts.items() if a == action)
+
+
+class Timeline:
+    """Optional record of every booked interval, filtered by step range, layer and component."""
+
+    def __init__(self, steps: tuple[int, int] | None = None, layers: set[int] | None = None,
+                 components: set[str] | None = None):
+        self.steps, self.layers, self.components = steps, layers, components
+        self.events: list[tuple] = []
+
+    def add(self, name, units, start, end, kind, cause, step, layer):
+        if self.steps is not None and step >= 0 and not (self.steps[0] <= step < self.steps[1]):
+            return
+        if self.layers is not None and layer >= 0 and layer not in self.layers:
+            return
+        if self.components is not None and not any(name.startswith(c) for c in self.components):
+            return
+        self.events.append((name, units, start, end, kind, cause, step, layer))

@@ -1,0 +1,139 @@
+"""Layer controller / DAC front end: per-head scaling, clipping and quantization of q, k
+and v, and the sequencing of the phases of one step of one layer:
+
+  write (token writer) -> for each read round: Q phase (K arrays, integrators) ->
+  V phase (charge-to-pulse, V arrays) -> output count (counters, in turns if shared) ->
+  adder tree and output scaler (accumulator) -> routing and control -> link to host.
+
+A read round serves the query heads that read the K/V banks at the same time: one round
+for multi-head attention or `gqa_mapping: replicated`, G rounds (G query heads per K/V
+bank) for `time_multiplexed`. Retention is evaluated once per layer step, at the start of
+the read (the tens of ns between phases are < 1e-5 of tau).
+
+Parameters: the phase times, `periphery.*`, the per-head scalers of the trace.
+Ports: in <- host (LayerInputs); out -> writer, integrators, ..., host (LayerOutputs).
+Statistics: busy while its DACs drive (write, Q phase) and during routing/control;
+stalled while waiting for the host, a link or the layer bank (several sequences).
+Energy: `q_pwm_drive` per PWM row driver firing into an active sub-tile, `control` per
+head and step.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import physics
+from ..datapath import dac_kv, dac_query
+from .interconnect import transfer
+from .messages import LayerInputs, LayerOutputs, WriteRequest
+
+
+class LayerController:
+    def __init__(self, ctx, layer, scalers, *, tiles, writer, integrators, ctp, counters, accumulator,
+                 links, bank, periphery_bank, stages_hook=None):
+        self.ctx, self.layer, self.sc = ctx, layer, scalers
+        self.name = f"L{layer:02d}.controller"
+        hw = ctx.hw
+        ctx.activity.add_component(self.name, hw.shape.heads)
+        self.tiles, self.writer, self.integrators, self.ctp = tiles, writer, integrators, ctp
+        self.counters, self.accumulator, self.links = counters, accumulator, links
+        self.bank, self.periphery_bank = bank, periphery_bank
+        self.stages_hook = stages_hook
+        t = hw.timing
+        self.q_ps, self.v_ps, self.count_ps = t.phase_ps("q_phase"), t.phase_ps("v_phase"), t.phase_ps("output_count")
+        self.adder_ps, self.routing_ps = t.phase_ps("adder_tree"), t.phase_ps("routing")
+        s = hw.shape
+        G = s.group_size
+        n_rounds = G if hw.periphery.gqa_mapping == "time_multiplexed" else 1
+        # heads sharing K/V bank k are k*G .. k*G+G-1; round r serves one of each bank
+        self.rounds = [np.arange(s.heads)[np.arange(s.heads) % n_rounds == r] for r in range(n_rounds)]
+        ic = hw.interconnect
+        self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
+        self.bits_out = s.heads * s.d_head * ic.out_bits
+        self.law = hw.numerics.cell_law
+
+    def run(self, msg: LayerInputs):
+        ctx, hw = self.ctx, self.ctx.hw
+        env, s, l = ctx.env, hw.shape, self.layer
+        seq, step = msg.seq, msg.step
+        act, energy = ctx.activity, ctx.energy
+        bank_req = None
+        if self.bank is not None:  # several sequences take turns on this layer's hardware
+            bank_req = yield from ctx.acquire(self.bank, seq, step, "layer busy (other sequence)",
+                                              [("sequences", seq, l)])
+        yield from transfer(ctx, self.links["host_to_controller"], self.bits_in, seq, step, l, self.name)
+
+        # DAC front end
+        q_pulse = k_dev = v_dev = None
+        if ctx.values:
+            q_pulse = dac_query(msg.q, self.sc, hw, self.law).reshape(s.kv_heads, s.group_size, s.d_head)
+            k_dev = dac_kv(msg.k, self.sc["a_k"], self.sc["b_k"], hw, self.law)
+            v_dev = dac_kv(msg.v, self.sc["a_v"], self.sc["b_v"], hw, self.law)
+
+        t0 = env.now
+        yield from self.writer.write(WriteRequest(seq, step, l, step % s.window, k_dev, v_dev, t0))
+        act.busy(self.name, t0, env.now, step=step, layer=l, action="write DACs")
+
+        # read: which slots take part, and how much each has leaked
+        read_ps = self.last_read_ps = env.now
+        valid, decay = self.tiles.window(seq, step, read_ps)
+        n_valid = int(valid.sum())
+        n_active = int(valid.reshape(s.n_sub_tiles, s.array_size).any(axis=1).sum())
+        codes = S = phi = None
+        if ctx.values:
+            state = self.tiles.states[seq]
+            S = self.integrators.qk(q_pulse, state, decay, valid)
+            phi = self.ctp.convert(S)
+            A = self.integrators.av(phi, state, decay)
+            codes = self.counters.count(A).reshape(s.heads, s.n_sub_tiles, s.d_head)
+
+        per_req = None
+        for r, heads in enumerate(self.rounds):
+            t_round = env.now
+            if t_round > read_ps:  # these heads waited for the shared K/V bank
+                act.stall(self.integrators.name, read_ps, t_round, "K/V bank shared (GQA)", units=heads, step=step, layer=l)
+            yield ctx.delay(seq, step, "q_phase", self.q_ps)
+            t_v = env.now
+            act.busy(self.name, t_round, t_v, units=heads, step=step, layer=l, action="PWM drive")
+            act.busy(self.tiles.name, t_round, t_v, step=step, layer=l, action="K read")
+            act.busy(self.integrators.name, t_round, t_v, units=heads, step=step, layer=l, action="integrate K")
+            yield ctx.delay(seq, step, "v_phase", self.v_ps)
+            t_c = env.now
+            act.busy(self.ctp.name, t_v, t_c, units=heads, step=step, layer=l, action="drive V rows")
+            act.busy(self.tiles.name, t_v, t_c, step=step, layer=l, action="V read")
+            act.busy(self.integrators.name, t_v, t_c, units=heads, step=step, layer=l, action="integrate V")
+            if self.periphery_bank is not None and per_req is None:
+                per_req = yield from ctx.acquire(self.periphery_bank, seq, step, "periphery shared by layers",
+                                                 [(self.integrators.name, heads, l)])
+            for turn in self.counters.turns(heads):
+                t_turn = env.now
+                if t_turn > t_c:
+                    act.stall(self.integrators.name, t_c, t_turn, "output counters shared", units=turn, step=step, layer=l)
+                yield ctx.delay(seq, step, "output_count", self.count_ps)
+                act.busy(self.counters.name, t_turn, env.now, units=np.unique(turn // self.counters.shared_by),
+                         step=step, layer=l, action="count")
+
+        t_add = env.now
+        yield ctx.delay(seq, step, "adder_tree", self.adder_ps)
+        act.busy(self.accumulator.name, t_add, env.now, step=step, layer=l, action="sum + scale")
+        if per_req is not None:
+            self.periphery_bank.release(per_req)
+        out = self.accumulator.accumulate(codes, self.sc) if ctx.values else None
+
+        t_route = env.now
+        yield ctx.delay(seq, step, "routing", self.routing_ps)
+        act.busy(self.name, t_route, env.now, step=step, layer=l, action="routing/control")
+        yield from transfer(ctx, self.links["bank_to_host"], self.bits_out, seq, step, l, self.accumulator.name)
+        if bank_req is not None:
+            self.bank.release(bank_req)
+
+        H, d = s.heads, s.d_head
+        energy.book(self.name, "q_pwm_drive", H * d * n_active, l, step)
+        energy.book(self.name, "control", H, l, step)
+        energy.book(self.tiles.name, "k_column_read", H * n_valid, l, step)
+        energy.book(self.tiles.name, "v_row_read", H * n_valid, l, step)
+        energy.book(self.counters.name, "output_conversion", H * d * n_active, l, step)
+        energy.book(self.accumulator.name, "adder_tree_add", H * d * max(n_active - 1, 0), l, step)
+        energy.book(self.accumulator.name, "output_scaler", H * d, l, step)
+        if self.stages_hook is not None and ctx.values:
+            self.stages_hook(seq, step, l, read_ps, S, phi, codes, out)
+        return LayerOutputs(seq, step, l, out, env.now)
