@@ -42,6 +42,7 @@ class ArrayTrace:
     v: np.ndarray
     scalers: dict | None = None
     model: dict = field(default_factory=dict)
+    attn_out: np.ndarray | None = None
 
     def __post_init__(self):
         T, L, H, d = self.q.shape

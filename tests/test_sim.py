@@ -1,0 +1,165 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gcsim import load_hardware
+from gcsim.cli import main as cli
+from gcsim.commands.validate import validate
+from gcsim.sim import ArrayTrace, SimError, Simulator
+from gcsim.traces import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def small():
+    # 2 layers x 4 heads (2 K/V banks), d 8, window 16 in 2 sub-tiles of 8
+    return load_hardware().derive(shape={"layers": 2, "heads": 4, "kv_heads": 4, "d_head": 8, "window": 16,
+                                         "array_size": 8})
+
+
+def _trace(hw, T, seed=0):
+    s = hw.shape
+    rng = np.random.default_rng(seed)
+    return ArrayTrace(rng.normal(0.4, 0.4, (T, s.layers, s.heads, s.d_head)),
+                      rng.normal(0, 0.3, (T, s.layers, s.kv_heads, s.d_head)),
+                      rng.normal(0, 0.3, (T, s.layers, s.kv_heads, s.d_head)))
+
+
+def test_one_step_timing_and_energy_by_hand(small):
+    res = Simulator(small, _trace(small, 1)).run()
+    # 5 + 15 + 15 + 15 + 10 + 5 ns per layer, 2 layers
+    assert res.elapsed_ps == 2 * 65_000
+    np.testing.assert_array_equal(res.layer_end_ps[0][0] - res.layer_start_ps[0][0], [65_000, 65_000])
+    e = small.energy.actions_pj
+    H, KV, d = 4, 4, 8
+    # step 0: one slot written and valid, one active sub-tile
+    by_hand = (H * d * 1 * e["q_pwm_drive"] + H * e["control"] + H * 1 * e["k_column_read"]
+               + H * 1 * e["v_row_read"] + H * d * 1 * e["output_conversion"] + 0 * e["adder_tree_add"]
+               + H * d * e["output_scaler"] + 2 * KV * d * e["kv_write_dac"]
+               + (H * d * 4 + 2 * KV * d * 3 + H * d * 16) * 0.5)
+    np.testing.assert_allclose(res.ledger.per_layer_pj(), [by_hand, by_hand])
+    act = res.activity
+    assert act["L00.writer"]["busy_ps"] == 4 * 5_000          # 4 K/V banks x 5 ns
+    assert act["L00.tiles"]["busy_ps"] == 4 * 35_000          # write + Q + V phases
+    assert act["L00.counters"]["busy_ps"] == 4 * 15_000
+    assert act["L00.accumulator"]["busy_ps"] == 4 * 10_000
+    assert act["L01.controller"]["busy_ps"] == 4 * (5_000 + 15_000 + 5_000)
+    for name, c in act.items():
+        assert c["busy_ps"] + c["stalled_ps"] + c["idle_ps"] == c["units"] * res.elapsed_ps, name
+
+
+def test_energy_scales_with_active_slots(small):
+    T = 20
+    res = Simulator(small, _trace(small, T), values=False).run()
+    k_col = res.ledger.step_item_pj({"k": ["k_column_read"]})["k"]
+    valid = np.minimum(np.arange(T) + 1, 16)
+    np.testing.assert_allclose(k_col, 2 * 4 * valid * small.energy.actions_pj["k_column_read"])
+    adds = res.ledger.step_item_pj({"a": ["adder_tree_add"]})["a"]
+    active = np.where(np.arange(T) + 1 > 8, 2, 1)  # second sub-tile from the 9th token on
+    np.testing.assert_allclose(adds, 2 * 4 * 8 * (active - 1) * 2.5)
+
+
+def test_paper_budget_full_window():
+    hw = load_hardware("paper-gpt2")
+    T = 1026
+    z = np.zeros((T, 12, 12, 64), np.float16)
+    res = Simulator(hw, ArrayTrace(z, z, z), values=False).run()
+    assert set(res.step_latency_ps()) == {780_000}                       # 12 x 65 ns
+    items = res.ledger.step_item_pj(hw.energy.items)
+    per_head = {k: v[-1] / (12 * 12) for k, v in items.items()}          # a full-window step
+    for name, paper in {"phi_qk": 1120, "phi_v": 700, "digital_routing": 4000, "dacs": 330}.items():
+        assert per_head[name] == pytest.approx(paper, rel=0.01), name
+    assert res.ledger.step_pj()[-1] / 12 == pytest.approx(73_800, rel=0.01)   # pJ per layer
+    # before the window fills: K columns read only for the tokens written (64 of 1024)
+    assert items["phi_qk"][63] / items["phi_qk"][-1] == pytest.approx(64 / 1024)
+
+
+@pytest.mark.parametrize("shape, mapping", [
+    ({"heads": 4, "kv_heads": 4}, "time_multiplexed"),
+    ({"heads": 6, "kv_heads": 2}, "time_multiplexed"),
+    ({"heads": 6, "kv_heads": 2}, "replicated"),
+])
+def test_exact_agreement_with_reference(small, shape, mapping):
+    hw = small.derive(shape=shape, periphery={"gqa_mapping": mapping},
+                      numerics={"retention": {"tau_ns": 2000.0}})  # decay visible within the run
+    rep = validate(hw, _trace(hw, 40, seed=3), stage_steps=40)     # 40 steps wrap the 16-slot window
+    assert rep["pass"]
+    for row in rep["layers"]:
+        assert row["exact"]["code_mismatches"] == 0
+        assert row["exact"]["out"]["max_abs"] < 1e-12
+        assert row["nominal"]["code_mismatches"] > 0  # 130-330 ns token period vs nominal 800 ns
+
+
+def test_gqa_mapping_time_and_write_energy(small):
+    tm = small.derive(shape={"heads": 6, "kv_heads": 2})
+    rep = small.derive(shape={"heads": 6, "kv_heads": 2}, periphery={"gqa_mapping": "replicated"})
+    a = Simulator(tm, _trace(tm, 3), values=False).run()
+    b = Simulator(rep, _trace(rep, 3), values=False).run()
+    assert set(np.ravel(a.layer_end_ps[0] - a.layer_start_ps[0])) == {5_000 + 3 * 45_000 + 15_000}
+    assert set(np.ravel(b.layer_end_ps[0] - b.layer_start_ps[0])) == {65_000}
+    wa = a.ledger.action_pj("kv_write_dac")
+    assert b.ledger.action_pj("kv_write_dac") == pytest.approx(3 * wa)
+    # query heads of later rounds wait for the shared bank: 45 and 90 ns per layer step
+    stall = a.activity["L00.integrators"]["stall_causes_ps"]["K/V bank shared (GQA)"]
+    assert stall == 3 * 2 * (45_000 + 90_000)
+
+
+def test_delayed_step_leaks_more_by_the_expected_factor(small):
+    tau_ns = 1000.0
+    base = small.derive(numerics={"cell_law": "linear", "retention": {"tau_ns": tau_ns}, "dtype": "float64"})
+    slow = base.derive(timing={"host_ns_per_layer": 300.0})
+    seen = {}
+
+    def hook(name):
+        def record(seq, step, layer, read_ps, S, phi, codes, out):
+            if step == 1 and layer == 0:
+                seen[name] = S.reshape(4, -1)[:, 0].copy()  # slot 0 holds token 0
+        return record
+
+    tr = _trace(base, 2, seed=1)
+    r0 = Simulator(base, tr, stages_hook=hook("fast")).run()
+    r1 = Simulator(slow, tr, stages_hook=hook("slow")).run()
+    age0 = r0.read_ps[0][1, 0] - r0.write_ps[0][0, 0]
+    age1 = r1.read_ps[0][1, 0] - r1.write_ps[0][0, 0]
+    assert age0 == 130_000 and age1 == 130_000 + 2 * 300_000   # one token later: 2 layers (+ host time)
+    # linear law: S is proportional to the decay factor exp(-age / tau)
+    np.testing.assert_allclose(seen["slow"] / seen["fast"], math.exp(-(age1 - age0) / (tau_ns * 1000)), rtol=1e-12)
+
+
+def test_same_inputs_same_outputs(small, tmp_path):
+    write_synthetic(tmp_path / "t.gctrace", layers=2, heads=4, kv_heads=4, d_head=8, steps=30, seed=4)
+    model = tmp_path / "small.yaml"
+    import yaml
+    from gcsim.hardware import to_dict
+    d = to_dict(small)
+    d.pop("source")
+    model.write_text(yaml.safe_dump(d))
+    for out in ("a", "b"):
+        assert cli(["run", str(tmp_path / "t.gctrace"), "-m", str(model), "-o", str(tmp_path / out), "--no-progress"]) == 0
+    ra, rb = (json.loads((tmp_path / o / "report.json").read_text()) for o in "ab")
+    ra["trace"].pop("path"), rb["trace"].pop("path")
+    assert ra == rb
+    np.testing.assert_array_equal(np.load(tmp_path / "a" / "outputs.npy"), np.load(tmp_path / "b" / "outputs.npy"))
+
+
+def test_trace_that_does_not_fit(small, tmp_path, capsys):
+    with pytest.raises(SimError, match="model.heads is 6 in the trace but shape.heads is 4"):
+        Simulator(small, _trace(small.derive(shape={"heads": 6, "kv_heads": 2}), 3))
+    write_synthetic(tmp_path / "t.gctrace", layers=3, heads=4, kv_heads=4, d_head=8, steps=5, seed=0)
+    out = tmp_path / "out"
+    assert cli(["run", str(tmp_path / "t.gctrace"), "-m", "paper-gpt2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit hardware description" in err and "model.layers is 3" in err
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_malformed_description_and_missing_trace(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nshape: {layers: 1}\n")
+    out = tmp_path / "out"
+    assert cli(["run", "-m", str(bad), "-o", str(out)]) == 2
+    assert "missing required field 'shape.heads'" in capsys.readouterr().err
+    assert cli(["run", str(tmp_path / "nope.gctrace"), "-o", str(out)]) == 2
+    assert "nope.gctrace" in capsys.readouterr().err
+    assert not out.exists()
