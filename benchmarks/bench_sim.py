@@ -1,0 +1,80 @@
+"""Simulator speed on the GPT-2 shape at full window (issue: >= 256 steps after the window
+is full). Prints steps/s for: the reference model alone (decode-step form, float32, the
+same arithmetic per step), the simulator with functional numerics, the timing-only
+mode, and the peak memory (RSS growth) of the simulator for two trace lengths.
+
+Run: python benchmarks/bench_sim.py [--after 256]
+"""
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from gcsim import load_hardware  # noqa: E402
+from gcsim.reference import DecodeState  # noqa: E402
+from gcsim.sim import Simulator  # noqa: E402
+from gcsim.traces import open_trace, write_synthetic  # noqa: E402
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--after", type=int, default=256, help="steps timed after the window is full")
+    args = ap.parse_args()
+    hw = load_hardware("paper-gpt2")
+    M = hw.shape.window
+    T = M + args.after
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "gpt2.gctrace"
+        write_synthetic(path, steps=T, seed=0)
+        trace = open_trace(path)
+
+        # reference model alone, decode-step form over all layers, float32
+        states = [DecodeState(hw, scalers=trace.scalers, layer=l, dtype=np.float32) for l in range(12)]
+        per = hw.timing.nominal_token_period_ps
+
+        def ref_steps(a, b):
+            for t in range(a, b):
+                q, k, v = trace.step(t)
+                for l, st in enumerate(states):
+                    st.write(t, k[l], v[l], t * per)
+                    st.read(q[l], t, t * per)
+        ref_steps(0, M)
+        ref_s = timed(lambda: ref_steps(M, T))
+
+        # simulator, functional (float32): whole run, then the steps after the window fills
+        full = timed(lambda: Simulator(hw, trace).run())
+        # the full-window part: the whole run minus a run over the first M steps
+        head = timed(lambda: Simulator(hw, trace, steps=M).run())
+        func_s = full - head
+
+        timing_only = timed(lambda: Simulator(hw, trace, values=False).run())
+
+    print(f"GPT-2 shape (12 layers x 12 heads x 64), window {M}, {args.after} steps timed after it is full")
+    print(f"  reference model alone (step form): {args.after / ref_s:8.1f} steps/s")
+    print(f"  simulator, functional numerics:    {args.after / func_s:8.1f} steps/s  "
+          f"({func_s / ref_s:.2f}x the reference time)")
+    print(f"  simulator, timing only:            {T / timing_only:8.1f} steps/s  (all {T} steps)")
+    print(f"  peak RSS of this process:          {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
