@@ -27,6 +27,9 @@ class Activity:
         self.busy_ps: dict[str, np.ndarray] = {}
         self.stall_ps: dict[str, dict[str, np.ndarray]] = {}
         self.last_end_ps: dict[str, np.ndarray] = {}
+        # whole-bank bookings (the common case) stay in Python ints: no array work per event
+        self.bank_busy_ps: dict[str, int] = {}
+        self.bank_end_ps: dict[str, int] = {}
         self.timeline = timeline
 
     def add_component(self, name: str, n_units: int = 1) -> None:
@@ -34,25 +37,34 @@ class Activity:
         self.busy_ps[name] = np.zeros(n_units, np.int64)
         self.stall_ps[name] = {}
         self.last_end_ps[name] = np.zeros(n_units, np.int64)
+        self.bank_busy_ps[name] = 0
+        self.bank_end_ps[name] = 0
 
     def _book(self, name, start, end, units, step, layer, kind, cause):
         if end < start:
             raise AccountingError(f"{name}: interval ends before it starts ({start} > {end} ps)")
         if end == start:
             return
-        sel = slice(None) if units is None else units
+        bank_end = self.bank_end_ps[name]
         last = self.last_end_ps[name]
-        if (last[sel] > start).any():
+        latest = bank_end if units is None and bank_end >= start else max(bank_end, int(last[units if units is not None else slice(None)].max()))
+        if latest > start:
             raise AccountingError(f"{name}: {kind} interval [{start}, {end}) ps overlaps earlier activity "
-                                  f"ending at {int(last[sel].max())} ps (step {step}, layer {layer})")
-        last[sel] = end
+                                  f"ending at {latest} ps (step {step}, layer {layer})")
+        if units is None:
+            self.bank_end_ps[name] = end
+        else:
+            last[units] = end
         if kind == "busy":
-            self.busy_ps[name][sel] += end - start
+            if units is None:
+                self.bank_busy_ps[name] += end - start
+            else:
+                self.busy_ps[name][units] += end - start
         else:
             arr = self.stall_ps[name].get(cause)
             if arr is None:
                 arr = self.stall_ps[name][cause] = np.zeros(self.units[name], np.int64)
-            arr[sel] += end - start
+            arr[slice(None) if units is None else units] += end - start
         if self.timeline is not None:
             self.timeline.add(name, units, start, end, kind, cause, step, layer)
 
@@ -66,7 +78,7 @@ class Activity:
         """Per component: busy, stalled by cause and idle (ps), per bank and per unit."""
         out = {}
         for name, n in self.units.items():
-            busy = self.busy_ps[name]
+            busy = self.busy_ps[name] + self.bank_busy_ps[name]
             stalls = {c: a for c, a in sorted(self.stall_ps[name].items())}
             stalled = sum(stalls.values()) if stalls else np.zeros(n, np.int64)
             idle = elapsed_ps - busy - stalled
@@ -92,7 +104,7 @@ class Activity:
                     raise AccountingError(f"{name}: negative stall time for {cause}")
             if comp["busy_ps"] + comp["stalled_ps"] + comp["idle_ps"] != elapsed_ps * comp["units"]:
                 raise AccountingError(f"{name}: bank totals do not add up to units x elapsed")
-            if np.any(self.last_end_ps[name] > elapsed_ps):
+            if np.any(self.last_end_ps[name] > elapsed_ps) or self.bank_end_ps[name] > elapsed_ps:
                 raise AccountingError(f"{name}: activity booked past the end of the run")
 
 

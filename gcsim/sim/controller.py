@@ -46,10 +46,16 @@ class LayerController:
         n_rounds = G if hw.periphery.gqa_mapping == "time_multiplexed" else 1
         # heads sharing K/V bank k are k*G .. k*G+G-1; round r serves one of each bank
         self.rounds = [np.arange(s.heads)[np.arange(s.heads) % n_rounds == r] for r in range(n_rounds)]
+        # per round: the turns on the (possibly shared) output counters and the counter sets each uses
+        self.turns = [[(turn, np.unique(turn // counters.shared_by)) for turn in counters.turns(heads)]
+                      for heads in self.rounds]
         ic = hw.interconnect
         self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
         self.bits_out = s.heads * s.d_head * ic.out_bits
         self.law = hw.numerics.cell_law
+        self.counters_units = s.heads // counters.shared_by
+        # a round that serves every head books the whole bank (the fast, common case)
+        self.rounds = [None if len(h) == s.heads else h for h in self.rounds]
 
     def run(self, msg: LayerInputs):
         ctx, hw = self.ctx, self.ctx.hw
@@ -87,7 +93,7 @@ class LayerController:
             codes = self.counters.count(A).reshape(s.heads, s.n_sub_tiles, s.d_head)
 
         per_req = None
-        for r, heads in enumerate(self.rounds):
+        for heads, turns in zip(self.rounds, self.turns):
             t_round = env.now
             if t_round > read_ps:  # these heads waited for the shared K/V bank
                 act.stall(self.integrators.name, read_ps, t_round, "K/V bank shared (GQA)", units=heads, step=step, layer=l)
@@ -104,12 +110,12 @@ class LayerController:
             if self.periphery_bank is not None and per_req is None:
                 per_req = yield from ctx.acquire(self.periphery_bank, seq, step, "periphery shared by layers",
                                                  [(self.integrators.name, heads, l)])
-            for turn in self.counters.turns(heads):
+            for turn, sets in turns:
                 t_turn = env.now
                 if t_turn > t_c:
                     act.stall(self.integrators.name, t_c, t_turn, "output counters shared", units=turn, step=step, layer=l)
                 yield ctx.delay(seq, step, "output_count", self.count_ps)
-                act.busy(self.counters.name, t_turn, env.now, units=np.unique(turn // self.counters.shared_by),
+                act.busy(self.counters.name, t_turn, env.now, units=None if len(sets) == self.counters_units else sets,
                          step=step, layer=l, action="count")
 
         t_add = env.now
