@@ -163,3 +163,15 @@ def test_malformed_description_and_missing_trace(tmp_path, capsys):
     assert cli(["run", str(tmp_path / "nope.gctrace"), "-o", str(out)]) == 2
     assert "nope.gctrace" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_validation_fails_when_the_simulator_is_wrong(small, monkeypatch):
+    import gcsim.sim.tiles as tiles
+    from gcsim.datapath import retention_decay
+
+    # a simulator bug: ages read 50 ns too old
+    monkeypatch.setattr(tiles, "retention_decay", lambda age_ps, age_tok, hw: retention_decay(age_ps + 50_000, age_tok, hw))
+    hw = small.derive(numerics={"retention": {"tau_ns": 500.0}})
+    rep = validate(hw, _trace(hw, 20, seed=2), stage_steps=20)
+    assert not rep["pass"]
+    assert all(r["exact"]["S"]["max_abs"] > 1e-6 for r in rep["layers"])
