@@ -59,9 +59,11 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
             "throughput_tokens_per_s": tokens / (res.elapsed_ps * 1e-12),
             "critical_path_ns_per_step": {k: v / 1000.0 for k, v in res.path.mean_breakdown(T).items()},
         },
+        "per_step": {"latency_ps": lat.tolist(), "energy_pj": (step_pj / n_seq).tolist()},
         "energy": {
             "total_pj": ledger.total_pj(),
             "per_token_pj": _pj_stats(step_pj / n_seq),
+            "per_head_per_token_pj": float(step_pj.sum() / (tokens * s.layers * s.heads)),
             "full_window_steps": int(full.sum()),
             "per_layer_pj": ledger.per_layer_pj().tolist(),
             "by_component_pj": dict(sorted(by_component.items())),

@@ -175,3 +175,21 @@ def test_validation_fails_when_the_simulator_is_wrong(small, monkeypatch):
     rep = validate(hw, _trace(hw, 20, seed=2), stage_steps=20)
     assert not rep["pass"]
     assert all(r["exact"]["S"]["max_abs"] > 1e-6 for r in rep["layers"])
+
+
+def test_paper_command_figures():
+    from gcsim.commands.paper import reproduce
+
+    hw = load_hardware("paper-gpt2")
+    z = np.zeros((1025, 12, 12, 64), np.float16)
+    r = reproduce(hw, ArrayTrace(z, z, z))
+    assert r["layer_ns"] == 65.0 and r["layer_cycles"] == 65.0
+    assert r["token_us"] == pytest.approx(0.78)
+    assert r["layer_nj"] == pytest.approx(73.8, rel=1e-9)
+    assert r["token_uj"] == pytest.approx(0.8856, rel=1e-9)                # ~0.89 in the paper
+    # independent formula: GPU latency / 65 ns and GPU energy / 73.8 nJ (paper.md section 3)
+    assert r["gpus"]["RTX 4090"]["speedup"] == pytest.approx(22.37e3 / 65)          # ~344x
+    assert r["gpus"]["RTX 4090"]["energy_ratio"] == pytest.approx(7.178e6 / 73.8)   # ~97,000x
+    assert r["gpus"]["Jetson Nano"]["speedup"] == pytest.approx(488.85e3 / 65)      # ~7,500x
+    assert r["gpus"]["Jetson Nano"]["energy_ratio"] == pytest.approx(3.246e6 / 73.8)  # ~44,000x
+    assert round(r["gpus"]["RTX 4090"]["speedup"]) == 344 and round(r["gpus"]["Jetson Nano"]["energy_ratio"], -3) == 44_000
