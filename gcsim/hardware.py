@@ -32,6 +32,10 @@ def _nonneg(v):
     return v >= 0
 
 
+def _fraction(v):
+    return 0 < v < 1
+
+
 def _levels(v):
     return v is None or v >= 2
 
@@ -60,6 +64,11 @@ class Retention:
     mode: str = field(default="time", metadata={"choices": ("time", "per_token", "off")})
     tau_ns: float = field(default=5.0e6, metadata={"check": _positive})
     rate_per_token: float = field(default=1.6e-4, metadata={"check": _nonneg})
+    # refresh policy (gcsim/sim/refresh.py): none | periodic rewrite of every valid slot
+    refresh: str = field(default="none", metadata={"choices": ("none", "periodic")})
+    refresh_interval_ns: float = field(default=0.0, metadata={"check": _nonneg})
+    refresh_ns_per_subtile: float = field(default=0.0, metadata={"check": _nonneg})
+    loss_fraction: float = field(default=0.5, metadata={"check": _fraction})
 
 
 @dataclass(frozen=True)
@@ -314,6 +323,12 @@ def _check_consistency(hw: Hardware, source: str) -> None:
     if hw.shape.layers % hw.periphery.counters_shared_by_layers:
         raise HardwareError(f"{source}: field 'periphery.counters_shared_by_layers': "
                             f"{hw.periphery.counters_shared_by_layers} does not divide layers = {hw.shape.layers}")
+    ret = hw.numerics.retention
+    if ret.refresh == "periodic":  # refresh (gcsim/sim/refresh.py) restores ages: needs time-based retention
+        if ret.mode != "time" or ret.refresh_interval_ns <= s.n_sub_tiles * ret.refresh_ns_per_subtile:
+            raise HardwareError(f"{source}: field 'numerics.retention.refresh': periodic refresh needs mode 'time' "
+                                f"and refresh_interval_ns > n_sub_tiles x refresh_ns_per_subtile "
+                                f"({s.n_sub_tiles} x {ret.refresh_ns_per_subtile} ns)")
     if hw.shape.heads % hw.periphery.counters_shared_by:
         raise HardwareError(f"{source}: field 'periphery.counters_shared_by': {hw.periphery.counters_shared_by} "
                             f"does not divide heads = {hw.shape.heads}")

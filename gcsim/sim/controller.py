@@ -75,6 +75,8 @@ class LayerController:
             k_dev = dac_kv(msg.k, self.sc["a_k"], self.sc["b_k"], hw, self.law)
             v_dev = dac_kv(msg.v, self.sc["a_v"], self.sc["b_v"], hw, self.law)
 
+        if self.tiles.refresh.periodic:  # a refresh in progress holds the tiles (refresh.py)
+            yield from self.tiles.refresh.before_write(seq, step)
         t0 = env.now
         yield from self.writer.write(WriteRequest(seq, step, l, step % s.window, k_dev, v_dev, t0))
         act.busy(self.name, t0, env.now, step=step, layer=l, action="write DACs")
@@ -83,6 +85,7 @@ class LayerController:
         read_ps = self.last_read_ps = env.now
         valid, decay = self.tiles.window(seq, step, read_ps)
         n_valid = int(valid.sum())
+        self.tiles.refresh.count_lost(seq, step, read_ps, valid)  # retention losses (refresh.py)
         n_active = int(valid.reshape(s.n_sub_tiles, s.array_size).any(axis=1).sum())
         codes = S = phi = None
         if ctx.values:

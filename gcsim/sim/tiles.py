@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import physics
 from ..datapath import retention_decay
+from .refresh import Refresh
 
 
 class TileState:
@@ -33,6 +34,7 @@ class GainCellTiles:
         hw = ctx.hw
         ctx.activity.add_component(self.name, hw.shape.kv_heads)
         self.states = [TileState(hw, ctx.dtype, n_powers, ctx.values) for _ in range(hw.periphery.sequences)]
+        self.refresh = Refresh(ctx, self)  # refresh policy and lost-read count (refresh.py)
 
     def store(self, seq: int, step: int, slot: int, k_dev, v_dev, write_ps: int) -> None:
         st = self.states[seq]
