@@ -10,8 +10,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import subprocess  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -31,6 +31,15 @@ def timed(fn):
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def peak_rss_mb(trace_path: str, steps: int) -> float:
+    """Peak RSS of a fresh process that runs the functional simulator over `steps`."""
+    code = (f"import sys, resource; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r});"
+            "from gcsim import load_hardware; from gcsim.sim import Simulator; from gcsim.traces import open_trace;"
+            f"Simulator(load_hardware('paper-gpt2'), open_trace({trace_path!r}), steps={steps}).run();"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    return float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
 def main():
@@ -67,13 +76,14 @@ def main():
         func_s = full - head
 
         timing_only = timed(lambda: Simulator(hw, trace, values=False).run())
+        rss = {n: peak_rss_mb(str(path), n) for n in (M // 2, T)}
 
     print(f"GPT-2 shape (12 layers x 12 heads x 64), window {M}, {args.after} steps timed after it is full")
     print(f"  reference model alone (step form): {args.after / ref_s:8.1f} steps/s")
     print(f"  simulator, functional numerics:    {args.after / func_s:8.1f} steps/s  "
           f"({func_s / ref_s:.2f}x the reference time)")
     print(f"  simulator, timing only:            {T / timing_only:8.1f} steps/s  (all {T} steps)")
-    print(f"  peak RSS of this process:          {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:8.0f} MB")
+    print("  peak RSS of a functional run:      " + ", ".join(f"{n} steps {mb:.0f} MB" for n, mb in rss.items()))
 
 
 if __name__ == "__main__":
