@@ -56,6 +56,10 @@ def check_invariants(res):
             assert b + s + i == res.elapsed_ps and min(b, s, i) >= 0, name
         assert all(v >= 0 for v in c["stall_causes_ps"].values()), name
         assert sum(c["stall_causes_ps"].values()) == c["stalled_ps"], name
+    # the critical path adds up to each step's latency for every sequence (run() checks only
+    # single-sequence runs)
+    for seq in range(len(res.step_end_ps)):
+        np.testing.assert_array_equal(res.path.step_totals(seq), res.step_latency_ps(seq))
 
 
 # ---- 1. host time per layer -----------------------------------------------------------------
