@@ -174,17 +174,15 @@ def test_plots_and_gantt_png(inputs):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-@pytest.mark.xfail(strict=True, reason="gcsim profile accepts filters that select nothing (empty step range, "
-                                       "layers beyond the model, unknown component prefix) and writes an empty "
-                                       "timeline; filters given without --timeline are ignored silently")
-@pytest.mark.parametrize("args", [
-    ("--timeline", "--timeline-steps", "5:2"),
-    ("--timeline", "--timeline-layers", "7"),
-    ("--timeline", "--timeline-components", "nosuch"),
-    ("--timeline-steps", "0:1"),
+@pytest.mark.parametrize("args, message", [
+    (("--timeline", "--timeline-steps", "5:2"), "'5:2' selects no step"),
+    (("--timeline", "--timeline-layers", "7"), "[7] not in the model's layers"),
+    (("--timeline", "--timeline-components", "nosuch"), "['nosuch'] match no component"),
+    (("--timeline-steps", "0:1"), "--timeline-steps filters the timeline: add --timeline"),
 ])
-def test_filters_that_select_nothing_are_rejected(inputs, args):
+def test_filters_that_select_nothing_are_rejected(inputs, args, message, capsys):
     _, _, d = inputs
     name = f"empty{abs(hash(args))}"
     assert profile(inputs, name, "--timing-only", *args) == 2
+    assert message in capsys.readouterr().err
     assert not (d / name).exists()

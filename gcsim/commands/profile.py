@@ -31,8 +31,12 @@ def register(sub):
     p.set_defaults(func=main)
 
 
-def _timeline(args):
+def _timeline(args, hw):
+    """The Timeline asked for, with every filter checked (one that selects nothing is an error)."""
+    filters = [f for f in ("timeline_steps", "timeline_layers", "timeline_components") if getattr(args, f)]
     if not args.timeline:
+        if filters:
+            raise ValueError(f"--{filters[0].replace('_', '-')} filters the timeline: add --timeline")
         return None
     steps = layers = comps = None
     if args.timeline_steps:
@@ -41,26 +45,43 @@ def _timeline(args):
             steps = (int(a or 0), int(b) if b else 1 << 62)
         except ValueError:
             raise ValueError(f"--timeline-steps: expected A:B (e.g. 0:10), found {args.timeline_steps!r}") from None
+        if not 0 <= steps[0] < steps[1]:
+            raise ValueError(f"--timeline-steps: {args.timeline_steps!r} selects no step (need 0 <= A < B)")
     if args.timeline_layers:
         try:
             layers = {int(x) for x in args.timeline_layers.split(",")}
         except ValueError:
             raise ValueError(f"--timeline-layers: expected comma-separated integers, found {args.timeline_layers!r}") from None
+        bad = sorted(x for x in layers if not 0 <= x < hw.shape.layers)
+        if bad:
+            raise ValueError(f"--timeline-layers: {bad} not in the model's layers 0..{hw.shape.layers - 1}")
     if args.timeline_components:
         comps = set(args.timeline_components.split(","))
     return Timeline(steps, layers, comps)
 
 
+def _check_components(timeline, names):
+    if timeline is None or timeline.components is None:
+        return
+    unknown = sorted(p for p in timeline.components if not any(n.startswith(p) for n in names))
+    if unknown:
+        raise ValueError(f"--timeline-components: {unknown} match no component; components are e.g. "
+                         f"{sorted(names)[:6]}")
+
+
 def main(args) -> int:
     hw, trace = load_inputs(args)
-    timeline = _timeline(args)
+    timeline = _timeline(args, hw)
     if args.plots:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plots needs matplotlib: pip install 'gcsim[plot]'") from None
-    res = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline).run(
-        progress=(args.steps or trace.steps) >= 200)
+    sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline)
+    _check_components(timeline, sim.ctx.activity.units)
+    if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:
+        raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")
+    res = sim.run(progress=sim.steps >= 200)
     rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
     with atomic_dir(args.out) as tmp:
         written = write_profile(tmp, res, rep, plots=args.plots)

@@ -113,6 +113,7 @@ class LayerController:
             if self.periphery_bank is not None and per_req is None:
                 per_req = yield from ctx.acquire(self.periphery_bank, seq, step, "periphery shared by layers",
                                                  [(self.integrators.name, heads, l)])
+                t_c = env.now  # waits for counter turns start once the bank is ours
             for turn, sets in turns:
                 t_turn = env.now
                 if t_turn > t_c:
@@ -131,7 +132,8 @@ class LayerController:
         t_route = env.now
         yield ctx.delay(seq, step, "routing", self.routing_ps)
         act.busy(self.name, t_route, env.now, step=step, layer=l, action="routing/control")
-        yield from transfer(ctx, self.links["bank_to_host"], self.bits_out, seq, step, l, self.accumulator.name)
+        # the outputs wait for the link at this layer's controller (the accumulator may be shared)
+        yield from transfer(ctx, self.links["bank_to_host"], self.bits_out, seq, step, l, self.name)
         if bank_req is not None:
             self.bank.release(bank_req)
 
