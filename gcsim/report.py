@@ -70,6 +70,8 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
             "by_action": ledger.by_action(),
             "paper_items": item_rows,
         },
+        "retention": {k: v for k, v in res.retention.items() if k != "per_layer"}
+                     | {"per_layer_lost_reads": res.retention.get("per_layer", {}).get("lost_reads")},
         "activity": res.activity,
     }
 
@@ -92,6 +94,10 @@ def format_summary(rep: dict) -> str:
               f"  elapsed     {t['elapsed_ps'] / 1e6:10.3f} us  ({t['elapsed_cycles']} cycles); "
               f"throughput {t['throughput_tokens_per_s']:.4g} tokens/s",
               "  critical path per step (ns): " + ", ".join(f"{k} {v:.1f}" for k, v in t["critical_path_ns_per_step"].items())]
+    r = rep.get("retention") or {}
+    if r:
+        lines.append(f"  retention: refresh {r['policy']}, {r['refreshes']} refreshes; {r['lost_reads']} of "
+                     f"{r['slot_reads']} slot reads had decayed below the loss threshold")
     pt = e["per_token_pj"]
     lines += ["", "energy",
               f"  per token   {pt['mean'] / 1000:10.2f} nJ mean, last step {pt['last'] / 1000:.2f} nJ "

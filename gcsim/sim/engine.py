@@ -26,6 +26,7 @@ from .ctp import ChargeToPulse
 from .host import HostPort
 from .integrators import ChargeIntegrators
 from .interconnect import build_graph, make_links
+from .refresh import summary as refresh_summary
 from .tiles import GainCellTiles
 from .writer import TokenWriter
 
@@ -78,6 +79,7 @@ class SimResult:
     path: object               # CriticalPath
     outputs: object = None     # [T, L, H, d] of sequence 0, or None
     timeline: Timeline | None = None
+    retention: dict = field(default_factory=dict)  # refresh and lost-read counts (refresh.py)
 
     def step_latency_ps(self, seq: int = 0) -> np.ndarray:
         end = self.step_end_ps[seq]
@@ -160,4 +162,4 @@ class Simulator:
         return SimResult(self.hw, self.steps, elapsed, self.step_end, self.write_ps, self.read_ps,
                          self.layer_start_ps, self.layer_end_ps,
                          ctx.activity.summary(elapsed), ctx.energy, ctx.path, self.host.outputs,
-                         ctx.activity.timeline)
+                         ctx.activity.timeline, refresh_summary(self))
