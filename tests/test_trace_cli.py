@@ -1,47 +1,21 @@
 """`gcsim trace record | synth | info`, and the shipped SmolLM2 trace."""
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gcsim.cli import main
 from gcsim.llm import LLMError, find_smollm2_gguf
-from gcsim.traces import cli as trace_cli
 from gcsim.traces import open_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "traces" / "smollm2-135m-default.gctrace"
 
 
-def _local_main(argv):
-    """What gcsim.cli.main does, for the trace subcommand alone."""
-    parser = argparse.ArgumentParser(prog="gcsim")
-    trace_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"gcsim {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _main():
-    """gcsim.cli.main, or a stand-in while the other subcommand modules are not written yet."""
-    try:
-        from gcsim.cli import build_parser, main
-        build_parser()
-        return main
-    except ImportError as exc:  # only for the missing gcsim.commands modules
-        if "gcsim.commands" not in f"{exc.name} {exc}":
-            raise
-        return _local_main
-
-
 def run(argv, capsys):
-    rc = _main()(argv)
+    rc = main(argv)
     out, err = capsys.readouterr()
     return rc, out, err
 
@@ -119,7 +93,7 @@ def _bad_cases(tmp):
     junk = tmp / "junk.gctrace"
     junk.write_bytes(b"not a trace at all")
     corrupt = tmp / "corrupt.gctrace"
-    assert _local_main(["trace", "synth", "--steps", "3", "--seed", "0", "-o", str(corrupt)]) == 0
+    assert main(["trace", "synth", "--steps", "3", "--seed", "0", "-o", str(corrupt)]) == 0
     data = bytearray(corrupt.read_bytes())
     data[-100] ^= 0xFF  # flip bits in the last array's data
     corrupt.write_bytes(bytes(data))
@@ -169,7 +143,7 @@ def test_missing_weights_package_is_a_clear_error(tmp_path, capsys, monkeypatch)
 
 def test_bad_dtype_is_an_argparse_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        _main()(["trace", "synth", "--steps", "3", "--dtype", "int8", "-o", str(tmp_path / "x")])
+        main(["trace", "synth", "--steps", "3", "--dtype", "int8", "-o", str(tmp_path / "x")])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
