@@ -130,9 +130,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
 
     for t0 in range(0, T, block):  # blocks of steps only bound memory
         t1 = min(T, t0 + block)
-        # tokens seen by the block, aligned to whole windows so sub-tiles line up
-        u0 = max(0, t0 - M + 1) // M * M
-        u1 = -(-t1 // M) * M
+        # tokens seen by the block, aligned to whole sub-tile arrays (blocks of `a` slots)
+        a = shp.array_size
+        u0 = max(0, t0 - M + 1) // a * a
+        u1 = -(-t1 // a) * a
         ts, us = np.arange(t0, t1), np.arange(u0, u1)
         in_window = (us[None, :] <= ts[:, None]) & (us[None, :] > ts[:, None] - M) & (us[None, :] < T)
         qb = q_in[t0:t1].reshape(t1 - t0, KV, G, d).transpose(1, 2, 0, 3)  # [KV,G,tb,d]
@@ -160,15 +161,20 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                 s_tok = s_tok + (dtype(coeffs[i]) * d_pow) * np.matmul(qb, yk.transpose(1, 2, 0)[:, None])
             phi_tok = physics.hard_sigmoid(s_tok, hw.numerics.s_sat)
             # per sub-tile sums: group tokens as [windows, sub-tile, row] and contract
-            nb, n_sub, a = (u1 - u0) // M, shp.n_sub_tiles, shp.array_size
-            acc = (dtype(coeffs[0]) * phi_tok.reshape(KV, G, t1 - t0, nb, n_sub, a).sum(axis=(3, 5)))[..., None]
-            acc = acc * np.ones(d, dtype)
+            # per array block of `a` tokens, then blocks summed into their sub-tile
+            # ((u // a) mod n_sub: the slot rule t mod M, // a)
+            nb, n_sub, tb = (u1 - u0) // a, shp.n_sub_tiles, t1 - t0
+            to_sub = np.zeros((nb, n_sub), dtype)
+            to_sub[np.arange(nb), (u0 // a + np.arange(nb)) % n_sub] = 1.0
+            blocks = (dtype(coeffs[0]) * phi_tok.reshape(KV, G, tb, nb, a).sum(axis=4))[..., None] * np.ones(d, dtype)
+            blocks = blocks.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, d)
             for i in range(1, len(coeffs)):
-                wi = (phi_tok * (dtype(coeffs[i]) * pows[i - 1])).reshape(KV, G, t1 - t0, nb, n_sub, a)
-                wi = wi.transpose(0, 4, 1, 2, 3, 5).reshape(KV, n_sub, G * (t1 - t0), nb * a)
-                yv = _pad_tokens(yv_pow[i - 1], u0, u1).reshape(nb, n_sub, a, KV, d)
-                yv = yv.transpose(3, 1, 0, 2, 4).reshape(KV, n_sub, nb * a, d)
-                acc = acc + np.matmul(wi, yv).reshape(KV, n_sub, G, t1 - t0, d).transpose(0, 2, 3, 1, 4)
+                wi = (phi_tok * (dtype(coeffs[i]) * pows[i - 1])).reshape(KV, G, tb, nb, a)
+                wi = wi.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, a)
+                yv = _pad_tokens(yv_pow[i - 1], u0, u1).reshape(nb, a, KV, d).transpose(2, 0, 1, 3)
+                blocks = blocks + np.matmul(wi, yv)  # [KV, nb, G*tb, d]
+            acc = np.matmul(to_sub.T, blocks.reshape(KV, nb, G * tb * d))  # [KV, n_sub, G*tb*d]
+            acc = acc.reshape(KV, n_sub, G, tb, d).transpose(0, 2, 3, 1, 4)
             sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels)  # [KV,G,tb,n_sub,d]
             sub_all[t0:t1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
             out[t0:t1] = readout(sub_all[t0:t1], sc)

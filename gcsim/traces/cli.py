@@ -69,7 +69,6 @@ def _check_output(path: Path) -> None:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from ..llm import LLMError
     from .record import record_trace
 
     if args.new < 0:
@@ -89,10 +88,7 @@ def _record(args: argparse.Namespace) -> int:
         raise ValueError("the prompt is empty")
     command = shlex.join(["gcsim", "trace", "record", *source, "--new", str(args.new),
                           "-o", str(args.output), "--dtype", args.dtype])
-    try:
-        path = record_trace(args.output, prompt, n_new=args.new, dtype=args.dtype, command=command)
-    except LLMError as exc:  # not a ValueError: turn it into the CLI's one-line error
-        raise ValueError(str(exc)) from None
+    path = record_trace(args.output, prompt, n_new=args.new, dtype=args.dtype, command=command)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
