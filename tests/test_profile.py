@@ -186,3 +186,16 @@ def test_filters_that_select_nothing_are_rejected(inputs, args, message, capsys)
     assert profile(inputs, name, "--timing-only", *args) == 2
     assert message in capsys.readouterr().err
     assert not (d / name).exists()
+
+
+def test_timeline_of_the_shipped_trace_is_a_valid_chrome_trace(tmp_path):
+    out = tmp_path / "shipped"
+    assert cli(["profile", "--timeline", "--timeline-steps", "0:2", "--timeline-layers", "0,29", "-o", str(out)]) == 0
+    tl = json.loads((out / "timeline.json").read_text())
+    check_chrome_trace(tl)
+    steps = {e["args"]["step"] for e in tl["traceEvents"] if e["ph"] == "X"}
+    layers = {e["args"]["layer"] for e in tl["traceEvents"] if e["ph"] == "X"}
+    assert steps == {0, 1} and layers == {0, 29}
+    # the SmolLM2 mapping: three GQA rounds per layer step, so the integrators of later
+    # rounds show the shared-bank stall
+    assert any(e["name"] == "stall: K/V bank shared (GQA)" for e in tl["traceEvents"])
