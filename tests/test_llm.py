@@ -1,22 +1,13 @@
 """SmolLM2-135M numpy decoder: tokenizer, next-token sanity, recorded attention, KV cache."""
 import numpy as np
 import pytest
+from weights import needs_weights
 
 from gcsim.llm import LLMError, SmolLM2, find_smollm2_gguf
 from gcsim.llm.tokenizer import bytes_to_unicode, pre_tokenize
 
 
-def _weights_missing() -> str:
-    try:
-        find_smollm2_gguf()
-        return ""
-    except LLMError as exc:
-        return str(exc)
-
-
-pytestmark = [pytest.mark.model,
-              pytest.mark.skipif(bool(_weights_missing()),
-                                 reason=f"SmolLM2 weights unavailable: {_weights_missing()}")]
+pytestmark = needs_weights
 
 PROMPT = "The capital of France is"
 TEXTS = [

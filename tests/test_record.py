@@ -2,24 +2,15 @@
 
 import numpy as np
 import pytest
+from weights import needs_weights
 
-from gcsim.llm import LLMError, SmolLM2, find_smollm2_gguf
+from gcsim.llm import LLMError, SmolLM2
 from gcsim.traces import TraceError, open_trace
 from gcsim.traces.record import GENERATOR, record_trace
 from test_trace_cli import assert_attn_matches
 
 
-def _weights_missing() -> str:
-    try:
-        find_smollm2_gguf()
-        return ""
-    except LLMError as exc:
-        return str(exc)
-
-
-pytestmark = [pytest.mark.model,
-              pytest.mark.skipif(bool(_weights_missing()),
-                                 reason=f"SmolLM2 weights unavailable: {_weights_missing()}")]
+pytestmark = needs_weights
 
 PROMPT = "It was a bright cold day in April, and the clocks"
 N_NEW = 6

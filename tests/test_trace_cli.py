@@ -5,9 +5,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from weights import needs_weights
 
 from gcsim.cli import main
-from gcsim.llm import LLMError, find_smollm2_gguf
+from gcsim.llm import LLMError
 from gcsim.traces import open_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,17 +177,8 @@ def test_info_on_shipped_trace(capsys):
 
 # --- record (needs the weights) ----------------------------------------------------------------
 
-def _weights_missing() -> str:
-    try:
-        find_smollm2_gguf()
-        return ""
-    except LLMError as exc:
-        return str(exc)
-
-
-@pytest.mark.model
-@pytest.mark.skipif(bool(_weights_missing()),
-                    reason=f"SmolLM2 weights unavailable: {_weights_missing()}")
+@needs_weights[0]
+@needs_weights[1]
 def test_record_command(tmp_path, capsys, monkeypatch):
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("The capital of France is\n", encoding="utf-8")
