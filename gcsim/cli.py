@@ -12,7 +12,7 @@ import sys
 from . import __version__
 
 EPILOG = """\
-reference-model variants (--variant):
+reference-model variants (gcsim reference --variant):
   softmax  sliding-window causal softmax attention (the ideal baseline)
   linear   hardware model with the linear cell law f(y) = 19.3 y  [uA]
   cubic    hardware model with the SPICE-fitted cubic cell law (the real cell)
@@ -20,14 +20,16 @@ reference-model variants (--variant):
 hardware settings live in YAML descriptions (models/*.yaml, --model NAME or PATH):
   window and sub-tile size, DAC/counter levels and ranges (null = quantization off),
   S_sat, output saturation, retention (time | per_token | off, tau), phase timing,
-  energy per action, interconnect links and periphery sharing.
+  energy per action, interconnect links and periphery sharing. Change any field for one
+  run with --set FIELD=VALUE, e.g. --set numerics.q_levels=null (quantization off),
+  --set numerics.retention.mode=off, --set shape.window=256.
 """
 
 
 def _modules():
-    from .commands import paper, profile, run, validate
+    from .commands import paper, profile, reference, run, validate
     from .traces import cli as trace_cli
-    return [run, validate, profile, paper, trace_cli]
+    return [run, validate, profile, paper, reference, trace_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run"] + (argv or []))
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             print("gcsim: interrupted", file=sys.stderr)

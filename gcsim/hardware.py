@@ -249,6 +249,8 @@ def _convert(value, tp, where: str, source: str):
             fail("an integer")
         return value
     if tp is str:
+        if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
+            value = "on" if value else "off"
         if not isinstance(value, str):
             fail("a string")
         return value
@@ -261,7 +263,8 @@ def _build(cls, data: dict, prefix: str, source: str):
     unknown = sorted(set(data) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise HardwareError(f"{source}: unknown field '{where}'; expected one of {sorted(fields)}")
+        raise HardwareError(f"{source}: unknown field '{where}'; expected one of "
+                            f"{sorted(f for f in fields if f != 'source')}")
     kwargs = {}
     for name, f in fields.items():
         where = f"{prefix}.{name}" if prefix else name

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import yaml
+
 from ..hardware import load_hardware
 from ..sim import check_fit
 from ..traces import open_trace
@@ -22,10 +24,42 @@ def add_inputs(p, *, default_model=DEFAULT_MODEL, trace_default=True):
     p.add_argument("-m", "--model", default=default_model,
                    help="hardware description: a name in models/ or a YAML path (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="replay only the first N steps")
+    add_overrides(p)
+
+
+def add_overrides(p):
+    p.add_argument("-s", "--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a field of the description, e.g. numerics.q_levels=null, "
+                        "numerics.retention.mode=off, shape.window=256 (repeatable)")
+
+
+def overrides(items: list[str]) -> dict:
+    """['a.b=1', ...] -> {'a': {'b': 1}}, values parsed as YAML."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set: expected FIELD=VALUE (e.g. numerics.q_levels=null), found {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML") from None
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def load_model(args):
+    hw = load_hardware(args.model)
+    changes = overrides(getattr(args, "set", []))
+    return hw.derive(**changes) if changes else hw
 
 
 def load_inputs(args):
-    hw = load_hardware(args.model)
+    hw = load_model(args)
     trace = open_trace(args.trace)
     check_fit(hw, trace)
     if args.steps is not None and args.steps <= 0:
