@@ -69,6 +69,12 @@ def cell_current_ua(y_v, law: str):
     raise ValueError(f"unknown cell law {law!r}; expected one of {CELL_LAWS}")
 
 
+def _as_float(x) -> np.ndarray:
+    """x as a float array, keeping float32 as float32 (Python float scalars do not upcast)."""
+    x = np.asarray(x)
+    return x if x.dtype.kind == "f" else x.astype(np.float64)
+
+
 def quantize(x, lo: float, hi: float, levels: int | None):
     """DAC / counter quantizer of the paper's code: x -> step * round(x / step).
 
@@ -84,9 +90,7 @@ def quantize(x, lo: float, hi: float, levels: int | None):
     if levels < 2:
         raise ValueError(f"quantizer needs at least 2 levels, got {levels}")
     step = (hi - lo) / (levels - 1)
-    x = np.asarray(x)
-    dtype = x.dtype.type if x.dtype.kind == "f" else np.float64
-    return dtype(step) * np.round(x / dtype(step))
+    return step * np.round(_as_float(x) / step)
 
 
 def quantize_code(x, lo: float, hi: float, levels: int) -> np.ndarray:
@@ -100,10 +104,9 @@ def scale_clip_quantize(x, a, b, lo: float, hi: float, levels: int | None):
 
     a, b broadcast against x (e.g. shape [..., heads, 1] for x [..., heads, d]).
     """
-    x = np.asarray(x)
-    dtype = x.dtype.type if x.dtype.kind == "f" else np.float64
-    scaled = dtype(a) * x + dtype(b) if np.isscalar(a) else (np.asarray(a, x.dtype) * x + np.asarray(b, x.dtype))
-    return quantize(np.clip(scaled, dtype(lo), dtype(hi)), lo, hi, levels)
+    x = _as_float(x)
+    scaled = np.asarray(a, x.dtype) * x + np.asarray(b, x.dtype)
+    return quantize(np.clip(scaled, lo, hi), lo, hi, levels)
 
 
 def hard_sigmoid(s_ua, s_sat_ua: float):
@@ -112,15 +115,12 @@ def hard_sigmoid(s_ua, s_sat_ua: float):
     S is the integrated bit-line charge in uA*T_max (the sum of currents weighted by
     pulse fractions); S_sat = 80 in the paper.
     """
-    s = np.asarray(s_ua)
-    return np.clip(s / s.dtype.type(s_sat_ua) if s.dtype.kind == "f" else s / s_sat_ua, 0.0, 1.0)
+    return np.clip(_as_float(s_ua) / s_sat_ua, 0.0, 1.0)
 
 
 def output_code(a_ua, out_sat_ua: float, levels: int | None):
     """Signed charge-to-pulse plus counter: clip(A / out_sat, -1, 1), quantized on [-1, 1]."""
-    a = np.asarray(a_ua)
-    dtype = a.dtype.type if a.dtype.kind == "f" else np.float64
-    return quantize(np.clip(a / dtype(out_sat_ua), dtype(-1.0), dtype(1.0)), -1.0, 1.0, levels)
+    return quantize(np.clip(_as_float(a_ua) / out_sat_ua, -1.0, 1.0), -1.0, 1.0, levels)
 
 
 def decay_from_age(age_ps, tau_ps: float | None):
