@@ -207,3 +207,18 @@ def test_validate_full_window_paper_shape(tmp_path):
     assert sum(r["exact"]["code_mismatches"] for r in rep["layers"]) == 0
     # the simulated token period (2 x 65 ns) is far from the nominal 800 ns: outputs move
     assert sum(r["nominal"]["code_mismatches"] for r in rep["layers"]) > 0
+
+
+def test_link_latency_and_write_before_read(small):
+    hw = small.derive(interconnect={"links": {"host_to_controller": {"latency_ns": 10.0, "gbps": 0.0},
+                                              "bank_to_host": {"latency_ns": 7.0, "gbps": 0.0}}})
+    T = 5
+    res = Simulator(hw, _trace(hw, T), values=False).run()
+    assert set(res.step_latency_ps()) == {2 * (10_000 + 65_000 + 7_000)}
+    cp = res.path.mean_breakdown(T)
+    assert cp["link.host_to_controller"] == 2 * 10_000 and cp["link.bank_to_host"] == 2 * 7_000
+    # latency without bandwidth limits holds no link: nothing busy, nothing waiting
+    assert res.activity["link.host_to_controller"]["busy_ps"] == 0
+    # each token is written (age 0) before the same step reads it, in every layer
+    assert (res.write_ps[0] <= res.read_ps[0]).all()
+    np.testing.assert_array_equal(res.read_ps[0] - res.layer_start_ps[0], 10_000 + 5_000)
