@@ -44,6 +44,10 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     for block, pj in ledger.static_pj.items():
         by_component[f"static:{block}"] = pj
     clock_ps = hw.timing.clock_period_ps
+    copies = s.group_size if hw.periphery.gqa_mapping == "replicated" else 1
+    cells = 2 * s.kv_heads * copies * s.window * s.d_head * s.layers * n_seq  # K and V arrays
+    area = {"per_head_mm2": hw.area.head_mm2, "heads_mm2": hw.area.head_mm2 * s.heads * s.layers,
+            "gain_cells": cells, "gain_cells_mm2": cells * hw.area.gain_cell_um2 * 1e-6}
     return {
         "gcsim_version": __version__,
         "hardware": {"name": hw.name, "source": hw.source},
@@ -72,6 +76,7 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         },
         "retention": {k: v for k, v in res.retention.items() if k != "per_layer"}
                      | {"per_layer_lost_reads": res.retention.get("per_layer", {}).get("lost_reads")},
+        "area": area,
         "activity": res.activity,
     }
 
@@ -110,4 +115,7 @@ def format_summary(rep: dict) -> str:
     for name, row in e["paper_items"].items():
         ref = f"{row['paper_pj']:10.0f}" if row["paper_pj"] is not None else f"{'-':>10}"
         lines.append(f"    {row['label']:<52} {row['per_head_per_token_pj']:10.1f} {ref}")
+    a = rep["area"]
+    lines += ["", f"area: {a['heads_mm2']:.1f} mm2 for the heads at {a['per_head_mm2']} mm2 each (paper's estimate); "
+                  f"{a['gain_cells']:,} gain cells = {a['gain_cells_mm2']:.2f} mm2 of cells"]
     return "\n".join(lines)

@@ -222,3 +222,14 @@ def test_link_latency_and_write_before_read(small):
     # each token is written (age 0) before the same step reads it, in every layer
     assert (res.write_ps[0] <= res.read_ps[0]).all()
     np.testing.assert_array_equal(res.read_ps[0] - res.layer_start_ps[0], 10_000 + 5_000)
+
+
+def test_report_area(small):
+    from gcsim.report import build_report
+
+    hw = load_hardware("paper-gpt2")
+    z = np.zeros((2, 12, 12, 64), np.float16)
+    area = build_report(Simulator(hw, ArrayTrace(z, z, z), values=False).run())["area"]
+    assert area["heads_mm2"] == 12 * 12 * 0.5                     # paper: ~0.5 mm2 per head
+    assert area["gain_cells"] == 12 * 12 * 2 * 16 * 64 * 64       # K and V arrays, 16 sub-tiles each
+    assert area["gain_cells_mm2"] == pytest.approx(area["gain_cells"] * 1e-6)  # ~1 um2 per cell
