@@ -90,8 +90,8 @@ class Stages:
 
 
 def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
-                    layer: int = 0, write_times_ps=None, read_times_ps=None, stages: bool = True,
-                    dtype=np.float64, block: int = 128) -> Stages:
+                    layer: int = 0, write_times_ps=None, read_times_ps=None, ages_ps=None,
+                    stages: bool = True, dtype=np.float64, block: int = 128) -> Stages:
     """Attention of one layer over a whole sequence, all heads at once.
 
     q: [T, H, d]; k, v: [T, KV, d] (grouped-query: head h reads K/V head h // (H/KV)).
@@ -99,7 +99,9 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     scalers: per-head scaler arrays ([layers, H] / [layers, KV] or [H] / [KV]); None for
     the paper's initial values. write_times_ps / read_times_ps: [T] simulated times at
     which token t was written and read in this layer (default: t x the nominal token
-    period), from which retention ages follow. stages=False skips S and phi.
+    period), from which retention ages follow. ages_ps: [T, M] the age of every slot at
+    each step's read, in slot layout, instead of the times (when something other than
+    the token's own write set a slot's age, e.g. a refresh). stages=False skips S and phi.
     """
     variant = variant or hw.numerics.cell_law
     _check_variant(variant)
@@ -113,6 +115,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     steps = np.arange(T, dtype=np.int64)
     wt = steps * period if write_times_ps is None else _times("write_times_ps", write_times_ps, T)
     rt = steps * period if read_times_ps is None else _times("read_times_ps", read_times_ps, T)
+    if ages_ps is not None:
+        ages = np.asarray(ages_ps)
+        if ages.shape != (T, hw.shape.window):
+            raise ReferenceError(f"ages_ps: expected shape [{T}, {hw.shape.window}], found {list(ages.shape)}")
     sc = layer_scalers(scalers, layer, shp.heads, shp.kv_heads)
 
     q_in = dac_query(q, sc, hw, variant)
@@ -148,7 +154,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             out[t0:t1] = ob.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, d)
             s_tok, phi_tok = np.where(in_window, scores, 0.0), w
         else:
-            age_ps = rt[t0:t1, None] - _pad_tokens(wt, u0, u1)[None, :]
+            if ages_ps is None:
+                age_ps = rt[t0:t1, None] - _pad_tokens(wt, u0, u1)[None, :]
+            else:  # slot layout -> token layout: token u sits in slot u mod M
+                age_ps = ages[t0:t1][:, us % M]
             age_tok = ts[:, None] - us[None, :]
             decay = np.where(in_window, retention_decay(age_ps, age_tok, hw), 0.0).astype(dtype)
             s_tok = (dtype(coeffs[0]) * qb.sum(axis=-1))[..., None] * in_window

@@ -112,7 +112,7 @@ def test_delayed_step_leaks_more_by_the_expected_factor(small):
     seen = {}
 
     def hook(name):
-        def record(seq, step, layer, read_ps, S, phi, codes, out):
+        def record(seq, step, layer, ages_ps, S, phi, codes, out):
             if step == 1 and layer == 0:
                 seen[name] = S.reshape(4, -1)[:, 0].copy()  # slot 0 holds token 0
         return record
@@ -233,3 +233,31 @@ def test_report_area(small):
     assert area["heads_mm2"] == 12 * 12 * 0.5                     # paper: ~0.5 mm2 per head
     assert area["gain_cells"] == 12 * 12 * 2 * 16 * 64 * 64       # K and V arrays, 16 sub-tiles each
     assert area["gain_cells_mm2"] == pytest.approx(area["gain_cells"] * 1e-6)  # ~1 um2 per cell
+
+
+def test_exact_agreement_with_refresh_restoring_ages(small):
+    # periodic refresh rewrites slots, so a slot's age is no longer "read time - its token's
+    # write"; validation hands the reference the ages the tiles saw
+    hw = small.derive(numerics={"retention": {"tau_ns": 1000.0, "refresh": "periodic", "refresh_interval_ns": 300.0,
+                                              "refresh_ns_per_subtile": 20.0}})
+    rep = validate(hw, _trace(hw, 30, seed=5), stage_steps=30)
+    assert rep["pass"] and all(r["exact"]["code_mismatches"] == 0 for r in rep["layers"])
+
+
+def test_reference_ages_equal_times(small):
+    from gcsim.reference import ReferenceError, layer_attention
+
+    tr = _trace(small, 40, seed=6)
+    q, k, v = tr.q[:, 0], tr.k[:, 0], tr.v[:, 0]
+    hw = small.derive(numerics={"retention": {"tau_ns": 3000.0}})
+    write = np.arange(40) * 90_000 + 5_000
+    read = write + 1_000
+    by_times = layer_attention(q, k, v, hw, write_times_ps=write, read_times_ps=read)
+    M = hw.shape.window
+    slot_token = np.array([t - ((t - np.arange(M)) % M) for t in range(40)])
+    ages = read[:, None] - np.where(slot_token >= 0, write[np.maximum(slot_token, 0)], 0)
+    by_ages = layer_attention(q, k, v, hw, ages_ps=ages)
+    np.testing.assert_array_equal(by_times.out, by_ages.out)
+    np.testing.assert_array_equal(by_times.S, by_ages.S)
+    with pytest.raises(ReferenceError, match=r"ages_ps: expected shape \[40, 16\], found \[40, 15\]"):
+        layer_attention(q, k, v, hw, ages_ps=ages[:, :15])

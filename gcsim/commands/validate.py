@@ -1,7 +1,7 @@
 """`gcsim validate`: the simulator against the reference model, stage by stage.
 
-(a) exact: the reference model given the ages the simulator saw (its write and read
-    times), both in float64. S, phi, per-sub-tile codes and outputs must agree: zero code
+(a) exact: the reference model given the ages the simulator saw (every slot's age at
+    every read, refreshes included), both in float64. S, phi, per-sub-tile codes and outputs must agree: zero code
     mismatches and float error at rounding level, or the command exits 1.
 (b) nominal: the reference at the description's nominal token period, which reports how
     much the chip's real timing moved the outputs.
@@ -45,13 +45,15 @@ class StageRecorder:
         self.sample = {int(t): i for i, t in enumerate(sample)}
         self.S = np.zeros((len(sample), s.layers, s.heads, s.window))
         self.phi = np.zeros_like(self.S)
+        self.ages_ps = np.zeros((steps, s.layers, s.window), np.int64)
 
     def as_codes(self, values):
         return values if self.code_step is None else np.round(values / self.code_step)
 
-    def __call__(self, seq, step, layer, read_ps, S, phi, codes, out):
+    def __call__(self, seq, step, layer, ages_ps, S, phi, codes, out):
         if seq:
             return
+        self.ages_ps[step, layer] = ages_ps
         self.codes[step, layer] = self.as_codes(codes)
         self.out[step, layer] = out
         i = self.sample.get(step)
@@ -91,7 +93,7 @@ def validate(hw, trace, steps=None, stage_steps=32):
     T = trace.steps if steps is None else min(steps, trace.steps)
     sample = np.unique(np.linspace(0, T - 1, min(stage_steps, T)).round().astype(int))
     rec = StageRecorder(hw64, T, sample)
-    res = Simulator(hw64, trace, steps=T, stages_hook=rec).run()
+    Simulator(hw64, trace, steps=T, stages_hook=rec).run()
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
     ok = True
     scalers = getattr(trace, "scalers", None)
@@ -99,8 +101,7 @@ def validate(hw, trace, steps=None, stage_steps=32):
         q = np.asarray(trace.q[:T, l], np.float64)
         k = np.asarray(trace.k[:T, l], np.float64)
         v = np.asarray(trace.v[:T, l], np.float64)
-        exact = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, write_times_ps=res.write_ps[0][:, l],
-                                read_times_ps=res.read_ps[0][:, l])
+        exact = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, ages_ps=rec.ages_ps[:, l])
         row = {"layer": l}
         ref_codes = rec.as_codes(exact.sub_out)
         row["exact"] = {"S": _err(rec.S[:, l], exact.S[sample]), "phi": _err(rec.phi[:, l], exact.phi[sample]),

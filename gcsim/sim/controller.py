@@ -146,5 +146,6 @@ class LayerController:
         energy.book(self.accumulator.name, "adder_tree_add", H * d * max(n_active - 1, 0), l, step)
         energy.book(self.accumulator.name, "output_scaler", H * d, l, step)
         if self.stages_hook is not None and ctx.values:
-            self.stages_hook(seq, step, l, read_ps, S, phi, codes, out)
+            ages_ps = read_ps - self.tiles.states[seq].write_ps  # as the tiles saw them (refresh included)
+            self.stages_hook(seq, step, l, ages_ps, S, phi, codes, out)
         return LayerOutputs(seq, step, l, out, env.now)
