@@ -7,8 +7,9 @@ import pytest
 from gcsim import load_hardware
 from gcsim.cli import main as cli
 from gcsim.commands.validate import validate
+from gcsim.hardware import MODELS_DIR
 from gcsim.sim import ArrayTrace, SimError, Simulator
-from gcsim.traces import write_synthetic
+from gcsim.traces import open_trace, write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +202,6 @@ def test_validate_full_window_paper_shape(tmp_path):
     # 1100 steps wrap the 1024-slot ring buffer
     hw = load_hardware("paper-gpt2").derive(shape={"layers": 2})
     write_synthetic(tmp_path / "t.gctrace", layers=2, heads=12, d_head=64, steps=1100, seed=7)
-    from gcsim.traces import open_trace
     rep = validate(hw, open_trace(tmp_path / "t.gctrace"), stage_steps=8)
     assert rep["pass"] and 1099 in rep["stage_steps"]
     assert sum(r["exact"]["code_mismatches"] for r in rep["layers"]) == 0
@@ -261,3 +261,13 @@ def test_reference_ages_equal_times(small):
     np.testing.assert_array_equal(by_times.S, by_ages.S)
     with pytest.raises(ReferenceError, match=r"ages_ps: expected shape \[40, 16\], found \[40, 15\]"):
         layer_attention(q, k, v, hw, ages_ps=ages[:, :15])
+
+
+@pytest.mark.parametrize("model", sorted(p.stem for p in MODELS_DIR.glob("*.yaml")))
+def test_every_shipped_description_validates_exactly(model, tmp_path):
+    hw = load_hardware(model)
+    s = hw.shape
+    write_synthetic(tmp_path / "t.gctrace", layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
+                    steps=6, seed=1)
+    rep = validate(hw, open_trace(tmp_path / "t.gctrace"), stage_steps=6)
+    assert rep["pass"], model
