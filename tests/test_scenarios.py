@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from inputs import random_trace
 
 from gcsim import load_hardware
 from gcsim.hardware import MODELS_DIR
@@ -26,14 +27,6 @@ def zeros(hw, T):
     q = np.zeros((T, s.layers, s.heads, s.d_head), np.float16)
     kv = np.zeros((T, s.layers, s.kv_heads, s.d_head), np.float16)
     return ArrayTrace(q, kv, kv)
-
-
-def rand(hw, T, seed=0):
-    s = hw.shape
-    rng = np.random.default_rng(seed)
-    return ArrayTrace(rng.normal(0.4, 0.4, (T, s.layers, s.heads, s.d_head)),
-                      rng.normal(0, 0.3, (T, s.layers, s.kv_heads, s.d_head)),
-                      rng.normal(0, 0.3, (T, s.layers, s.kv_heads, s.d_head)))
 
 
 def run(hw, T, **kw):
@@ -85,7 +78,7 @@ def test_host_time_makes_stored_values_leak_more():
                                                         "retention": {"tau_ns": tau_ns}})
     slow = fast.derive(timing={"host_ns_per_layer": 200.0})
     T, s = 2, fast.shape
-    tr = rand(fast, T, seed=1)
+    tr = random_trace(fast, T, seed=1)
     seen = {}
 
     def hook(key):
@@ -242,7 +235,7 @@ def one_layer():
 def test_no_refresh_counts_lost_reads(one_layer):
     hw = one_layer.derive(numerics={"retention": {"refresh": "none"}})
     T = 20
-    sim = Simulator(hw, rand(hw, T), values=True)
+    sim = Simulator(hw, random_trace(hw, T), values=True)
     res = sim.run()
     # token u written at 65u + 5 ns, read at step t at 65t + 5 ns: age 65(t - u) ns; lost when
     # exp(-age / 1000) < 0.5, i.e. age > 693.1 ns, i.e. t - u >= 11 (650 < 693.1 < 715).
@@ -257,7 +250,7 @@ def test_no_refresh_counts_lost_reads(one_layer):
 def test_periodic_refresh_stalls_by_hand(one_layer):
     hw = one_layer.derive(numerics={"retention": {"refresh": "periodic"}})
     T = 6
-    sim = Simulator(hw, rand(hw, T), values=True)
+    sim = Simulator(hw, random_trace(hw, T), values=True)
     res = sim.run()
     # step 0 [0,65), step 1 [65,130): tiles busy until 100 (write 5 + Q 15 + V 15).
     # refresh due 100: tokens 0,1 in sub-tile 0 -> 40 ns [100,140); step 2 arrives 130: stalls 10 ns.
@@ -285,7 +278,7 @@ def test_periodic_refresh_stalls_by_hand(one_layer):
 
 def test_periodic_refresh_keeps_values_and_none_loses_them(one_layer):
     T = 20
-    sims = {p: Simulator(one_layer.derive(numerics={"retention": {"refresh": p}}), rand(one_layer, T)) for p in
+    sims = {p: Simulator(one_layer.derive(numerics={"retention": {"refresh": p}}), random_trace(one_layer, T)) for p in
             ("none", "periodic")}
     for sim in sims.values():
         check_invariants(sim.run())

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from inputs import random_trace
 
 from gcsim import load_hardware
 from gcsim.cli import main as cli
@@ -19,16 +20,8 @@ def small():
                                          "array_size": 8})
 
 
-def _trace(hw, T, seed=0):
-    s = hw.shape
-    rng = np.random.default_rng(seed)
-    return ArrayTrace(rng.normal(0.4, 0.4, (T, s.layers, s.heads, s.d_head)),
-                      rng.normal(0, 0.3, (T, s.layers, s.kv_heads, s.d_head)),
-                      rng.normal(0, 0.3, (T, s.layers, s.kv_heads, s.d_head)))
-
-
 def test_one_step_timing_and_energy_by_hand(small):
-    res = Simulator(small, _trace(small, 1)).run()
+    res = Simulator(small, random_trace(small, 1)).run()
     # 5 + 15 + 15 + 15 + 10 + 5 ns per layer, 2 layers
     assert res.elapsed_ps == 2 * 65_000
     np.testing.assert_array_equal(res.layer_end_ps[0][0] - res.layer_start_ps[0][0], [65_000, 65_000])
@@ -52,7 +45,7 @@ def test_one_step_timing_and_energy_by_hand(small):
 
 def test_energy_scales_with_active_slots(small):
     T = 20
-    res = Simulator(small, _trace(small, T), values=False).run()
+    res = Simulator(small, random_trace(small, T), values=False).run()
     k_col = res.ledger.step_item_pj({"k": ["k_column_read"]})["k"]
     valid = np.minimum(np.arange(T) + 1, 16)
     np.testing.assert_allclose(k_col, 2 * 4 * valid * small.energy.actions_pj["k_column_read"])
@@ -84,7 +77,7 @@ def test_paper_budget_full_window():
 def test_exact_agreement_with_reference(small, shape, mapping):
     hw = small.derive(shape=shape, periphery={"gqa_mapping": mapping},
                       numerics={"retention": {"tau_ns": 2000.0}})  # decay visible within the run
-    rep = validate(hw, _trace(hw, 40, seed=3), stage_steps=40)     # 40 steps wrap the 16-slot window
+    rep = validate(hw, random_trace(hw, 40, seed=3), stage_steps=40)     # 40 steps wrap the 16-slot window
     assert rep["pass"]
     for row in rep["layers"]:
         assert row["exact"]["code_mismatches"] == 0
@@ -95,8 +88,8 @@ def test_exact_agreement_with_reference(small, shape, mapping):
 def test_gqa_mapping_time_and_write_energy(small):
     tm = small.derive(shape={"heads": 6, "kv_heads": 2})
     rep = small.derive(shape={"heads": 6, "kv_heads": 2}, periphery={"gqa_mapping": "replicated"})
-    a = Simulator(tm, _trace(tm, 3), values=False).run()
-    b = Simulator(rep, _trace(rep, 3), values=False).run()
+    a = Simulator(tm, random_trace(tm, 3), values=False).run()
+    b = Simulator(rep, random_trace(rep, 3), values=False).run()
     assert set(np.ravel(a.layer_end_ps[0] - a.layer_start_ps[0])) == {5_000 + 3 * 45_000 + 15_000}
     assert set(np.ravel(b.layer_end_ps[0] - b.layer_start_ps[0])) == {65_000}
     wa = a.ledger.action_pj("kv_write_dac")
@@ -118,7 +111,7 @@ def test_delayed_step_leaks_more_by_the_expected_factor(small):
                 seen[name] = S.reshape(4, -1)[:, 0].copy()  # slot 0 holds token 0
         return record
 
-    tr = _trace(base, 2, seed=1)
+    tr = random_trace(base, 2, seed=1)
     r0 = Simulator(base, tr, stages_hook=hook("fast")).run()
     r1 = Simulator(slow, tr, stages_hook=hook("slow")).run()
     age0 = r0.read_ps[0][1, 0] - r0.write_ps[0][0, 0]
@@ -146,7 +139,7 @@ def test_same_inputs_same_outputs(small, tmp_path):
 
 def test_trace_that_does_not_fit(small, tmp_path, capsys):
     with pytest.raises(SimError, match="model.heads is 6 in the trace but shape.heads is 4"):
-        Simulator(small, _trace(small.derive(shape={"heads": 6, "kv_heads": 2}), 3))
+        Simulator(small, random_trace(small.derive(shape={"heads": 6, "kv_heads": 2}), 3))
     write_synthetic(tmp_path / "t.gctrace", layers=3, heads=4, kv_heads=4, d_head=8, steps=5, seed=0)
     out = tmp_path / "out"
     assert cli(["run", str(tmp_path / "t.gctrace"), "-m", "paper-gpt2", "-o", str(out)]) == 2
@@ -173,7 +166,7 @@ def test_validation_fails_when_the_simulator_is_wrong(small, monkeypatch):
     # a simulator bug: ages read 50 ns too old
     monkeypatch.setattr(tiles, "retention_decay", lambda age_ps, age_tok, hw: retention_decay(age_ps + 50_000, age_tok, hw))
     hw = small.derive(numerics={"retention": {"tau_ns": 500.0}})
-    rep = validate(hw, _trace(hw, 20, seed=2), stage_steps=20)
+    rep = validate(hw, random_trace(hw, 20, seed=2), stage_steps=20)
     assert not rep["pass"]
     assert all(r["exact"]["S"]["max_abs"] > 1e-6 for r in rep["layers"])
 
@@ -213,7 +206,7 @@ def test_link_latency_and_write_before_read(small):
     hw = small.derive(interconnect={"links": {"host_to_controller": {"latency_ns": 10.0, "gbps": 0.0},
                                               "bank_to_host": {"latency_ns": 7.0, "gbps": 0.0}}})
     T = 5
-    res = Simulator(hw, _trace(hw, T), values=False).run()
+    res = Simulator(hw, random_trace(hw, T), values=False).run()
     assert set(res.step_latency_ps()) == {2 * (10_000 + 65_000 + 7_000)}
     cp = res.path.mean_breakdown(T)
     assert cp["link.host_to_controller"] == 2 * 10_000 and cp["link.bank_to_host"] == 2 * 7_000
@@ -240,14 +233,14 @@ def test_exact_agreement_with_refresh_restoring_ages(small):
     # write"; validation hands the reference the ages the tiles saw
     hw = small.derive(numerics={"retention": {"tau_ns": 1000.0, "refresh": "periodic", "refresh_interval_ns": 300.0,
                                               "refresh_ns_per_subtile": 20.0}})
-    rep = validate(hw, _trace(hw, 30, seed=5), stage_steps=30)
+    rep = validate(hw, random_trace(hw, 30, seed=5), stage_steps=30)
     assert rep["pass"] and all(r["exact"]["code_mismatches"] == 0 for r in rep["layers"])
 
 
 def test_reference_ages_equal_times(small):
     from gcsim.reference import ReferenceError, layer_attention
 
-    tr = _trace(small, 40, seed=6)
+    tr = random_trace(small, 40, seed=6)
     q, k, v = tr.q[:, 0], tr.k[:, 0], tr.v[:, 0]
     hw = small.derive(numerics={"retention": {"tau_ns": 3000.0}})
     write = np.arange(40) * 90_000 + 5_000
