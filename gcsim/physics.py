@@ -109,13 +109,15 @@ def scale_clip_quantize(x, a, b, lo: float, hi: float, levels: int | None):
     return quantize(np.clip(scaled, lo, hi), lo, hi, levels)
 
 
-def hard_sigmoid(s_ua, s_sat_ua: float):
-    """Charge-to-pulse converter: phi = clip(S / S_sat, 0, 1), a fraction of T_max.
+def hard_sigmoid(s_ua, s_sat_ua: float, t_max_ns: float | None = None):
+    """Charge-to-pulse converter: phi = clip(S / S_sat, 0, 1), a fraction of T_max, or the
+    pulse width in ns when t_max_ns is given (15 ns in the paper).
 
     S is the integrated bit-line charge in uA*T_max (the sum of currents weighted by
     pulse fractions); S_sat = 80 in the paper.
     """
-    return np.clip(_as_float(s_ua) / s_sat_ua, 0.0, 1.0)
+    phi = np.clip(_as_float(s_ua) / s_sat_ua, 0.0, 1.0)
+    return phi if t_max_ns is None else phi * t_max_ns
 
 
 def output_code(a_ua, out_sat_ua: float, levels: int | None):

@@ -52,6 +52,8 @@ def test_quantizer_levels_and_edges():
 
 def test_hard_sigmoid_and_output_code():
     np.testing.assert_allclose(physics.hard_sigmoid(np.array([-5.0, 0, 40, 80, 200]), 80.0), [0, 0, 0.5, 1, 1])
+    # as a pulse width: S = 20 of S_sat = 80 drives a quarter of T_max = 15 ns
+    assert physics.hard_sigmoid(np.array(20.0), 80.0, t_max_ns=15.0) == pytest.approx(3.75)
     # A = 20 -> 0.5 -> round(0.5 * 15.5) = round(7.75) = 8 steps of 2/31
     assert physics.output_code(np.array(20.0), 40.0, 32) == pytest.approx(8 * 2 / 31)
     assert physics.output_code(np.array(-1000.0), 40.0, 32) == pytest.approx(-32 / 31)
