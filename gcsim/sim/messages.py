@@ -2,7 +2,9 @@
 
 Each names what it carries, for which (sequence, step, layer), and when it was sent
 (integer ps). Arrays are those of a whole bank (all heads of a layer); in timing-only
-runs they are None and only the counts travel.
+runs they are None and only the counts travel. Inside a layer step the controller hands
+arrays to the array-side components by direct call (they work in lockstep within its
+phases), so only the hops between units that run at different times are messages.
 """
 from __future__ import annotations
 
@@ -32,26 +34,6 @@ class WriteRequest:
     slot: int
     k_dev: np.ndarray | None
     v_dev: np.ndarray | None
-    sent_ps: int
-
-
-@dataclass
-class ReadRequest:
-    """Controller -> tiles: the query pulses [KV,G,d] and the read time (retention ages)."""
-    seq: int
-    step: int
-    layer: int
-    q_pulse: np.ndarray | None
-    read_ps: int
-
-
-@dataclass
-class SubTileCodes:
-    """Output counters -> accumulator: quantized per-sub-tile outputs [H, n_sub, d]."""
-    seq: int
-    step: int
-    layer: int
-    codes: np.ndarray | None
     sent_ps: int
 
 
