@@ -112,7 +112,7 @@ def format_summary(rep: dict) -> str:
         "no full-window step: window not yet filled, so lower than the paper's full-window figures"
     lines += [f"  per head and token, paper items ({basis}):",
               f"    {'item':<52} {'gcsim pJ':>10} {'paper pJ':>10}"]
-    for name, row in e["paper_items"].items():
+    for row in e["paper_items"].values():
         ref = f"{row['paper_pj']:10.0f}" if row["paper_pj"] is not None else f"{'-':>10}"
         lines.append(f"    {row['label']:<52} {row['per_head_per_token_pj']:10.1f} {ref}")
     a = rep["area"]

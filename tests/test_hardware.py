@@ -39,7 +39,8 @@ def test_derive_changes_a_copy():
     assert off.shape.window == 256 and off.shape.n_sub_tiles == 4
     assert off.numerics.kv_levels == 8  # untouched fields stay
     assert hw.numerics.q_levels == 16   # the original is immutable
-    with pytest.raises(Exception):
+    import dataclasses
+    with pytest.raises(dataclasses.FrozenInstanceError):
         hw.shape.window = 5
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import physics
 from ..datapath import dac_kv, dac_query
 from .interconnect import transfer
 from .messages import LayerInputs, LayerOutputs, WriteRequest
