@@ -65,3 +65,10 @@ def test_help_names_variants_and_settings(capsys):
     text = capsys.readouterr().out
     for word in ("softmax", "linear", "cubic", "--set", "retention", "reference"):
         assert word in text
+
+
+def test_quickstart_example_runs(capsys):
+    import runpy
+    runpy.run_path("examples/quickstart.py", run_name="__main__")
+    out = capsys.readouterr().out
+    assert "max |simulator - reference| = 0.00e+00" in out and "cubic" in out
