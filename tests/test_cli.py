@@ -1,6 +1,7 @@
 """Command-line behaviour shared by the subcommands: --set overrides, `gcsim reference`,
 help text."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from gcsim.commands.common import overrides
 from gcsim.reference import layer_attention
 from gcsim.traces import open_trace
 
-SHIPPED = "traces/smollm2-135m-default.gctrace"
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "traces" / "smollm2-135m-default.gctrace"
 
 
 def test_overrides_parse_nested_yaml_values():
@@ -69,6 +71,6 @@ def test_help_names_variants_and_settings(capsys):
 
 def test_quickstart_example_runs(capsys):
     import runpy
-    runpy.run_path("examples/quickstart.py", run_name="__main__")
+    runpy.run_path(str(ROOT / "examples" / "quickstart.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "max |simulator - reference| = 0.00e+00" in out and "cubic" in out
