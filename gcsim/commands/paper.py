@@ -13,10 +13,11 @@ import tempfile
 import numpy as np
 
 from .. import paper
-from ..hardware import load_hardware
 from ..report import build_report
 from ..sim import Simulator
+from ..sim import check_fit
 from ..traces import open_trace, write_synthetic
+from .common import add_overrides, load_model
 
 
 def register(sub):
@@ -26,6 +27,7 @@ def register(sub):
     p.add_argument("--steps", type=int, default=1100, help="synthetic steps (>= window; default %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--functional", action="store_true", help="compute values too (slower)")
+    add_overrides(p)
     p.set_defaults(func=main)
 
 
@@ -73,9 +75,11 @@ def format_paper(r: dict) -> str:
 
 
 def main(args) -> int:
-    hw = load_hardware(args.model)
+    hw = load_model(args)
     if args.trace:
-        rep = reproduce(hw, open_trace(args.trace), args.functional)
+        trace = open_trace(args.trace)
+        check_fit(hw, trace)
+        rep = reproduce(hw, trace, args.functional)
     else:
         if args.steps < hw.shape.window:
             raise ValueError(f"--steps {args.steps} is shorter than the window ({hw.shape.window})")
