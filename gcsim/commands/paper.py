@@ -57,8 +57,9 @@ def format_paper(r: dict) -> str:
     rows = [("latency per layer (ns)", r["layer_ns"], paper.LAYER_NS),
             ("  in cycles at the clock", r["layer_cycles"], paper.LAYER_NS),
             ("latency per token, 12 layers (us)", r["token_us"], paper.TOKEN_US)]
+    short = {"phi_qk": "phi(Q.K^T)", "phi_v": "phi(S).V", "digital_routing": "digital and routing", "dacs": "DACs"}
     for k, v in r["items_pj"].items():
-        rows.append((f"{paper.ITEM_LABELS[k][:40]} (pJ/head)", v, paper.ITEMS_PJ[k]))
+        rows.append((f"{short.get(k, k)} per head and token (pJ)", v, paper.ITEMS_PJ[k]))
     rows += [("total per head (pJ)", sum(r["items_pj"].values()), paper.HEAD_TOTAL_PJ),
              ("energy per layer, 12 heads (nJ)", r["layer_nj"], paper.LAYER_NJ),
              ("attention energy per token (uJ)", r["token_uj"], paper.TOKEN_UJ)]
