@@ -8,6 +8,7 @@ copy, validated again, e.g. `hw.derive(numerics={"q_levels": None})`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -38,6 +39,9 @@ def _fraction(v):
 
 def _levels(v):
     return v is None or v >= 2
+
+
+CHECK_TEXT = {"_positive": "> 0", "_nonneg": ">= 0", "_levels": "null (off) or >= 2", "_fraction": "0 < x < 1"}
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,8 @@ def _convert(value, tp, where: str, source: str):
                 fail("a number")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("a number")
+        if not math.isfinite(value):
+            fail("a finite number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -276,7 +282,7 @@ def _build(cls, data: dict, prefix: str, source: str):
         check = f.metadata.get("check")
         if check is not None and value is not None and not check(value):
             raise HardwareError(f"{source}: field '{where}': value {value!r} is out of range "
-                                f"({check.__name__.strip('_')})")
+                                f"(expected {CHECK_TEXT.get(check.__name__, check.__name__)})")
         choices = f.metadata.get("choices")
         if choices is not None and value not in choices:
             raise HardwareError(f"{source}: field '{where}': expected one of {list(choices)}, found {value!r}")
