@@ -78,6 +78,8 @@ def trace_info(trace) -> dict:
 def atomic_dir(path: str | os.PathLike):
     """Yield a temporary directory that becomes `path` only if the block succeeds."""
     final = Path(path)
+    if final.exists() and not final.is_dir():
+        raise ValueError(f"{final}: the output path exists and is not a directory")
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
