@@ -151,7 +151,7 @@ class Area:
 @dataclass(frozen=True)
 class Periphery:
     gqa_mapping: str = field(default="time_multiplexed",
-                             metadata={"choices": ("time_multiplexed", "replicated")})
+                             metadata={"choices": ("time_multiplexed", "pipelined", "replicated")})
     counters_shared_by: int = field(default=1, metadata={"check": _positive})
     counters_shared_by_layers: int = field(default=1, metadata={"check": _positive})
     sequences: int = field(default=1, metadata={"check": _positive})
@@ -338,6 +338,10 @@ def _check_consistency(hw: Hardware, source: str) -> None:
             raise HardwareError(f"{source}: field 'numerics.retention.refresh': periodic refresh needs mode 'time' "
                                 f"and refresh_interval_ns > n_sub_tiles x refresh_ns_per_subtile "
                                 f"({s.n_sub_tiles} x {ret.refresh_ns_per_subtile} ns)")
+    p = hw.periphery
+    if p.gqa_mapping == "pipelined" and (p.counters_shared_by > 1 or p.counters_shared_by_layers > 1):
+        raise HardwareError(f"{source}: field 'periphery.gqa_mapping': 'pipelined' needs unshared output "
+                            f"counters (counters_shared_by and counters_shared_by_layers = 1)")
     if hw.shape.heads % hw.periphery.counters_shared_by:
         raise HardwareError(f"{source}: field 'periphery.counters_shared_by': {hw.periphery.counters_shared_by} "
                             f"does not divide heads = {hw.shape.heads}")

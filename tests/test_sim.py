@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from inputs import random_trace
 
-from gcsim import load_hardware
+from gcsim import HardwareError, load_hardware
 from gcsim.cli import main as cli
 from gcsim.commands.validate import validate
 from gcsim.hardware import MODELS_DIR
@@ -72,6 +72,7 @@ def test_paper_budget_full_window():
 @pytest.mark.parametrize("shape, mapping", [
     ({"heads": 4, "kv_heads": 4}, "time_multiplexed"),
     ({"heads": 6, "kv_heads": 2}, "time_multiplexed"),
+    ({"heads": 6, "kv_heads": 2}, "pipelined"),
     ({"heads": 6, "kv_heads": 2}, "replicated"),
 ])
 def test_exact_agreement_with_reference(small, shape, mapping):
@@ -264,3 +265,24 @@ def test_every_shipped_description_validates_exactly(model, tmp_path):
                     steps=6, seed=1)
     rep = validate(hw, open_trace(tmp_path / "t.gctrace"), stage_steps=6)
     assert rep["pass"], model
+
+
+def test_gqa_pipelined_rounds(small):
+    hw = small.derive(shape={"heads": 6, "kv_heads": 2}, periphery={"gqa_mapping": "pipelined"})
+    T = 3
+    res = Simulator(hw, random_trace(hw, T), values=False).run()
+    # 3 rounds through K arrays -> V arrays -> counters, 15 ns each stage:
+    # Q [0,15) [15,30) [30,45); V [15,30) [30,45) [45,60); count [30,45) [45,60) [60,75)
+    assert set(np.ravel(res.layer_end_ps[0] - res.layer_start_ps[0])) == {5_000 + 75_000 + 10_000 + 5_000}
+    cp = res.path.mean_breakdown(T)
+    assert (cp["q_phase"], cp["v_phase"], cp["output_count"]) == (2 * 45_000, 2 * 15_000, 2 * 15_000)
+    # heads of round r (2 per round) wait r x 15 ns for the K arrays, every step and layer
+    stall = res.activity["L00.integrators"]["stall_causes_ps"]
+    assert stall == {"K/V bank shared (GQA)": T * 2 * (15_000 + 30_000)}
+    assert res.activity["L00.counters"]["busy_ps"] == T * 6 * 15_000
+    assert res.activity["L00.tiles"]["busy_ps"] == T * 2 * (5_000 + 60_000)  # write, then K/V reads 0..60 ns
+    # same energy as taking turns: the arrays are read once per query head either way
+    turns = Simulator(small.derive(shape={"heads": 6, "kv_heads": 2}), random_trace(hw, T), values=False).run()
+    assert res.ledger.total_pj() == pytest.approx(turns.ledger.total_pj())
+    with pytest.raises(HardwareError, match="'pipelined' needs unshared output counters"):
+        hw.derive(periphery={"counters_shared_by": 2})

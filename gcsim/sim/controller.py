@@ -7,7 +7,7 @@ and v, and the sequencing of the phases of one step of one layer:
 
 A read round serves the query heads that read the K/V banks at the same time: one round
 for multi-head attention or `gqa_mapping: replicated`, G rounds (G query heads per K/V
-bank) for `time_multiplexed`. Retention is evaluated once per layer step, at the start of
+bank) for `time_multiplexed` (one after another) and `pipelined` (overlapped). Retention is evaluated once per layer step, at the start of
 the read (the tens of ns between phases are < 1e-5 of tau).
 
 Parameters: the phase times, `periphery.*`, the per-head scalers of the trace.
@@ -42,7 +42,8 @@ class LayerController:
         self.adder_ps, self.routing_ps = t.phase_ps("adder_tree"), t.phase_ps("routing")
         s = hw.shape
         G = s.group_size
-        n_rounds = G if hw.periphery.gqa_mapping == "time_multiplexed" else 1
+        self.pipelined = hw.periphery.gqa_mapping == "pipelined"
+        n_rounds = 1 if hw.periphery.gqa_mapping == "replicated" else G
         # heads sharing K/V bank k are k*G .. k*G+G-1; round r serves one of each bank
         self.rounds = [np.arange(s.heads)[np.arange(s.heads) % n_rounds == r] for r in range(n_rounds)]
         # per round: the turns on the (possibly shared) output counters and the counter sets each uses
@@ -55,6 +56,83 @@ class LayerController:
         self.counters_units = s.heads // counters.shared_by
         # a round that serves every head books the whole bank (the fast, common case)
         self.rounds = [None if len(h) == s.heads else h for h in self.rounds]
+
+    def _rounds_in_turn(self, seq, step, read_ps):
+        """Read rounds one after another: Q phase, V phase, output count(s) each.
+        Returns the request for a periphery bank shared by layers, if one was taken."""
+        ctx, act, env, l = self.ctx, self.ctx.activity, self.ctx.env, self.layer
+        per_req = None
+        for heads, turns in zip(self.rounds, self.turns):
+            t_round = env.now
+            if t_round > read_ps:  # these heads waited for the shared K/V bank
+                act.stall(self.integrators.name, read_ps, t_round, "K/V bank shared (GQA)", units=heads, step=step, layer=l)
+            yield ctx.delay(seq, step, "q_phase", self.q_ps)
+            t_v = env.now
+            act.busy(self.name, t_round, t_v, units=heads, step=step, layer=l, action="PWM drive")
+            act.busy(self.tiles.name, t_round, t_v, step=step, layer=l, action="K read")
+            act.busy(self.integrators.name, t_round, t_v, units=heads, step=step, layer=l, action="integrate K")
+            yield ctx.delay(seq, step, "v_phase", self.v_ps)
+            t_c = env.now
+            act.busy(self.ctp.name, t_v, t_c, units=heads, step=step, layer=l, action="drive V rows")
+            act.busy(self.tiles.name, t_v, t_c, step=step, layer=l, action="V read")
+            act.busy(self.integrators.name, t_v, t_c, units=heads, step=step, layer=l, action="integrate V")
+            if self.periphery_bank is not None and per_req is None:
+                per_req = yield from ctx.acquire(self.periphery_bank, seq, step, "periphery shared by layers",
+                                                 [(self.integrators.name, heads, l)])
+                t_c = env.now  # waits for counter turns start once the bank is ours
+            for turn, sets in turns:
+                t_turn = env.now
+                if t_turn > t_c:
+                    act.stall(self.integrators.name, t_c, t_turn, "output counters shared", units=turn, step=step, layer=l)
+                yield ctx.delay(seq, step, "output_count", self.count_ps)
+                act.busy(self.counters.name, t_turn, env.now, units=None if len(sets) == self.counters_units else sets,
+                         step=step, layer=l, action="count")
+        return per_req
+
+    def _pipelined_rounds(self, seq, step, read_ps):
+        """GQA rounds overlapped: the K arrays, the V arrays and the counters each serve one
+        round at a time, so round r+1's Q phase runs during round r's V phase. Nothing else
+        can contend inside a layer step, so the schedule is computed and booked at once."""
+        ctx, act, l = self.ctx, self.ctx.activity, self.layer
+        q_end = v_end = c_end = read_ps
+        sched = []
+        for heads in self.rounds:
+            q0 = q_end
+            v0 = max(q0 + self.q_ps, v_end)
+            c0 = max(v0 + self.v_ps, c_end)
+            q_end, v_end, c_end = q0 + self.q_ps, v0 + self.v_ps, c0 + self.count_ps
+            sched.append((heads, q0, v0, c0))
+        integ = self.integrators.name
+        for heads, q0, v0, c0 in sched:
+            kw = dict(units=heads, step=step, layer=l)
+            if q0 > read_ps:
+                act.stall(integ, read_ps, q0, "K/V bank shared (GQA)", **kw)
+            act.busy(self.name, q0, q0 + self.q_ps, action="PWM drive", **kw)
+            act.busy(integ, q0, q0 + self.q_ps, action="integrate K", **kw)
+            if v0 > q0 + self.q_ps:
+                act.stall(integ, q0 + self.q_ps, v0, "V arrays busy (GQA pipeline)", **kw)
+            act.busy(self.ctp.name, v0, v0 + self.v_ps, action="drive V rows", **kw)
+            act.busy(integ, v0, v0 + self.v_ps, action="integrate V", **kw)
+            if c0 > v0 + self.v_ps:
+                act.stall(integ, v0 + self.v_ps, c0, "output counters busy (GQA pipeline)", **kw)
+            act.busy(self.counters.name, c0, c0 + self.count_ps, action="count", **kw)
+        act.busy(self.tiles.name, read_ps, v_end, step=step, layer=l, action="K and V reads")
+        # critical path: walk back from the last count along whichever stage set each start
+        r, stage = len(sched) - 1, "count"
+        while r >= 0:
+            _, q0, v0, c0 = sched[r]
+            if stage == "count":
+                ctx.path.add(seq, step, "output_count", self.count_ps)
+                prev_c = sched[r - 1][3] + self.count_ps if r else -1
+                stage, r = ("v", r) if v0 + self.v_ps >= prev_c else ("count", r - 1)
+            elif stage == "v":
+                ctx.path.add(seq, step, "v_phase", self.v_ps)
+                prev_v = sched[r - 1][2] + self.v_ps if r else -1
+                stage, r = ("q", r) if q0 + self.q_ps >= prev_v else ("v", r - 1)
+            else:
+                ctx.path.add(seq, step, "q_phase", self.q_ps)
+                r -= 1
+        yield ctx.env.timeout(c_end - read_ps)
 
     def run(self, msg: LayerInputs):
         ctx, hw = self.ctx, self.ctx.hw
@@ -94,32 +172,11 @@ class LayerController:
             A = self.integrators.av(phi, state, decay)
             codes = self.counters.count(A).reshape(s.heads, s.n_sub_tiles, s.d_head)
 
-        per_req = None
-        for heads, turns in zip(self.rounds, self.turns):
-            t_round = env.now
-            if t_round > read_ps:  # these heads waited for the shared K/V bank
-                act.stall(self.integrators.name, read_ps, t_round, "K/V bank shared (GQA)", units=heads, step=step, layer=l)
-            yield ctx.delay(seq, step, "q_phase", self.q_ps)
-            t_v = env.now
-            act.busy(self.name, t_round, t_v, units=heads, step=step, layer=l, action="PWM drive")
-            act.busy(self.tiles.name, t_round, t_v, step=step, layer=l, action="K read")
-            act.busy(self.integrators.name, t_round, t_v, units=heads, step=step, layer=l, action="integrate K")
-            yield ctx.delay(seq, step, "v_phase", self.v_ps)
-            t_c = env.now
-            act.busy(self.ctp.name, t_v, t_c, units=heads, step=step, layer=l, action="drive V rows")
-            act.busy(self.tiles.name, t_v, t_c, step=step, layer=l, action="V read")
-            act.busy(self.integrators.name, t_v, t_c, units=heads, step=step, layer=l, action="integrate V")
-            if self.periphery_bank is not None and per_req is None:
-                per_req = yield from ctx.acquire(self.periphery_bank, seq, step, "periphery shared by layers",
-                                                 [(self.integrators.name, heads, l)])
-                t_c = env.now  # waits for counter turns start once the bank is ours
-            for turn, sets in turns:
-                t_turn = env.now
-                if t_turn > t_c:
-                    act.stall(self.integrators.name, t_c, t_turn, "output counters shared", units=turn, step=step, layer=l)
-                yield ctx.delay(seq, step, "output_count", self.count_ps)
-                act.busy(self.counters.name, t_turn, env.now, units=None if len(sets) == self.counters_units else sets,
-                         step=step, layer=l, action="count")
+        if self.pipelined:
+            yield from self._pipelined_rounds(seq, step, read_ps)
+            per_req = None
+        else:
+            per_req = yield from self._rounds_in_turn(seq, step, read_ps)
 
         t_add = env.now
         yield ctx.delay(seq, step, "adder_tree", self.adder_ps)
