@@ -12,6 +12,7 @@ from . import physics
 from .hardware import Hardware
 
 SCALER_KEYS = ("a_q", "b_q", "a_k", "b_k", "a_v", "b_v", "a_out", "b_out")
+KV_SCALERS = ("a_k", "b_k", "a_v", "b_v")  # per K/V head; the others per query head
 
 
 def default_scalers(layers: int, heads: int, kv_heads: int) -> dict[str, np.ndarray]:
@@ -26,8 +27,8 @@ def layer_scalers(scalers: dict | None, layer: int, heads: int, kv_heads: int) -
     if scalers is None:
         return {k: v[0] for k, v in default_scalers(1, heads, kv_heads).items()}
     out = {}
-    for key, n in (("a_q", heads), ("b_q", heads), ("a_k", kv_heads), ("b_k", kv_heads),
-                   ("a_v", kv_heads), ("b_v", kv_heads), ("a_out", heads), ("b_out", heads)):
+    for key in SCALER_KEYS:
+        n = kv_heads if key in KV_SCALERS else heads
         arr = np.asarray(scalers[key], dtype=np.float64)
         arr = arr[layer] if arr.ndim == 2 else arr
         out[key] = np.broadcast_to(arr, (n,)).copy()

@@ -29,12 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datapath import KV_SCALERS, SCALER_KEYS as SCALER_NAMES
+
 MAGIC = b"GCTRACE\0"
 FORMAT_NAME = "gcsim-trace"
 VERSION = 1
 ALIGN = 64
 FLOAT_DTYPES = ("float16", "float32")
-SCALER_NAMES = ("a_q", "b_q", "a_k", "b_k", "a_v", "b_v", "a_out", "b_out")
 PROVENANCE_KEYS = ("source", "source_sha256", "prompt", "command", "seed",
                    "gcsim_version", "synthetic", "generator")
 REQUIRED_FIELDS = ("format", "version", "model", "steps", "dtype", "scalers", "clip_fraction",
@@ -56,7 +57,7 @@ def _align(n: int) -> int:
 
 def _kv_group(name: str) -> str:
     """Which head count an array or scaler is indexed by: "heads" or "kv_heads"."""
-    return "kv_heads" if name in ("k", "v", "a_k", "b_k", "a_v", "b_v") else "heads"
+    return "kv_heads" if name in ("k", "v", *KV_SCALERS) else "heads"
 
 
 def array_specs(model: dict, steps: int, dtype: str, attn_out: bool) -> dict:
