@@ -102,8 +102,8 @@ class Simulator:
         links = make_links(ctx.env, build_graph(hw))
         for link in links.values():
             ctx.activity.add_component(f"link.{link.name}", 1)
-        n_powers = len(physics.law_coefficients(hw.numerics.cell_law)) - 1
         coeffs = physics.law_coefficients(hw.numerics.cell_law)
+        n_powers = len(coeffs) - 1  # stored y, y^2, ... for the cell-law polynomial
         scalers = getattr(trace, "scalers", None)
         shared = {}
         self.controllers = []

@@ -3,7 +3,7 @@
 Nodes: host, one controller per layer, one head bank per layer. Edges carry a `Link`
 with latency (ns), bandwidth (Gbit/s, 0 = unlimited) and energy per bit. A transfer
 holds the link for its serialization time bits / bandwidth (a SimPy resource, so
-transfers queue: the wait is a stall with cause `link:<name>`), then arrives after the
+transfers queue: the wait is a stall with cause `link.<name>`), then arrives after the
 link latency.
 
 Statistics: per link, busy (serializing) and stalled (a transfer waiting for the link)
