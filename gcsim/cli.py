@@ -7,6 +7,7 @@ types (all ValueError subclasses), which become one line on stderr and exit code
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from . import __version__
@@ -43,7 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C so temporary outputs are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            signal.signal(sig, _terminate)
+        except ValueError:  # not the main thread (e.g. called from a worker): leave the defaults
+            pass
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -54,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stderr.close()
         return 0
+    except Terminated as exc:
+        print(f"gcsim: terminated by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
     except (ValueError, FileNotFoundError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             print("gcsim: interrupted", file=sys.stderr)

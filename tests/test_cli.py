@@ -82,12 +82,3 @@ def test_output_path_that_is_a_file_is_not_replaced(tmp_path, capsys):
     assert cli(["run", "--steps", "2", "-o", str(f)]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err
     assert f.read_text() == "keep me"
-
-
-def test_a_second_run_replaces_the_output_directory_whole(tmp_path):
-    out = tmp_path / "o"
-    assert cli(["run", "--steps", "3", "--no-progress", "-o", str(out)]) == 0
-    (out / "stale.txt").write_text("from before")
-    assert cli(["run", "--steps", "2", "--no-progress", "-o", str(out)]) == 0
-    assert not (out / "stale.txt").exists() and np.load(out / "outputs.npy").shape[0] == 2
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]  # no temporary or old copies left

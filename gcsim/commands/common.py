@@ -1,15 +1,13 @@
 """Arguments and file handling shared by the subcommands."""
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import yaml
 
 from ..hardware import load_hardware
+from ..outdir import output_dir
 from ..sim import check_fit
 from ..traces import open_trace
 
@@ -74,26 +72,17 @@ def trace_info(trace) -> dict:
             "sha256": {k: v.get("sha256") for k, v in trace.header.get("arrays", {}).items()}}
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary directory that becomes `path` only if the block succeeds."""
-    final = Path(path)
-    if final.exists() and not final.is_dir():
-        raise ValueError(f"{final}: the output path exists and is not a directory")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+def add_output(p, default: str):
+    p.add_argument("-o", "--out", default=default,
+                   help="output directory (default: %(default)s); replaced only if gcsim wrote it")
+    p.add_argument("--force", action="store_true",
+                   help="write into OUT even if it holds files gcsim did not write (they are kept; "
+                        "same-named files are replaced)")
+
+
+def open_output(args):
+    """The output directory of a command (gcsim.outdir.output_dir): enter it before long work."""
+    return output_dir(args.out, force=args.force)
 
 
 def write_json(path: Path, data) -> None:

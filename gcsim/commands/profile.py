@@ -13,14 +13,14 @@ from __future__ import annotations
 from ..profiling import format_profile, write_profile
 from ..report import build_report
 from ..sim import Simulator, Timeline
-from .common import add_inputs, atomic_dir, load_inputs, trace_info
+from .common import add_inputs, add_output, open_output, load_inputs, trace_info
 
 
 def register(sub):
     p = sub.add_parser("profile", help="busy/stalled/idle per component, critical path, timeline",
                        description=__doc__)
     add_inputs(p)
-    p.add_argument("-o", "--out", default="out/profile", help="output directory (default: %(default)s)")
+    add_output(p, "out/profile")
     p.add_argument("--timing-only", action="store_true", help="skip values (timing and counts are the same)")
     p.add_argument("--timeline", action="store_true", help="write timeline.json (Chrome trace-event format)")
     p.add_argument("--timeline-steps", default=None, metavar="A:B", help="only steps A..B-1 in the timeline")
@@ -81,9 +81,9 @@ def main(args) -> int:
     _check_components(timeline, sim.ctx.activity.units)
     if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:
         raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")
-    res = sim.run(progress=sim.steps >= 200)
-    rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
-    with atomic_dir(args.out) as tmp:
+    with open_output(args) as tmp:  # checked and created before the simulation, not after
+        res = sim.run(progress=sim.steps >= 200)
+        rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
         written = write_profile(tmp, res, rep, plots=args.plots)
     print(format_profile(rep, res))
     print(f"\nwrote {args.out}/ ({', '.join(written)})")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference import VARIANTS, layer_attention
-from .common import add_inputs, atomic_dir, load_inputs, trace_info, write_json
+from .common import add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
 def register(sub):
@@ -20,7 +20,7 @@ def register(sub):
     add_inputs(p)
     p.add_argument("--variant", choices=VARIANTS, default=None,
                    help="softmax | linear | cubic (default: the description's cell law)")
-    p.add_argument("-o", "--out", default="out/reference", help="output directory (default: %(default)s)")
+    add_output(p, "out/reference")
     p.set_defaults(func=main)
 
 
@@ -38,7 +38,7 @@ def main(args) -> int:
     s = hw.shape
     full_scale = 16 if hw.numerics.out_levels == 32 else None
     layers = []
-    with atomic_dir(args.out) as tmp:
+    with open_output(args) as tmp:
         outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,
                                             shape=(T, s.layers, s.heads, s.d_head))
         for l in range(s.layers):

@@ -1,8 +1,8 @@
 """`gcsim run`: replay a trace on a hardware description.
 
 Writes OUT/outputs.npy (float32 [steps, layers, heads, d_head], functional outputs of
-sequence 0), OUT/report.json and OUT/summary.txt, atomically (a failed run leaves no
-OUT). With no arguments: the shipped SmolLM2 trace on models/smollm2.yaml.
+sequence 0), OUT/report.json and OUT/summary.txt, atomically (a failed run leaves OUT as it was); OUT is
+replaced only if gcsim wrote it (see gcsim/outdir.py). With no arguments: the shipped SmolLM2 trace on models/smollm2.yaml.
 """
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 
 from ..report import build_report, format_summary
 from ..sim import Simulator
-from .common import add_inputs, atomic_dir, load_inputs, trace_info, write_json
+from .common import add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
 def register(sub):
     p = sub.add_parser("run", help="replay a trace through the simulated chip (the main job)",
                        description=__doc__)
     add_inputs(p)
-    p.add_argument("-o", "--out", default="out/run", help="output directory (default: %(default)s)")
+    add_output(p, "out/run")
     p.add_argument("--timing-only", action="store_true", help="skip values, keep timing and counts")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=main)
@@ -32,7 +32,7 @@ def main(args) -> int:
     hw, trace = load_inputs(args)
     steps = trace.steps if args.steps is None else min(args.steps, trace.steps)
     s = hw.shape
-    with atomic_dir(args.out) as tmp:
+    with open_output(args) as tmp:
         outputs = None
         if not args.timing_only:
             outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,

@@ -17,7 +17,7 @@ import os
 import shlex
 from pathlib import Path
 
-from .format import FLOAT_DTYPES
+from .format import FLOAT_DTYPES, MAGIC
 
 
 def register(subparsers) -> None:
@@ -35,6 +35,7 @@ def register(subparsers) -> None:
                      help="UTF-8 file holding the prompt (one trailing newline is dropped)")
     r.add_argument("--new", type=int, required=True, metavar="N", help="tokens to generate (>= 0)")
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    r.add_argument("--force", action="store_true", help="replace OUT even if it is not a gcsim trace")
     r.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
     r.set_defaults(func=_record)
 
@@ -46,6 +47,7 @@ def register(subparsers) -> None:
     s.add_argument("--steps", type=int, required=True, metavar="N")
     s.add_argument("--seed", type=int, default=0, metavar="S")
     s.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    s.add_argument("--force", action="store_true", help="replace OUT even if it is not a gcsim trace")
     s.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
     s.set_defaults(func=_synth)
 
@@ -57,15 +59,26 @@ def register(subparsers) -> None:
     i.set_defaults(func=_info)
 
 
-def _check_output(path: Path) -> None:
-    """Fail before any work (loading weights takes seconds) if OUT cannot be written."""
+def _check_output(path: Path, force: bool = False) -> None:
+    """Fail before any work (loading weights takes seconds) if OUT cannot be written, or if it
+    would replace a file that is not a gcsim trace (unless --force)."""
     parent = path.parent
     if path.is_dir():
         raise ValueError(f"{path}: output is a directory")
+    if path.exists() and not force and not _is_gctrace(path):
+        raise ValueError(f"{path}: exists and is not a gcsim trace; choose another -o or pass --force to replace it")
     if not parent.is_dir():
         raise ValueError(f"{path}: output directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise ValueError(f"{path}: output directory {parent} is not writable")
+
+
+def _is_gctrace(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -73,7 +86,7 @@ def _record(args: argparse.Namespace) -> int:
 
     if args.new < 0:
         raise ValueError(f"--new must be >= 0, got {args.new}")
-    _check_output(args.output)
+    _check_output(args.output, args.force)
     if args.prompt_file is not None:
         try:
             prompt = args.prompt_file.read_text(encoding="utf-8")
@@ -102,7 +115,7 @@ def _synth(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     hw = load_hardware(args.model)
-    _check_output(args.output)
+    _check_output(args.output, args.force)
     s = hw.shape
     path = write_synthetic(args.output, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads,
                            d_head=s.d_head, steps=args.steps, seed=args.seed,

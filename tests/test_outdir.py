@@ -1,0 +1,174 @@
+"""Output directories: gcsim replaces only what it wrote, atomically, even when killed or raced."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gcsim.cli import main as cli
+from gcsim.outdir import MARKER
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(out, *extra):
+    return cli(["run", "--steps", "2", "--no-progress", "-o", str(out), *extra])
+
+
+def _user_files(d):
+    d.mkdir()
+    (d / "notes.txt").write_text("my notes")
+    (d / "sub").mkdir()
+    (d / "sub" / "model.yaml").write_text("mine: 1\n")
+
+
+def _snapshot(d):
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_a_directory_with_the_users_files_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "o"
+    _user_files(out)
+    before = _snapshot(out)
+    assert _run(out) == 2
+    err = capsys.readouterr().err
+    assert "holds files gcsim did not write (notes.txt, sub/model.yaml)" in err and "--force" in err
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]      # no temporary copies left
+
+
+def test_current_and_parent_directory_are_refused(tmp_path, monkeypatch, capsys):
+    work = tmp_path / "w"
+    _user_files(work)
+    monkeypatch.chdir(work)
+    assert _run(".") == 2 and _run("..") == 2
+    assert (work / "notes.txt").read_text() == "my notes"
+
+
+def test_a_gcsim_directory_is_replaced_whole_and_marked(tmp_path):
+    out = tmp_path / "o"
+    assert cli(["run", "--steps", "3", "--no-progress", "-o", str(out)]) == 0
+    mark = json.loads((out / MARKER).read_text())
+    assert mark["written_by"] == "gcsim" and mark["state"] == "complete"
+    assert sorted(mark["files"]) == ["outputs.npy", "report.json", "summary.txt"]
+    assert _run(out) == 0
+    assert np.load(out / "outputs.npy").shape[0] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_a_user_file_added_to_a_gcsim_directory_makes_it_the_users(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _run(out) == 0
+    (out / "analysis.txt").write_text("keep me")
+    assert _run(out) == 2
+    assert "analysis.txt" in capsys.readouterr().err
+    assert (out / "analysis.txt").read_text() == "keep me" and (out / "outputs.npy").exists()
+
+
+def test_an_empty_directory_is_used(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    assert _run(out) == 0 and (out / "report.json").exists()
+
+
+def test_force_writes_beside_the_users_files_and_deletes_nothing(tmp_path, capsys):
+    out = tmp_path / "o"
+    _user_files(out)
+    (out / "summary.txt").write_text("old summary")
+    assert _run(out, "--force") == 0
+    assert (out / "notes.txt").read_text() == "my notes"
+    assert (out / "sub" / "model.yaml").read_text() == "mine: 1\n"
+    assert (out / "summary.txt").read_text() != "old summary"        # same name: replaced, as asked
+    assert np.load(out / "outputs.npy").shape[0] == 2
+    assert _run(out) == 2                                             # still the user's directory
+
+
+def test_unwritable_output_fails_before_the_simulation(tmp_path, monkeypatch, capsys):
+    from gcsim.commands import run as run_cmd
+
+    def boom(*a, **k):
+        raise AssertionError("the simulation ran before the output was checked")
+    monkeypatch.setattr(run_cmd, "simulate", boom)
+    (tmp_path / "file").write_text("x")
+    assert _run(tmp_path / "file" / "out") == 2
+    assert "file" in capsys.readouterr().err
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    ours = tmp_path / f".o.tmp-{dead.pid}"
+    ours.mkdir()
+    (ours / MARKER).write_text(json.dumps({"written_by": "gcsim", "files": []}))
+    (ours / "outputs.npy").write_bytes(b"partial")
+    theirs = tmp_path / f".o.tmp-{dead.pid + 1}"      # no marker: not ours, never touched
+    theirs.mkdir()
+    assert _run(tmp_path / "o") == 0
+    assert not ours.exists() and theirs.exists()
+
+
+SLOW_RUN = """
+import sys, time
+from gcsim.commands import run
+real = run.simulate
+def slow(*a, **k):
+    time.sleep(float(sys.argv[2]))
+    return real(*a, **k)
+run.simulate = slow
+from gcsim.cli import main
+sys.exit(main(["run", "--steps", "2", "--no-progress", "-o", sys.argv[1]]))
+"""
+
+
+def _slow_run(out, seconds):
+    return subprocess.Popen([sys.executable, "-c", SLOW_RUN, str(out), str(seconds)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(pred, timeout=60):
+    end = time.time() + timeout
+    while not pred():
+        assert time.time() < end, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129), (signal.SIGINT, 130)])
+def test_a_signal_leaves_the_previous_output_and_no_temporaries(tmp_path, sig, code):
+    out = tmp_path / "o"
+    assert _run(out) == 0
+    before = _snapshot(out)
+    proc = _slow_run(out, 60)
+    _wait_for(lambda: any(p.name.startswith(".o.tmp-") for p in tmp_path.iterdir()))
+    time.sleep(0.3)                                    # inside the simulation by now
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert _snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_concurrent_writers_both_finish_and_leave_one_complete_output(tmp_path):
+    out = tmp_path / "o"
+    procs = [_slow_run(out, 1.0) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    mark = json.loads((out / MARKER).read_text())
+    assert mark["state"] == "complete" and sorted(os.listdir(out)) == sorted([MARKER, *mark["files"]])
+    assert np.load(out / "outputs.npy").shape[0] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+
+
+def test_trace_output_never_replaces_a_file_that_is_not_a_trace(tmp_path, capsys):
+    f = tmp_path / "notes.gctrace"
+    f.write_text("my notes")
+    args = ["trace", "synth", "--steps", "2", "-o", str(f)]
+    assert cli(args) == 2
+    assert "not a gcsim trace" in capsys.readouterr().err and f.read_text() == "my notes"
+    assert cli(args + ["--force"]) == 0 and f.read_bytes().startswith(b"GCTRACE")
+    assert cli(args + ["--seed", "1"]) == 0       # a gcsim trace may be replaced
