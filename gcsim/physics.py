@@ -1,4 +1,4 @@
-"""Physics of the gain-cell attention hardware, as small pure numpy functions.
+"""Physics of the gain-cell attention hardware, as small pure array functions.
 
 This module is the single copy of the math: the numeric reference model
 (`gcsim.reference`) composes these functions over whole sequences and the
@@ -16,6 +16,54 @@ ages are picoseconds (`_ps`) or tokens.
 from __future__ import annotations
 
 import numpy as np
+
+# ---- array library ----------------------------------------------------------------------
+#
+# Every function takes arrays of any array-API library (numpy, CuPy, PyTorch, jax.numpy,
+# array-api-strict) and returns arrays of the same library, on the same device. The
+# namespace `xp` comes from the inputs (array-api-compat) or is passed explicitly.
+# Plain numpy inputs (and Python numbers) use the numpy module itself, whose main
+# namespace follows the array API since numpy 2.0: the numpy path stays as fast as
+# before and gives the same bits.
+
+
+def namespace(*arrays, xp=None):
+    """Array namespace of `arrays` (numpy for numpy arrays and Python numbers), or `xp`."""
+    if xp is not None:
+        return xp
+    if all(isinstance(a, (np.ndarray, np.generic, int, float, bool)) or a is None for a in arrays):
+        return np
+    import array_api_compat  # only needed for arrays other than numpy's
+
+    others = [a for a in arrays if a is not None and not isinstance(a, (int, float, bool))]
+    return array_api_compat.array_namespace(*others)
+
+
+def _device(x):
+    if isinstance(x, np.ndarray):
+        return None
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+def _const(xp, c, like):
+    """Constant c with the dtype (and device) of array `like`: the same typing as a numpy
+    scalar of like's dtype (strongly typed, unlike a Python float)."""
+    if xp is np:
+        return like.dtype.type(c)
+    return xp.asarray(c, dtype=like.dtype, device=_device(like))
+
+
+def _is_float(xp, x) -> bool:
+    return xp.isdtype(x.dtype, "real floating")
+
+
+def _as_float(x, xp):
+    """x as a float array, keeping float32 as float32 (Python float scalars do not upcast)."""
+    x = xp.asarray(x)
+    return x if _is_float(xp, x) else xp.astype(x, xp.float64)
+
 
 # Signed zero of a stored value: VDD/2 (paper sec. 2.3).
 V_ZERO_V = 0.45
@@ -48,34 +96,30 @@ def cubic_coefficients(v_read_v: float = V_READ_V) -> np.ndarray:
 _CUBIC = cubic_coefficients()
 
 
-def cell_linear_ua(y_v):
+def cell_linear_ua(y_v, *, xp=None):
     """Linear cell law: read current (uA) for a stored deviation y (V) from 0.45 V."""
-    return LINEAR_SLOPE_UA_PER_V * np.asarray(y_v)
+    xp = namespace(y_v, xp=xp)
+    return LINEAR_SLOPE_UA_PER_V * xp.asarray(y_v)
 
 
-def cell_cubic_ua(y_v):
+def cell_cubic_ua(y_v, *, xp=None):
     """Cubic cell law (SPICE fit): c0 + c1 y + c2 y^2 + c3 y^3, in uA, y in V."""
-    y = np.asarray(y_v)
-    c0, c1, c2, c3 = (y.dtype.type(c) if y.dtype.kind == "f" else c for c in _CUBIC)
+    xp = namespace(y_v, xp=xp)
+    y = xp.asarray(y_v)
+    c0, c1, c2, c3 = (_const(xp, c, y) if _is_float(xp, y) else float(c) for c in _CUBIC)
     return c0 + y * (c1 + y * (c2 + y * c3))
 
 
-def cell_current_ua(y_v, law: str):
+def cell_current_ua(y_v, law: str, *, xp=None):
     """Read current of a gain cell for deviation y_v under `law` ('linear' or 'cubic')."""
     if law == "linear":
-        return cell_linear_ua(y_v)
+        return cell_linear_ua(y_v, xp=xp)
     if law == "cubic":
-        return cell_cubic_ua(y_v)
+        return cell_cubic_ua(y_v, xp=xp)
     raise ValueError(f"unknown cell law {law!r}; expected one of {CELL_LAWS}")
 
 
-def _as_float(x) -> np.ndarray:
-    """x as a float array, keeping float32 as float32 (Python float scalars do not upcast)."""
-    x = np.asarray(x)
-    return x if x.dtype.kind == "f" else x.astype(np.float64)
-
-
-def quantize(x, lo: float, hi: float, levels: int | None):
+def quantize(x, lo: float, hi: float, levels: int | None, round_fn=None, *, xp=None):
     """DAC / counter quantizer of the paper's code: x -> step * round(x / step).
 
     step = (hi - lo) / (levels - 1). `levels` None or 0 means no quantization.
@@ -84,86 +128,100 @@ def quantize(x, lo: float, hi: float, levels: int | None):
     for the signed output range [-1, 1] with 32 levels, step = 2/31 and the clipped
     extremes +-1 round to +-16 steps (numpy rounds half to even), i.e. the published
     model has 33 output codes (-16..16); we reproduce it as published.
+    round_fn: the rounding, xp.round (half to even) by default; a hook for e.g. a
+    straight-through rounding when training through the quantizer with autodiff.
     """
     if not levels:
         return x
     if levels < 2:
         raise ValueError(f"quantizer needs at least 2 levels, got {levels}")
+    xp = namespace(x, xp=xp)
     step = (hi - lo) / (levels - 1)
-    return step * np.round(_as_float(x) / step)
+    return step * (round_fn or xp.round)(_as_float(x, xp) / step)
 
 
-def quantize_code(x, lo: float, hi: float, levels: int) -> np.ndarray:
+def quantize_code(x, lo: float, hi: float, levels: int, *, xp=None):
     """Integer code of `quantize`: round(x / step) (what a counter or DAC register holds)."""
+    xp = namespace(x, xp=xp)
     step = (hi - lo) / (levels - 1)
-    return np.round(np.asarray(x) / step).astype(np.int32)
+    return xp.astype(xp.round(xp.asarray(x) / step), xp.int32)
 
 
-def scale_clip_quantize(x, a, b, lo: float, hi: float, levels: int | None):
+def scale_clip_quantize(x, a, b, lo: float, hi: float, levels: int | None, round_fn=None, *, xp=None):
     """Per-head affine scaler, clip to the DAC range, quantize: the DAC front end.
 
     a, b broadcast against x (e.g. shape [..., heads, 1] for x [..., heads, d]).
     """
-    x = _as_float(x)
-    scaled = np.asarray(a, x.dtype) * x + np.asarray(b, x.dtype)
-    return quantize(np.clip(scaled, lo, hi), lo, hi, levels)
+    xp = namespace(x, xp=xp)
+    x = _as_float(x, xp)
+    dev = _device(x)
+    a = xp.asarray(a, dtype=x.dtype) if dev is None else xp.asarray(a, dtype=x.dtype, device=dev)
+    b = xp.asarray(b, dtype=x.dtype) if dev is None else xp.asarray(b, dtype=x.dtype, device=dev)
+    scaled = a * x + b
+    return quantize(xp.clip(scaled, lo, hi), lo, hi, levels, round_fn, xp=xp)
 
 
-def hard_sigmoid(s_ua, s_sat_ua: float, t_max_ns: float | None = None):
+def hard_sigmoid(s_ua, s_sat_ua: float, t_max_ns: float | None = None, *, xp=None):
     """Charge-to-pulse converter: phi = clip(S / S_sat, 0, 1), a fraction of T_max, or the
     pulse width in ns when t_max_ns is given (15 ns in the paper).
 
     S is the integrated bit-line charge in uA*T_max (the sum of currents weighted by
     pulse fractions); S_sat = 80 in the paper.
     """
-    phi = np.clip(_as_float(s_ua) / s_sat_ua, 0.0, 1.0)
+    xp = namespace(s_ua, xp=xp)
+    phi = xp.clip(_as_float(s_ua, xp) / s_sat_ua, 0.0, 1.0)
     return phi if t_max_ns is None else phi * t_max_ns
 
 
-def output_code(a_ua, out_sat_ua: float, levels: int | None):
+def output_code(a_ua, out_sat_ua: float, levels: int | None, round_fn=None, *, xp=None):
     """Signed charge-to-pulse plus counter: clip(A / out_sat, -1, 1), quantized on [-1, 1]."""
-    return quantize(np.clip(_as_float(a_ua) / out_sat_ua, -1.0, 1.0), -1.0, 1.0, levels)
+    xp = namespace(a_ua, xp=xp)
+    return quantize(xp.clip(_as_float(a_ua, xp) / out_sat_ua, -1.0, 1.0), -1.0, 1.0, levels, round_fn, xp=xp)
 
 
-def decay_from_age(age_ps, tau_ps: float | None):
+def decay_from_age(age_ps, tau_ps: float | None, *, xp=None):
     """Retention factor exp(-age / tau) of a stored deviation; tau None = no decay."""
-    age = np.asarray(age_ps, dtype=np.float64)
+    xp = namespace(age_ps, xp=xp)
+    age = xp.asarray(age_ps, dtype=xp.float64)
     if tau_ps is None:
-        return np.ones_like(age)
-    return np.exp(-age / float(tau_ps))
+        return xp.ones_like(age)
+    return xp.exp(-age / float(tau_ps))
 
 
-def decay_per_token(age_tokens, rate_per_token: float):
+def decay_per_token(age_tokens, rate_per_token: float, *, xp=None):
     """The paper's code form: exp(-rate * age in tokens), rate = 1.6e-4 per token."""
-    return np.exp(-float(rate_per_token) * np.asarray(age_tokens, dtype=np.float64))
+    xp = namespace(age_tokens, xp=xp)
+    return xp.exp(-float(rate_per_token) * xp.asarray(age_tokens, dtype=xp.float64))
 
 
 # ---- sliding window / ring buffer ---------------------------------------------------
 
-def ring_slot(t, window: int):
+def ring_slot(t, window: int, *, xp=None):
     """Slot that token t is written to: the oldest one, t mod M."""
-    return np.asarray(t) % window
+    xp = namespace(t, xp=xp)
+    return xp.asarray(t) % window
 
 
-def sub_tile_of_slot(slot, array_size: int):
+def sub_tile_of_slot(slot, array_size: int, *, xp=None):
     """Sub-tile holding a slot: slot // array size (64 in the paper)."""
-    return np.asarray(slot) // array_size
+    xp = namespace(slot, xp=xp)
+    return xp.asarray(slot) // array_size
 
 
-def slot_tokens(t: int, window: int) -> np.ndarray:
+def slot_tokens(t: int, window: int, *, xp=np):
     """Token held by each slot while token t is being read (after its own write).
 
     Returns int64 [window]; -1 for a slot not yet written (t < M - 1). The window
     includes token t itself, so slot s holds the largest u <= t with u mod M == s.
     """
-    slots = np.arange(window)
+    slots = xp.arange(window, dtype=xp.int64)
     tokens = t - ((t - slots) % window)
-    return np.where(tokens >= 0, tokens, -1)
+    return xp.where(tokens >= 0, tokens, -1)
 
 
-def valid_slots(t: int, window: int) -> np.ndarray:
+def valid_slots(t: int, window: int, *, xp=np):
     """Boolean [window]: which slots take part in the read at step t."""
-    return slot_tokens(t, window) >= 0
+    return slot_tokens(t, window, xp=xp) >= 0
 
 
 # ---- array dot products through the cell law ------------------------------------------
@@ -174,7 +232,8 @@ def valid_slots(t: int, window: int) -> np.ndarray:
 # matrix products against the stored powers y**i instead of evaluating f per cell.
 
 def law_coefficients(law: str) -> np.ndarray:
-    """Polynomial coefficients c_0..c_n (uA / V**i) of a cell law."""
+    """Polynomial coefficients c_0..c_n (uA / V**i) of a cell law (numpy float64; use
+    them as Python numbers with any array library)."""
     if law == "linear":
         return np.array([0.0, LINEAR_SLOPE_UA_PER_V])
     if law == "cubic":
@@ -182,17 +241,17 @@ def law_coefficients(law: str) -> np.ndarray:
     raise ValueError(f"unknown cell law {law!r}; expected one of {CELL_LAWS}")
 
 
-def stored_powers(y_v, n_terms: int):
+def stored_powers(y_v, n_terms: int, *, xp=None):
     """Powers y**1 .. y**(n_terms-1) of stored deviations, stacked on a new axis 0."""
-    y = np.asarray(y_v)
-    out = np.empty((n_terms - 1,) + y.shape, dtype=y.dtype)
-    out[0] = y
-    for i in range(1, n_terms - 1):
-        np.multiply(out[i - 1], y, out=out[i])
-    return out
+    xp = namespace(y_v, xp=xp)
+    y = xp.asarray(y_v)
+    powers = [y]
+    for _ in range(1, n_terms - 1):
+        powers.append(powers[-1] * y)
+    return xp.stack(powers)
 
 
-def bitline_charges_qk(q, yk_pow, decay, valid, coeffs):
+def bitline_charges_qk(q, yk_pow, decay, valid, coeffs, *, xp=None):
     """K-array bit-line charges S (uA x T_max) for a bank of heads.
 
     q: [KV, G, d] pulse fractions (G query heads per K/V head); yk_pow: [P, KV, M, d]
@@ -200,31 +259,32 @@ def bitline_charges_qk(q, yk_pow, decay, valid, coeffs):
     valid: [M] bool, slots that take part; coeffs: c_0..c_P of the cell law.
     Returns S [KV, G, M]; S_j = sum_d q_d f(y_dj * decay_j), 0 on invalid slots.
     """
-    dtype = q.dtype.type
-    s = (dtype(coeffs[0]) * q.sum(axis=-1))[..., None] * np.ones(decay.shape, q.dtype)
-    d_pow = np.ones_like(decay)
+    xp = namespace(q, yk_pow, decay, xp=xp)
+    s = (_const(xp, coeffs[0], q) * xp.sum(q, axis=-1))[..., None]  # broadcasts over slots
+    d_pow = xp.ones_like(decay)
     for i in range(1, len(coeffs)):
         d_pow = d_pow * decay
-        s += (dtype(coeffs[i]) * d_pow) * np.matmul(q, yk_pow[i - 1].transpose(0, 2, 1))
-    return s * valid
+        s = s + (_const(xp, coeffs[i], q) * d_pow) * xp.matmul(q, xp.matrix_transpose(yk_pow[i - 1, ...]))
+    return s * xp.astype(valid, s.dtype)
 
 
-def bitline_charges_av(phi, yv_pow, decay, coeffs, array_size: int):
+def bitline_charges_av(phi, yv_pow, decay, coeffs, array_size: int, *, xp=None):
     """V-array bit-line charges A (uA x T_max) per sub-tile for a bank of heads.
 
     phi: [KV, G, M] pulse fractions driving the V rows (0 on invalid slots);
     yv_pow: [P, KV, M, d]; decay: [M]. Returns A [KV, G, n_sub, d] with
     A_s,d = sum_{j in s} phi_j f(y_jd * decay_j).
     """
+    xp = namespace(phi, yv_pow, decay, xp=xp)
     kv, g, m = phi.shape
     n_sub = m // array_size
-    dtype = phi.dtype.type
-    w = phi.reshape(kv, g, n_sub, array_size)
-    out = (dtype(coeffs[0]) * w.sum(axis=-1))[..., None] * np.ones(yv_pow.shape[-1], phi.dtype)
-    d_pow = np.ones_like(decay)
+    w = xp.reshape(phi, (kv, g, n_sub, array_size))
+    out = (_const(xp, coeffs[0], phi) * xp.sum(w, axis=-1))[..., None]  # broadcasts over d
+    d_pow = xp.ones_like(decay)
     for i in range(1, len(coeffs)):
         d_pow = d_pow * decay
-        wi = (phi * (dtype(coeffs[i]) * d_pow)).reshape(kv, g, n_sub, array_size).transpose(0, 2, 1, 3)
-        yi = yv_pow[i - 1].reshape(kv, n_sub, array_size, -1)
-        out += np.matmul(wi, yi).transpose(0, 2, 1, 3)
+        wi = xp.permute_dims(xp.reshape(phi * (_const(xp, coeffs[i], phi) * d_pow), (kv, g, n_sub, array_size)),
+                             (0, 2, 1, 3))
+        yi = xp.reshape(yv_pow[i - 1, ...], (kv, n_sub, array_size, yv_pow.shape[-1]))
+        out = out + xp.permute_dims(xp.matmul(wi, yi), (0, 2, 1, 3))
     return out
