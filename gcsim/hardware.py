@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+from .resources import MODELS_DIR
+
 PS_PER_NS = 1000
 
 

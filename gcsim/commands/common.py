@@ -8,11 +8,10 @@ import yaml
 
 from ..hardware import load_hardware
 from ..outdir import output_dir
+from ..resources import DEFAULT_TRACE
 from ..sim import check_fit
 from ..traces import open_trace
 
-REPO = Path(__file__).resolve().parent.parent.parent
-DEFAULT_TRACE = REPO / "traces" / "smollm2-135m-default.gctrace"
 DEFAULT_MODEL = "smollm2"
 
 

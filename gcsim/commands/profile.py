@@ -76,7 +76,8 @@ def main(args) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise ValueError("--plots needs matplotlib: pip install 'gcsim[plot]'") from None
+            raise ValueError("--plots needs matplotlib: pip install -e '.[plot]' from the gcsim clone "
+                             "(pip install matplotlib where gcsim is installed from a wheel)") from None
     sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline)
     _check_components(timeline, sim.ctx.activity.units)
     if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:

@@ -1,0 +1,70 @@
+"""A built wheel, installed outside the clone, finds the shipped descriptions and trace.
+
+Builds the wheel without build isolation (setuptools and `wheel` come from the test extra),
+installs it with --no-deps into a fresh venv that sees the system's site packages (numpy,
+simpy, ... are not reinstalled), and runs the console script from an unrelated directory.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(cmd, cwd, env=None):
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{cmd} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    if importlib.util.find_spec("wheel") is None:
+        pytest.skip("needs the 'wheel' package (pip install -e '.[test]')")
+    tmp = tmp_path_factory.mktemp("wheel")
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+          str(ROOT), "-w", str(tmp / "dist")], cwd=tmp)
+    wheel, = (tmp / "dist").glob("gcsim-*.whl")
+    venv = tmp / "venv"
+    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp)
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], cwd=tmp)
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return wheel, venv, elsewhere, env
+
+
+def test_wheel_holds_every_shipped_file(installed):
+    wheel = installed[0]
+    names = set(zipfile.ZipFile(wheel).namelist())
+    shipped = [f"gcsim/data/models/{p.name}" for p in (ROOT / "models").glob("*.yaml")]
+    shipped += [f"gcsim/data/traces/{p.name}" for p in (ROOT / "traces").iterdir()]
+    assert shipped and not [n for n in shipped if n not in names]
+    # files, not links: the wheel's copy of a description is byte-identical to models/
+    data = zipfile.ZipFile(wheel).read("gcsim/data/models/paper-gpt2.yaml")
+    assert data == (ROOT / "models" / "paper-gpt2.yaml").read_bytes()
+
+
+def test_installed_gcsim_runs_from_another_directory(installed):
+    _, venv, elsewhere, env = installed
+    py = str(venv / "bin" / "python")
+    where = _run([py, "-c", "import gcsim, gcsim.resources as r; print(gcsim.__file__); print(r.MODELS_DIR)"],
+                 cwd=elsewhere, env=env).split()
+    assert all(str(venv) in w for w in where), where  # the installed copy, not the clone
+    gcsim = str(venv / "bin" / "gcsim")
+    out = _run([gcsim, "run", "--steps", "3", "-o", "r", "--no-progress"], cwd=elsewhere, env=env)
+    assert "hardware smollm2" in out
+    rep = json.loads((elsewhere / "r" / "report.json").read_text())
+    assert rep["steps"] == 3 and rep["trace"]["path"].startswith(str(venv))
+    out = _run([gcsim, "paper", "--set", "shape.window=64", "--steps", "64"], cwd=elsewhere, env=env)
+    assert "latency per layer (ns)" in out and "65" in out
+    out = _run([gcsim, "validate", "--steps", "2"], cwd=elsewhere, env=env)
+    assert "(a) exact ages: PASS (0 of" in out
