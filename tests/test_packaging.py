@@ -68,3 +68,5 @@ def test_installed_gcsim_runs_from_another_directory(installed):
     assert "latency per layer (ns)" in out and "65" in out
     out = _run([gcsim, "validate", "--steps", "2"], cwd=elsewhere, env=env)
     assert "(a) exact ages: PASS (0 of" in out
+    out = _run([py, "-m", "gcsim", "--version"], cwd=elsewhere, env=env)  # python -m gcsim = gcsim
+    assert out.startswith("gcsim ")
