@@ -26,6 +26,7 @@ import numpy as np
 from . import physics
 from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, readout, retention_decay
 from .hardware import Hardware
+from .ringbuffer import RingBuffer
 
 VARIANTS = ("softmax", "linear", "cubic")
 
@@ -60,6 +61,14 @@ def hardware_for_variant(hw: Hardware, variant: str) -> Hardware:
     if variant in ("linear", "cubic") and hw.numerics.cell_law != variant:
         return hw.derive(numerics={"cell_law": variant})
     return hw
+
+
+def softmax_weights(scores, mask):
+    """Softmax over the last axis, only where `mask` (the window) holds: the one softmax of
+    gcsim, used by both forms."""
+    scores = np.where(mask, scores, -np.inf)
+    w = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return w / w.sum(axis=-1, keepdims=True)
 
 
 # ---- whole-sequence form --------------------------------------------------------------
@@ -147,9 +156,7 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             kb = _pad_tokens(k_in, u0, u1)  # [U,KV,d]
             vb = _pad_tokens(v_in, u0, u1)
             scores = np.matmul(qb, kb.transpose(1, 2, 0)[:, None]) / np.sqrt(d)  # [KV,G,tb,U]
-            scores = np.where(in_window, scores, -np.inf)
-            w = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            w /= w.sum(axis=-1, keepdims=True)
+            w = softmax_weights(scores, in_window)
             ob = np.matmul(w, vb.transpose(1, 0, 2)[:, None])  # [KV,G,tb,d]
             out[t0:t1] = ob.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, d)
             s_tok, phi_tok = np.where(in_window, scores, 0.0), w
@@ -259,8 +266,9 @@ class StepStages:
 class DecodeState:
     """Explicit decode state of one layer: the ring buffer of written K/V and write times.
 
-    write(t, k_t, v_t, time_ps) stores token t in slot t mod M; read(q_t, t, time_ps)
-    attends over the valid slots with retention ages time_ps - write time.
+    write(t, k_t, v_t, time_ps) stores token t in slot t mod M of `ring` (the same
+    `gcsim.ringbuffer.RingBuffer` as the simulator's tiles); read(q_t, t, time_ps) attends
+    over the valid slots with retention ages time_ps - write time.
     """
 
     def __init__(self, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
@@ -272,40 +280,33 @@ class DecodeState:
         self.dtype = np.dtype(dtype)
         self.sc = layer_scalers(scalers, layer, s.heads, s.kv_heads)
         self.coeffs = None if self.variant == "softmax" else physics.law_coefficients(self.variant)
-        n_stored = 1 if self.variant == "softmax" else len(self.coeffs) - 1
-        self.k_pow = np.zeros((n_stored, s.kv_heads, s.window, s.d_head), self.dtype)
-        self.v_pow = np.zeros_like(self.k_pow)
-        self.token = np.full(s.window, -1, np.int64)     # token held by each slot
-        self.write_time_ps = np.zeros(s.window, np.int64)
+        n_stored = 2 if self.variant == "softmax" else len(self.coeffs)  # softmax keeps k, v as given
+        self.ring = RingBuffer(s.window, s.array_size, kv_heads=s.kv_heads, d_head=s.d_head,
+                               n_powers=n_stored - 1, dtype=self.dtype)
 
     def write(self, t: int, k_t, v_t, time_ps: int) -> None:
         s = self.hw.shape
         k_t = _check("k_t", k_t, (s.kv_heads, s.d_head)).astype(self.dtype, copy=False)
         v_t = _check("v_t", v_t, (s.kv_heads, s.d_head)).astype(self.dtype, copy=False)
-        slot = int(physics.ring_slot(t, s.window))
-        self.k_pow[:, :, slot] = physics.stored_powers(dac_kv(k_t, self.sc["a_k"], self.sc["b_k"], self.hw, self.variant), self.k_pow.shape[0] + 1)
-        self.v_pow[:, :, slot] = physics.stored_powers(dac_kv(v_t, self.sc["a_v"], self.sc["b_v"], self.hw, self.variant), self.v_pow.shape[0] + 1)
-        self.token[slot] = t
-        self.write_time_ps[slot] = time_ps
+        self.ring.write(t, time_ps, dac_kv(k_t, self.sc["a_k"], self.sc["b_k"], self.hw, self.variant),
+                        dac_kv(v_t, self.sc["a_v"], self.sc["b_v"], self.hw, self.variant))
 
     def read(self, q_t, t: int, time_ps: int) -> StepStages:
         s, hw = self.hw.shape, self.hw
         q_t = _check("q_t", q_t, (s.heads, s.d_head)).astype(self.dtype, copy=False)
-        valid = (self.token >= 0) & (self.token <= t) & (self.token > t - s.window)
+        ring = self.ring
+        valid = ring.valid(t)
         q_in = dac_query(q_t, self.sc, hw, self.variant)
         qb = q_in.reshape(s.kv_heads, s.group_size, s.d_head)
         if self.variant == "softmax":
-            scores = np.matmul(qb, self.k_pow[0].transpose(0, 2, 1)) / np.sqrt(s.d_head)
-            scores = np.where(valid, scores, -np.inf)
-            w = np.exp(scores - scores.max(axis=-1, keepdims=True))
-            w /= w.sum(axis=-1, keepdims=True)
-            out = np.matmul(w, self.v_pow[0]).reshape(s.heads, s.d_head)
+            scores = np.matmul(qb, ring.k_pow[0].transpose(0, 2, 1)) / np.sqrt(s.d_head)
+            w = softmax_weights(scores, valid)
+            out = np.matmul(w, ring.v_pow[0]).reshape(s.heads, s.d_head)
             return StepStages(q_in, np.where(valid, scores, 0.0).reshape(s.heads, -1),
                               w.reshape(s.heads, -1), None, out)
-        age_ps = time_ps - self.write_time_ps
-        decay = np.where(valid, retention_decay(age_ps, t - self.token, hw), 0.0).astype(self.dtype)
-        S = physics.bitline_charges_qk(qb, self.k_pow, decay, valid, self.coeffs)
+        decay = np.where(valid, retention_decay(ring.ages_ps(time_ps), ring.ages_tokens(t), hw), 0.0).astype(self.dtype)
+        S = physics.bitline_charges_qk(qb, ring.k_pow, decay, valid, self.coeffs)
         phi = physics.hard_sigmoid(S, hw.numerics.s_sat)
-        acc = physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, s.array_size)
+        acc = physics.bitline_charges_av(phi, ring.v_pow, decay, self.coeffs, s.array_size)
         sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels).reshape(s.heads, s.n_sub_tiles, s.d_head)
         return StepStages(q_in, S.reshape(s.heads, -1), phi.reshape(s.heads, -1), sub, readout(sub, self.sc))

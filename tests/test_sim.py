@@ -286,3 +286,47 @@ def test_gqa_pipelined_rounds(small):
     assert res.ledger.total_pj() == pytest.approx(turns.ledger.total_pj())
     with pytest.raises(HardwareError, match="'pipelined' needs unshared output counters"):
         hw.derive(periphery={"counters_shared_by": 2})
+
+
+def test_live_source_is_called_in_causal_order_and_matches_replay(small):
+    # a source that serves a trace but records the call order: the chip's output of layer l
+    # must come back before layer l + 1's inputs are asked for (a live model needs it)
+    tr = random_trace(small, 3, seed=8)
+    calls, outs = [], {}
+
+    class Live:
+        steps, model, scalers = tr.steps, tr.model, None
+
+        def layer_inputs(self, seq, step, layer):
+            calls.append(("in", step, layer))
+            return tr.q[step, layer], tr.k[step, layer], tr.v[step, layer]
+
+        def receive(self, seq, step, layer, out):
+            calls.append(("out", step, layer))
+            outs[step, layer] = out
+
+    Simulator(small, Live()).run()
+    assert calls == [(kind, t, l) for t in range(3) for l in range(2) for kind in ("in", "out")]
+    replay = np.zeros((3, 2, 4, 8), np.float32)
+    Simulator(small, tr, outputs=replay).run()
+    for (t, l), out in outs.items():
+        np.testing.assert_array_equal(out, replay[t, l])
+
+
+def test_ring_buffer_counts_and_ages():
+    from gcsim.ringbuffer import RingBuffer
+
+    rb = RingBuffer(8, 4)
+    for t in range(10):
+        rb.write(t, 1000 * t)
+    # after token 9 the 8 slots hold tokens 8, 9, 2..7: all valid, both sub-tiles active
+    assert rb.token.tolist() == [8, 9, 2, 3, 4, 5, 6, 7]
+    assert rb.counts(9) == (8, 2) and rb.oldest_slot(9) == 2
+    np.testing.assert_array_equal(rb.ages_ps(9000), [1000, 0, 7000, 6000, 5000, 4000, 3000, 2000])
+    fresh = RingBuffer(8, 4)
+    for t in range(3):
+        fresh.write(t, 0)
+    assert fresh.counts(2) == (3, 1)
+    fresh.write(6, 0)  # a gap: counts come from the mask (tokens 0..2 and 6 are all within 8)
+    assert fresh.counts(6) == (4, 2) and fresh.valid(6).tolist() == [1, 1, 1, 0, 0, 0, 1, 0]
+    assert fresh.restore(5000) == 4 and fresh.ages_ps(5000).tolist() == [0, 0, 0, 5000, 5000, 5000, 0, 5000]

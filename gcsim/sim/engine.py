@@ -27,6 +27,7 @@ from .host import HostPort
 from .integrators import ChargeIntegrators
 from .interconnect import build_graph, make_links
 from .refresh import summary as refresh_summary
+from .source import TraceSource, is_source
 from .tiles import GainCellTiles
 from .writer import TokenWriter
 
@@ -91,20 +92,23 @@ class Simulator:
 
     def __init__(self, hw: Hardware, trace, *, values: bool = True, steps: int | None = None,
                  outputs=None, timeline: Timeline | None = None, stages_hook=None):
-        check_fit(hw, trace)
-        self.hw, self.trace = hw, trace
+        """trace: a decode trace (replayed) or a source (gcsim/sim/source.py, e.g. a live
+        model); outputs: [T, L, H, d] array filled with sequence 0's outputs (trace replay)."""
+        source = trace if is_source(trace) else TraceSource(trace, outputs, hw.numerics.dtype)
+        check_fit(hw, source)
+        self.hw, self.trace, self.source = hw, trace, source
         self.steps = trace.steps if steps is None else min(steps, trace.steps)
         if self.steps <= 0:
             raise SimError(f"nothing to simulate: {self.steps} steps requested")
         ctx = self.ctx = SimContext(hw, self.steps, values=values, timeline=timeline)
         s, p = hw.shape, hw.periphery
-        self.host = HostPort(ctx, trace, outputs=outputs)
+        self.host = HostPort(ctx, source)
         links = make_links(ctx.env, build_graph(hw))
         for link in links.values():
             ctx.activity.add_component(f"link.{link.name}", 1)
         coeffs = physics.law_coefficients(hw.numerics.cell_law)
         n_powers = len(coeffs) - 1  # stored y, y^2, ... for the cell-law polynomial
-        scalers = getattr(trace, "scalers", None)
+        scalers = source.scalers
         shared = {}
         self.controllers = []
         for l in range(s.layers):
@@ -161,5 +165,5 @@ class Simulator:
             raise RuntimeError("critical path does not add up to the step latency")
         return SimResult(self.hw, self.steps, elapsed, self.step_end, self.write_ps, self.read_ps,
                          self.layer_start_ps, self.layer_end_ps,
-                         ctx.activity.summary(elapsed), ctx.energy, ctx.path, self.host.outputs,
+                         ctx.activity.summary(elapsed), ctx.energy, ctx.path, getattr(self.source, "outputs", None),
                          ctx.activity.timeline, refresh_summary(self))

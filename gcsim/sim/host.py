@@ -1,4 +1,5 @@
-"""Host port: replays a decode trace step by step and layer by layer.
+"""Host port: takes each layer's q, k, v from a source (gcsim/sim/source.py: a trace
+replay or a live model) step by step and layer by layer, and gives it the outputs back.
 
 Parameters: `timing.host_ns_per_layer` (projections and MLP on the host before each
 layer's attention; 0 keeps the paper's accelerator-only figures) and
@@ -20,24 +21,15 @@ from .messages import LayerInputs, LayerOutputs
 class HostPort:
     name = "host"
 
-    def __init__(self, ctx, trace, *, outputs=None):
+    def __init__(self, ctx, source):
         self.ctx = ctx
-        self.trace = trace
+        self.source = source
         self.host_ps = round(ctx.hw.timing.host_ns_per_layer * PS_PER_NS)
         n = ctx.hw.periphery.host_engines
         ctx.activity.add_component(self.name, n)
         ctx.activity.add_component("sequences", ctx.hw.periphery.sequences)
         self.engines = simpy.Store(ctx.env, capacity=n)
         self.engines.items.extend(range(n))
-        self.outputs = outputs  # array-like [T, L, H, d] or None
-        self._step_cache = (-1, None)
-
-    def _step_arrays(self, step: int):
-        """q, k, v of a step for all layers, read once per step from the (lazy) trace."""
-        if self._step_cache[0] != step:
-            self._step_cache = (step, tuple(np.asarray(a[step], dtype=self.ctx.dtype)
-                                            for a in (self.trace.q, self.trace.k, self.trace.v)))
-        return self._step_cache[1]
 
     def layer_inputs(self, seq: int, step: int, layer: int):
         """Compute (on the host) and hand over one layer's inputs."""
@@ -54,10 +46,9 @@ class HostPort:
             ctx.activity.stall("sequences", t1, ctx.env.now, "host compute", units=seq, step=step, layer=layer)
             yield self.engines.put(engine)
         if ctx.values:
-            q, k, v = self._step_arrays(step)
-            return LayerInputs(seq, step, layer, q[layer], k[layer], v[layer], ctx.env.now)
+            q, k, v = (np.asarray(a, dtype=ctx.dtype) for a in self.source.layer_inputs(seq, step, layer))
+            return LayerInputs(seq, step, layer, q, k, v, ctx.env.now)
         return LayerInputs(seq, step, layer, None, None, None, ctx.env.now)
 
     def receive(self, msg: LayerOutputs) -> None:
-        if self.outputs is not None and msg.out is not None and msg.seq == 0:
-            self.outputs[msg.step, msg.layer] = msg.out
+        self.source.receive(msg.seq, msg.step, msg.layer, msg.out)

@@ -120,13 +120,9 @@ class Refresh:
         act.busy(self.writer_name, start, end, step=step, layer=self.layer, action="refresh")
         n_slots = 0
         for st, v in zip(states, valid):
-            nv = int(v.sum())
-            if not nv:
-                continue
-            n_slots += nv
-            if start - int(st.write_ps[v].min()) > self.safe_age_ps:
+            if v.any() and start - int(st.write_ps[v].min()) > self.safe_age_ps:
                 self.assumption_violations += 1
-            st.write_ps[v] = end  # the rewritten level is the one written: age 0 from here
+            n_slots += st.restore(end)  # the rewritten level is the one written: age 0 from here
         energy.book(self.energy_name, "k_column_read", self.banks * n_slots, self.layer, step)
         energy.book(self.energy_name, "v_row_read", self.banks * n_slots, self.layer, step)
         energy.book(self.energy_name, "kv_write_dac", self.cells_per_slot * n_slots, self.layer, step)

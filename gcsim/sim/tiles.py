@@ -12,19 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import physics
 from ..datapath import retention_decay
+from ..ringbuffer import RingBuffer
 from .refresh import Refresh
-
-
-class TileState:
-    def __init__(self, hw, dtype, n_powers: int, values: bool):
-        s = hw.shape
-        shape = (n_powers, s.kv_heads, s.window, s.d_head) if values else (n_powers, 0, 0, 0)
-        self.k_pow = np.zeros(shape, dtype)
-        self.v_pow = np.zeros(shape, dtype)
-        self.token = np.full(s.window, -1, np.int64)
-        self.write_ps = np.zeros(s.window, np.int64)
 
 
 class GainCellTiles:
@@ -33,23 +23,20 @@ class GainCellTiles:
         self.name = f"L{layer:02d}.tiles"
         hw = ctx.hw
         ctx.activity.add_component(self.name, hw.shape.kv_heads)
-        self.states = [TileState(hw, ctx.dtype, n_powers, ctx.values) for _ in range(hw.periphery.sequences)]
+        s = hw.shape
+        self.states = [RingBuffer(s.window, s.array_size, kv_heads=s.kv_heads if ctx.values else 0,
+                                  d_head=s.d_head if ctx.values else 0, n_powers=n_powers, dtype=ctx.dtype)
+                       for _ in range(hw.periphery.sequences)]
         self.refresh = Refresh(ctx, self)  # refresh policy and lost-read count (refresh.py)
 
     def store(self, seq: int, step: int, slot: int, k_dev, v_dev, write_ps: int) -> None:
-        st = self.states[seq]
-        if k_dev is not None:
-            n = st.k_pow.shape[0] + 1
-            st.k_pow[:, :, slot] = physics.stored_powers(k_dev, n)
-            st.v_pow[:, :, slot] = physics.stored_powers(v_dev, n)
-        st.token[slot] = step
-        st.write_ps[slot] = write_ps
+        self.states[seq].write(step, write_ps, k_dev, v_dev)
 
     def window(self, seq: int, step: int, read_ps: int):
         """Valid slots [M] and their retention factors [M] for a read at read_ps."""
-        st, w = self.states[seq], self.ctx.hw.shape.window
-        valid = (st.token >= 0) & (st.token <= step) & (st.token > step - w)
+        st = self.states[seq]
+        valid = st.valid(step)
         if not self.ctx.values:
             return valid, None
-        decay = retention_decay(read_ps - st.write_ps, step - st.token, self.ctx.hw)
+        decay = retention_decay(st.ages_ps(read_ps), st.ages_tokens(step), self.ctx.hw)
         return valid, np.where(valid, decay, 0.0).astype(self.ctx.dtype)

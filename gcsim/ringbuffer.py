@@ -1,0 +1,100 @@
+"""The K/V ring buffer of one layer's gain-cell arrays: one set of rules for the
+simulator's tiles, the reference model's `DecodeState` and refresh.
+
+Token t is written to slot t mod M (M = window). For each slot the buffer keeps the
+token it holds (-1: never written), the simulated time (integer ps) the value was
+written (its age-0 time; a refresh moves it), and, when values are kept, the stored
+deviations from 0.45 V with their powers y, y^2, ... for the cell-law polynomial
+(`k_pow`, `v_pow`: [P, KV, M, d]). Storage is private to this class (`store`/`k_pow`/
+`v_pow`), so it can switch to a compact form (e.g. the DAC codes) without the users
+changing.
+
+The read at step t sees the slots holding tokens u with t - M < u <= t (`valid`). Slots
+fill in order from slot 0 while tokens are written one per step, so the number of valid
+slots and of sub-tiles holding one (`active_sub_tiles`, what the energy model pays for)
+are kept as counts instead of being recomputed from the mask at every read.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import physics
+
+
+class RingBuffer:
+    """Slots of a sliding window of M tokens in sub-tiles of `array_size` slots."""
+
+    def __init__(self, window: int, array_size: int, *, kv_heads: int = 0, d_head: int = 0, n_powers: int = 0,
+                 dtype=np.float32):
+        self.window, self.array_size = window, array_size
+        self.n_sub_tiles = window // array_size
+        self.token = np.full(window, -1, np.int64)       # token held by each slot
+        self.write_ps = np.zeros(window, np.int64)       # when its value was written (age 0)
+        shape = (n_powers, kv_heads, window, d_head)
+        self._k = np.zeros(shape, dtype)
+        self._v = np.zeros(shape, dtype)
+        self._last = -1          # last token written
+        self._in_order = True    # every token 0..last written, one per step
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, t: int, time_ps: int, k_dev=None, v_dev=None) -> int:
+        """Store token t (its stored deviations [KV, d], if values are kept) written at
+        time_ps; returns its slot."""
+        slot = t % self.window
+        if k_dev is not None:
+            self.store(slot, k_dev, v_dev)
+        self.token[slot] = t
+        self.write_ps[slot] = time_ps
+        self._in_order = self._in_order and t == self._last + 1
+        self._last = t
+        return slot
+
+    def store(self, slot: int, k_dev, v_dev) -> None:
+        n = self._k.shape[0] + 1
+        self._k[:, :, slot] = physics.stored_powers(k_dev, n)
+        self._v[:, :, slot] = physics.stored_powers(v_dev, n)
+
+    @property
+    def k_pow(self) -> np.ndarray:
+        """Stored K deviations and their powers [P, KV, M, d]."""
+        return self._k
+
+    @property
+    def v_pow(self) -> np.ndarray:
+        return self._v
+
+    def restore(self, time_ps: int) -> int:
+        """Refresh: every written slot is rewritten with its level, age 0 at time_ps.
+        Returns the number of slots rewritten."""
+        written = self.token >= 0
+        self.write_ps[written] = time_ps
+        return int(written.sum())
+
+    # -- reading ---------------------------------------------------------------------------
+    def valid(self, t: int) -> np.ndarray:
+        """Bool [M]: the slots the read at step t takes part in."""
+        tok = self.token
+        return (tok >= 0) & (tok <= t) & (tok > t - self.window)
+
+    def counts(self, t: int) -> tuple[int, int]:
+        """(valid slots, sub-tiles holding a valid slot) for the read at step t."""
+        if self._in_order and t == self._last:
+            n = min(t + 1, self.window)
+            return n, -(-n // self.array_size)
+        v = self.valid(t)
+        return int(v.sum()), int(v.reshape(self.n_sub_tiles, self.array_size).any(axis=1).sum())
+
+    def active_sub_tiles(self, t: int) -> int:
+        return self.counts(t)[1]
+
+    def ages_ps(self, time_ps: int) -> np.ndarray:
+        """Age [M] (ps) of every slot's value at time_ps."""
+        return time_ps - self.write_ps
+
+    def ages_tokens(self, t: int) -> np.ndarray:
+        """Age [M] in tokens of every slot at step t."""
+        return t - self.token
+
+    def oldest_slot(self, t: int) -> int:
+        """Slot of the oldest valid token at step t (tokens rise in ring order from it)."""
+        return (t + 1) % self.window if t >= self.window - 1 else 0
