@@ -1,16 +1,26 @@
 """The `gcsim` command line.
 
 Subcommands register themselves through a `register(subparsers)` function in their own
-module and set `func` on their parser; user mistakes raise one of the project's error
-types (all ValueError subclasses), which become one line on stderr and exit code 2.
+module and set `func` on their parser; user mistakes raise a GcsimError (gcsim/errors.py),
+which becomes one line on stderr and exit code 2. Anything unexpected is a bug: exit 3 with
+the traceback saved to a file. The exit codes are listed in gcsim/errors.py.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
+import threading
+from pathlib import Path
 
 from . import __version__
+from .errors import (EXIT_BAD_INPUT, EXIT_CODES_TEXT, EXIT_INTERNAL, EXIT_OK, EXIT_SIGINT, GcsimError,
+                     Interrupted, silence_stdout)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+Terminated = Interrupted  # the earlier name
 
 EPILOG = """\
 reference-model variants (gcsim reference --variant):
@@ -24,7 +34,8 @@ hardware settings live in YAML descriptions (models/*.yaml, --model NAME or PATH
   energy per action, interconnect links and periphery sharing. Change any field for one
   run with --set FIELD=VALUE, e.g. --set numerics.q_levels=null (quantization off),
   --set numerics.retention.mode=off, --set shape.window=256.
-"""
+
+""" + EXIT_CODES_TEXT
 
 
 def _modules():
@@ -44,43 +55,98 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C so temporary outputs are removed."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def _terminate(signum, frame):
-    raise Terminated(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        try:
-            signal.signal(sig, _terminate)
-        except ValueError:  # not the main thread (e.g. called from a worker): leave the defaults
-            pass
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         # no subcommand: the main job on shipped defaults
         args = parser.parse_args(["run"] + (argv or []))
+    with _signals_as_exceptions():
+        return _run(args, argv)
+
+
+def _run(args, argv) -> int:
+    """Run the command; map every outcome to one line on stderr and an exit code
+    (gcsim/errors.py)."""
+    where = f"gcsim {args.command}"
     try:
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+        return rc
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
-        sys.stderr.close()
-        return 0
-    except Terminated as exc:
-        print(f"gcsim: terminated by signal {exc.signum}", file=sys.stderr)
-        return 128 + exc.signum
-    except (ValueError, FileNotFoundError, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            print("gcsim: interrupted", file=sys.stderr)
-            return 130
-        print(f"gcsim {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        silence_stdout()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return EXIT_SIGINT
+    except Interrupted as exc:
+        print(f"{where}: terminated by signal {exc.signum}", file=sys.stderr)
+        return exc.exit_code
+    except (ValueError, OSError, MemoryError) as exc:
+        if not isinstance(exc, ValueError) or isinstance(exc, GcsimError) or _raised_by_gcsim(exc):
+            print(f"{where}: error: {_describe(exc)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return _internal_error(where, argv)
+    except Exception:  # noqa: BLE001 - anything else is a bug in gcsim
+        return _internal_error(where, argv)
+
+
+def _raised_by_gcsim(exc: BaseException) -> bool:
+    """A plain ValueError raised in gcsim's own code is a checked user mistake (older
+    commands raise ValueError); one raised inside numpy or another library is a bug."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(PACKAGE_DIR)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return "out of memory" + (f": {exc}" if str(exc) else "")
+    if isinstance(exc, OSError) and exc.strerror:  # the path and the reason, never the content
+        paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+        return f"{' -> '.join(paths) + ': ' if paths else ''}{exc.strerror}"
+    return str(exc)
+
+
+def _internal_error(where: str, argv) -> int:
+    """A bug: one line on stderr, the full traceback in a file."""
+    import tempfile
+    import time
+    import traceback
+    exc = sys.exc_info()[1]
+    text = (f"gcsim {__version__}\ncommand: gcsim {' '.join(argv if argv is not None else sys.argv[1:])}\n"
+            f"time: {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n\n{traceback.format_exc()}")
+    try:
+        fd, path = tempfile.mkstemp(prefix="gcsim-crash-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        saved = f"the full traceback is saved in {path}"
+    except OSError:
+        saved = "the traceback could not be saved"
+    print(f"{where}: internal error (this is a bug in gcsim; please report it): "
+          f"{type(exc).__name__}: {exc}; {saved}", file=sys.stderr)
+    return EXIT_INTERNAL
+
+
+@contextlib.contextmanager
+def _signals_as_exceptions():
+    """SIGTERM and SIGHUP raise Interrupted, so that the same cleanup runs as for Ctrl-C
+    (atomic writers drop their temporary files, previous outputs stay)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    sigs = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {s: signal.signal(s, handler) for s in sigs}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from .errors import HardwareError  # noqa: F401  (also importable from here)
 from .resources import MODELS_DIR
 
 PS_PER_NS = 1000
-
-
-class HardwareError(ValueError):
-    """A hardware description is malformed; the message names the file and field."""
 
 
 def _positive(v):

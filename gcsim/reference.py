@@ -25,14 +25,14 @@ import numpy as np
 
 from . import physics
 from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, readout, retention_decay
+from .errors import ReferenceModelError
+from .finite import all_finite, raise_first_non_finite
 from .hardware import Hardware
 from .ringbuffer import RingBuffer
 
 VARIANTS = ("softmax", "linear", "cubic")
 
 
-class ReferenceError(ValueError):
-    """Bad input to the reference model (shape, NaN, unknown variant)."""
 
 
 # ---- validation of inputs ------------------------------------------------------------
@@ -41,19 +41,19 @@ def _check(name, arr, shape):
     arr = np.asarray(arr)
     if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
         want = "[" + ", ".join("T" if s is None else str(s) for s in shape) + "]"
-        raise ReferenceError(f"{name}: expected shape {want}, found {list(arr.shape)}")
+        raise ReferenceModelError(f"{name}: expected shape {want}, found {list(arr.shape)}")
     if arr.dtype.kind != "f":
-        raise ReferenceError(f"{name}: expected a float array, found dtype {arr.dtype}")
+        raise ReferenceModelError(f"{name}: expected a float array, found dtype {arr.dtype}")
     bad = ~np.isfinite(arr)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ReferenceError(f"{name}: NaN or Inf at index {list(idx)}")
+        raise ReferenceModelError(f"{name}: NaN or Inf at index {list(idx)}")
     return arr
 
 
 def _check_variant(variant):
     if variant not in VARIANTS:
-        raise ReferenceError(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
+        raise ReferenceModelError(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
 
 
 def hardware_for_variant(hw: Hardware, variant: str) -> Hardware:
@@ -127,7 +127,7 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     if ages_ps is not None:
         ages = np.asarray(ages_ps)
         if ages.shape != (T, hw.shape.window):
-            raise ReferenceError(f"ages_ps: expected shape [{T}, {hw.shape.window}], found {list(ages.shape)}")
+            raise ReferenceModelError(f"ages_ps: expected shape [{T}, {hw.shape.window}], found {list(ages.shape)}")
     sc = layer_scalers(scalers, layer, shp.heads, shp.kv_heads)
 
     q_in = dac_query(q, sc, hw, variant)
@@ -202,13 +202,18 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             for arr, dst in ((s_tok, S_all), (phi_tok, phi_all)):
                 flat = arr.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, -1)
                 dst[t0:t1] = np.where(ok[:, None, :], np.take_along_axis(flat, col[:, None, :], axis=2), 0.0)
+    if not all_finite(S_all, out):  # NaN/Inf is never a result (gcsim/finite.py)
+        raise_first_non_finite({"q DAC": q_in, "k DAC": k_in, "v DAC": v_in, "S (K-array charge)": S_all,
+                                "phi (charge-to-pulse)": phi_all, "sub-tile output codes": sub_all,
+                                "output (adder tree and output scaler)": out},
+                               layer=layer, where=f"reference model ({variant}), {hw.source}")
     return Stages(q_in, k_in, v_in, S_all, phi_all, sub_all, out)
 
 
 def _times(name, arr, T):
     arr = np.asarray(arr)
     if arr.shape != (T,):
-        raise ReferenceError(f"{name}: expected shape [{T}], found {list(arr.shape)}")
+        raise ReferenceModelError(f"{name}: expected shape [{T}], found {list(arr.shape)}")
     return arr.astype(np.int64)
 
 
@@ -234,11 +239,11 @@ def head_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers
     if scalers:
         unknown = set(scalers) - set(base)
         if unknown:
-            raise ReferenceError(f"scalers: unknown keys {sorted(unknown)}; expected {sorted(base)}")
+            raise ReferenceModelError(f"scalers: unknown keys {sorted(unknown)}; expected {sorted(base)}")
         base.update({k_: np.atleast_1d(np.asarray(v_, dtype=np.float64)) for k_, v_ in scalers.items()})
     for name, arr in (("q", q), ("k", k), ("v", v)):
         if np.ndim(arr) != 2:
-            raise ReferenceError(f"{name}: expected shape [T, {hw.shape.d_head}], found {list(np.shape(arr))}")
+            raise ReferenceModelError(f"{name}: expected shape [T, {hw.shape.d_head}], found {list(np.shape(arr))}")
     res = layer_attention(np.asarray(q)[:, None], np.asarray(k)[:, None], np.asarray(v)[:, None], one,
                           variant=variant, scalers=base, write_times_ps=write_times_ps,
                           read_times_ps=read_times_ps, stages=stages, dtype=dtype)

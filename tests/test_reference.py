@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from gcsim import load_hardware
-from gcsim.reference import DecodeState, ReferenceError, head_attention, layer_attention
+from gcsim.reference import DecodeState, ReferenceModelError, head_attention, layer_attention
 from naive import naive_head
 
 
@@ -126,14 +126,14 @@ def test_quantization_off_gives_unquantized_stages(small_hw):
 ])
 def test_bad_shapes(small_hw, args, message):
     arrays = [np.zeros(s) for s in args]
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(ReferenceModelError, match=message):
         layer_attention(*arrays, small_hw)
 
 
 def test_nan_and_unknown_variant(small_hw):
     q, k, v = _inputs(10, 6, 2, 8)
     k[4, 1, 3] = np.nan
-    with pytest.raises(ReferenceError, match=r"k: NaN or Inf at index \[4, 1, 3\]"):
+    with pytest.raises(ReferenceModelError, match=r"k: NaN or Inf at index \[4, 1, 3\]"):
         layer_attention(q, k, v, small_hw)
-    with pytest.raises(ReferenceError, match="unknown variant 'relu'"):
+    with pytest.raises(ReferenceModelError, match="unknown variant 'relu'"):
         layer_attention(q, q[:, :2], q[:, :2], small_hw, variant="relu")

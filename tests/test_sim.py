@@ -239,7 +239,7 @@ def test_exact_agreement_with_refresh_restoring_ages(small):
 
 
 def test_reference_ages_equal_times(small):
-    from gcsim.reference import ReferenceError, layer_attention
+    from gcsim.reference import ReferenceModelError, layer_attention
 
     tr = random_trace(small, 40, seed=6)
     q, k, v = tr.q[:, 0], tr.k[:, 0], tr.v[:, 0]
@@ -253,7 +253,7 @@ def test_reference_ages_equal_times(small):
     by_ages = layer_attention(q, k, v, hw, ages_ps=ages)
     np.testing.assert_array_equal(by_times.out, by_ages.out)
     np.testing.assert_array_equal(by_times.S, by_ages.S)
-    with pytest.raises(ReferenceError, match=r"ages_ps: expected shape \[40, 16\], found \[40, 15\]"):
+    with pytest.raises(ReferenceModelError, match=r"ages_ps: expected shape \[40, 16\], found \[40, 15\]"):
         layer_attention(q, k, v, hw, ages_ps=ages[:, :15])
 
 

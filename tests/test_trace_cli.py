@@ -101,7 +101,7 @@ def _bad_cases(tmp):
     out = str(tmp / "out.gctrace")
     return [
         (["trace", "info", str(tmp / "missing.gctrace")], "missing.gctrace: no such file"),
-        (["trace", "info", str(tmp)], "not a file"),
+        (["trace", "info", str(tmp)], "not a regular file"),
         (["trace", "info", str(junk)], "not a gcsim trace"),
         (["trace", "info", str(corrupt)], "checksum mismatch"),
         (["trace", "synth", "--steps", "0", "-o", out], "--steps must be a positive integer"),

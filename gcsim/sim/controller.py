@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datapath import dac_kv, dac_query
+from ..finite import all_finite, raise_first_non_finite
 from .interconnect import transfer
 from .messages import LayerInputs, LayerOutputs, WriteRequest
 
@@ -184,6 +185,12 @@ class LayerController:
         if per_req is not None:
             self.periphery_bank.release(per_req)
         out = self.accumulator.accumulate(codes, self.sc) if ctx.values else None
+        if ctx.values and not all_finite(S, out):  # NaN/Inf is never a result (gcsim/finite.py)
+            raise_first_non_finite({"q DAC": q_pulse.reshape(s.heads, -1), "k DAC": k_dev, "v DAC": v_dev,
+                                    "S (K-array charge)": S.reshape(s.heads, -1), "phi (charge-to-pulse)":
+                                    phi.reshape(s.heads, -1), "sub-tile output codes": codes,
+                                    "output (adder tree and output scaler)": out},
+                                   layer=l, step=step, where=f"simulator, {hw.source}")
 
         t_route = env.now
         yield ctx.delay(seq, step, "routing", self.routing_ps)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .. import physics
 from ..datapath import layer_scalers
+from ..errors import SimError
 from ..hardware import Hardware
 from .accounting import Timeline
 from .accumulator import DigitalAccumulator
@@ -32,8 +33,6 @@ from .tiles import GainCellTiles
 from .writer import TokenWriter
 
 
-class SimError(ValueError):
-    """The inputs of a simulation do not fit together (e.g. trace shape vs hardware)."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import TraceError
 from ..datapath import KV_SCALERS, SCALER_KEYS as SCALER_NAMES
 
 MAGIC = b"GCTRACE\0"
@@ -47,8 +48,6 @@ _PLACEHOLDER_SHA = "0" * 64
 _CHUNK_BYTES = 8 << 20  # verify/scan granularity: memory stays bounded for any trace length
 
 
-class TraceError(ValueError):
-    """A trace file is malformed, inconsistent, corrupt or from a newer format version."""
 
 
 def _align(n: int) -> int:
@@ -387,6 +386,20 @@ class Trace:
                 f"(kv {m['kv_heads']})x{m['d_head']}, steps={self.steps}, dtype={self.dtype})")
 
 
+def _regular_file_size(path: Path, where: str) -> int:
+    """Size of a regular file; anything else (directory, FIFO, device) would fail or block."""
+    import stat
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise TraceError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise TraceError(f"{where}: cannot read: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise TraceError(f"{where}: not a regular file (a trace is a .gctrace file)")
+    return st.st_size
+
+
 def _read_header(path: Path, where: str, file_size: int) -> dict:
     with open(path, "rb") as f:
         prefix = f.read(_PREFIX)
@@ -433,7 +446,7 @@ def open_trace(path, verify: bool = True) -> Trace:
     """
     path = Path(path)
     where = str(path)
-    file_size = path.stat().st_size
+    file_size = _regular_file_size(path, where)
     header = _read_header(path, where, file_size)
     model = _check_model(header["model"], where)
     steps, dtype = header["steps"], header["dtype"]
