@@ -20,11 +20,12 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .errors import UsageError
 
 MARKER = ".gcsim-output.json"
 
 
-class OutputDirError(ValueError):
+class OutputDirError(UsageError):
     """OUT cannot become gcsim's output directory (user files in it, not writable, ...)."""
 
 
