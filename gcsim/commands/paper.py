@@ -17,6 +17,7 @@ from ..report import build_report
 from ..sim import Simulator
 from ..sim import check_fit
 from ..traces import open_trace, write_synthetic
+from ..progress import add_feedback, say, wanted
 from .common import add_overrides, load_model
 
 
@@ -28,11 +29,12 @@ def register(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--functional", action="store_true", help="compute values too (slower)")
     add_overrides(p)
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
-def reproduce(hw, trace, functional=False) -> dict:
-    res = Simulator(hw, trace, values=functional).run(progress=False)
+def reproduce(hw, trace, functional=False, progress=False) -> dict:
+    res = Simulator(hw, trace, values=functional).run(progress=progress)
     rep = build_report(res, values=functional)
     s = hw.shape
     full = np.arange(res.steps) >= s.window - 1
@@ -80,7 +82,7 @@ def main(args) -> int:
     if args.trace:
         trace = open_trace(args.trace)
         check_fit(hw, trace)
-        rep = reproduce(hw, trace, args.functional)
+        rep = reproduce(hw, trace, args.functional, wanted(args))
     else:
         if args.steps < hw.shape.window:
             raise ValueError(f"--steps {args.steps} is shorter than the window ({hw.shape.window})")
@@ -90,6 +92,6 @@ def main(args) -> int:
             write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
                             steps=args.steps, seed=args.seed)
             with open_trace(path) as trace:
-                rep = reproduce(hw, trace, args.functional)
-    print(format_paper(rep))
+                rep = reproduce(hw, trace, args.functional, wanted(args))
+    say(args, format_paper(rep))
     return 0

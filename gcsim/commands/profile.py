@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..profiling import format_profile, write_profile
 from ..report import build_report
 from ..sim import Simulator, Timeline
+from ..progress import add_feedback, say, wanted
 from .common import add_inputs, add_output, open_output, load_inputs, trace_info
 
 
@@ -28,6 +29,7 @@ def register(sub):
     p.add_argument("--timeline-components", default=None, metavar="P,P,...",
                    help="only components whose name starts with one of these (e.g. L00.,host)")
     p.add_argument("--plots", action="store_true", help="write PNG plots (needs matplotlib)")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
@@ -83,9 +85,9 @@ def main(args) -> int:
     if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:
         raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")
     with open_output(args) as tmp:  # checked and created before the simulation, not after
-        res = sim.run(progress=sim.steps >= 200)
+        res = sim.run(progress=wanted(args))
         rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
         written = write_profile(tmp, res, rep, plots=args.plots)
-    print(format_profile(rep, res))
-    print(f"\nwrote {args.out}/ ({', '.join(written)})")
+    say(args, format_profile(rep, res))
+    say(args, f"\nwrote {args.out}/ ({', '.join(written)})")
     return 0

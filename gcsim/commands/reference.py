@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..reference import VARIANTS, layer_attention
+from ..progress import add_feedback, iterate, say, wanted
 from .common import add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
@@ -21,6 +22,7 @@ def register(sub):
     p.add_argument("--variant", choices=VARIANTS, default=None,
                    help="softmax | linear | cubic (default: the description's cell law)")
     add_output(p, "out/reference")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
@@ -41,7 +43,7 @@ def main(args) -> int:
     with open_output(args) as tmp:
         outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,
                                             shape=(T, s.layers, s.heads, s.d_head))
-        for l in range(s.layers):
+        for l in iterate(range(s.layers), f"reference ({variant})", enabled=wanted(args), unit="layer"):
             q, k, v = (np.asarray(a[:T, l], np.float64) for a in (trace.q, trace.k, trace.v))
             st = layer_attention(q, k, v, hw, variant=variant, scalers=trace.scalers, layer=l)
             outputs[:, l] = st.out
@@ -60,10 +62,9 @@ def main(args) -> int:
         del outputs
         write_json(tmp / "summary.json", {"variant": variant, "hardware": hw.name, "steps": T,
                                           "trace": trace_info(trace), "layers": layers})
-    print(f"reference model ({variant}) on {T} steps x {s.layers} layers x {s.heads} heads")
     keys = [k for k in layers[0] if k != "layer"]
-    print(f"{'layer':>5} " + " ".join(f"{k:>18}" for k in keys))
-    for row in layers:
-        print(f"{row['layer']:>5} " + " ".join(f"{row[k]:18.4f}" for k in keys))
-    print(f"\nwrote {args.out}/ (outputs.npy, summary.json)")
+    lines = [f"reference model ({variant}) on {T} steps x {s.layers} layers x {s.heads} heads",
+             f"{'layer':>5} " + " ".join(f"{k:>18}" for k in keys)]
+    lines += [f"{row['layer']:>5} " + " ".join(f"{row[k]:18.4f}" for k in keys) for row in layers]
+    say(args, "\n".join(lines) + f"\n\nwrote {args.out}/ (outputs.npy, summary.json)")
     return 0

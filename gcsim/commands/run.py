@@ -10,6 +10,7 @@ import numpy as np
 
 from ..report import build_report, format_summary
 from ..sim import Simulator
+from ..progress import add_feedback, say, wanted
 from .common import add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
@@ -19,13 +20,13 @@ def register(sub):
     add_inputs(p)
     add_output(p, "out/run")
     p.add_argument("--timing-only", action="store_true", help="skip values, keep timing and counts")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
 def simulate(hw, trace, args, outputs=None):
     sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, outputs=outputs)
-    return sim.run(progress=not args.no_progress and sim.steps >= 200)
+    return sim.run(progress=wanted(args))
 
 
 def main(args) -> int:
@@ -45,6 +46,6 @@ def main(args) -> int:
         write_json(tmp / "report.json", rep)
         text = format_summary(rep)
         (tmp / "summary.txt").write_text(text + "\n")
-    print(text)
-    print(f"\nwrote {args.out}/ (report.json, summary.txt{', outputs.npy' if not args.timing_only else ''})")
+    say(args, text)
+    say(args, f"\nwrote {args.out}/ (report.json, summary.txt{', outputs.npy' if not args.timing_only else ''})")
     return 0

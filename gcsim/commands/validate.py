@@ -22,6 +22,7 @@ import sys
 from ..errors import EXIT_MISMATCH, EXIT_OK, UsageError, silence_stdout
 from ..reference import layer_attention
 from ..sim import Simulator
+from ..progress import add_feedback, iterate, say, wanted
 from .common import add_inputs, load_inputs, write_json
 
 FLOAT_TOL = 1e-9  # relative to max(1, the stage's scale): float64 rounding, with margin
@@ -33,6 +34,7 @@ def register(sub):
     p.add_argument("--stage-steps", type=int, default=32,
                    help="steps (evenly spaced, last included) whose S and phi are compared, >= 1 (default 32)")
     p.add_argument("--json", default=None, help="also write the comparison as JSON here")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
@@ -102,7 +104,7 @@ def _cosine(a, b):
     return float((num[ok] / den[ok]).mean()) if ok.any() else 0.0
 
 
-def validate(hw, trace, steps=None, stage_steps=32):
+def validate(hw, trace, steps=None, stage_steps=32, progress=False):
     if isinstance(stage_steps, bool) or not isinstance(stage_steps, (int, np.integer)) or stage_steps < 1:
         raise UsageError(f"--stage-steps must be >= 1 (S and phi of at least one step are compared), "
                          f"found {stage_steps!r}")
@@ -112,11 +114,11 @@ def validate(hw, trace, steps=None, stage_steps=32):
     T = trace.steps if steps is None else min(steps, trace.steps)
     sample = np.unique(np.linspace(0, T - 1, min(stage_steps, T)).round().astype(int))
     rec = StageRecorder(hw64, T, sample)
-    Simulator(hw64, trace, steps=T, stages_hook=rec).run()
+    Simulator(hw64, trace, steps=T, stages_hook=rec).run(progress=progress)
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
     ok = True
     scalers = getattr(trace, "scalers", None)
-    for l in range(hw.shape.layers):
+    for l in iterate(range(hw.shape.layers), "reference", enabled=progress, unit="layer"):
         q = np.asarray(trace.q[:T, l], np.float64)
         k = np.asarray(trace.k[:T, l], np.float64)
         v = np.asarray(trace.v[:T, l], np.float64)
@@ -173,7 +175,7 @@ def format_validation(rep) -> str:
 
 def main(args) -> int:
     hw, trace = load_inputs(args)
-    rep = validate(hw, trace, args.steps, args.stage_steps)
+    rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args))
     verdict = EXIT_OK if rep["pass"] else EXIT_MISMATCH
     if args.json:
         from pathlib import Path
@@ -185,7 +187,7 @@ def main(args) -> int:
         finally:
             tmp.unlink(missing_ok=True)
     try:
-        print(format_validation(rep))
+        say(args, format_validation(rep))
         sys.stdout.flush()
     except BrokenPipeError:  # `gcsim validate | head -1`: the verdict is still the exit status
         silence_stdout()

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
-from tqdm import tqdm
 
-from .. import physics
+from .. import physics, progress as feedback
 from ..datapath import layer_scalers
 from ..errors import SimError
 from ..hardware import Hardware
@@ -149,7 +148,7 @@ class Simulator:
 
     def run(self, progress: bool = False) -> SimResult:
         ctx = self.ctx
-        self._bar = tqdm(total=self.steps, unit="step", desc="gcsim", disable=not progress, leave=False)
+        self._bar = feedback.bar(self.steps, "simulate", enabled=progress)
         for seq in range(self.hw.periphery.sequences):
             ctx.env.process(self._sequence(seq))
         ctx.env.run()

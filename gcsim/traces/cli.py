@@ -17,6 +17,7 @@ import os
 import shlex
 from pathlib import Path
 
+from ..progress import add_feedback, say, wanted
 from .format import FLOAT_DTYPES, MAGIC
 
 
@@ -37,6 +38,7 @@ def register(subparsers) -> None:
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     r.add_argument("--force", action="store_true", help="replace OUT even if it is not a gcsim trace")
     r.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
+    add_feedback(r)
     r.set_defaults(func=_record)
 
     s = sub.add_parser("synth", help="write a synthetic GPT-2-like trace (no weights needed)",
@@ -49,6 +51,7 @@ def register(subparsers) -> None:
     s.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     s.add_argument("--force", action="store_true", help="replace OUT even if it is not a gcsim trace")
     s.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
+    add_feedback(s)
     s.set_defaults(func=_synth)
 
     i = sub.add_parser("info", help="verify a trace and summarize it",
@@ -56,6 +59,7 @@ def register(subparsers) -> None:
                                    "ranges, clipping after calibration and provenance.")
     i.add_argument("trace", type=Path, metavar="TRACE")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_feedback(i)
     i.set_defaults(func=_info)
 
 
@@ -102,7 +106,7 @@ def _record(args: argparse.Namespace) -> int:
     command = shlex.join(["gcsim", "trace", "record", *source, "--new", str(args.new),
                           "-o", str(args.output), "--dtype", args.dtype])
     path = record_trace(args.output, prompt, n_new=args.new, dtype=args.dtype, command=command)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    say(args, f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
 
@@ -120,7 +124,7 @@ def _synth(args: argparse.Namespace) -> int:
     path = write_synthetic(args.output, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads,
                            d_head=s.d_head, steps=args.steps, seed=args.seed,
                            name=f"synthetic-{hw.name}", dtype=args.dtype)
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
+    say(args, f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 
 
@@ -128,5 +132,5 @@ def _info(args: argparse.Namespace) -> int:
     from .summary import format_summary, summarize
 
     summary = summarize(args.trace)
-    print(json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    say(args, json.dumps(summary, indent=1) if args.json else format_summary(summary))
     return 0
