@@ -10,46 +10,71 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from . import safeyaml
 from .errors import HardwareError  # noqa: F401  (also importable from here)
 from .resources import MODELS_DIR
 
 PS_PER_NS = 1000
 
 
-def _positive(v):
-    return v > 0
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric field (bounds inclusive unless open), with its unit."""
+    lo: float
+    hi: float
+    unit: str = ""
+    lo_open: bool = False
+    hi_open: bool = False
+    whole_ps: bool = False  # a time in ns that must be a whole number of picoseconds
+
+    def __contains__(self, v) -> bool:
+        return (v > self.lo if self.lo_open else v >= self.lo) and (v < self.hi if self.hi_open else v <= self.hi)
+
+    def text(self) -> str:
+        def fmt(x):
+            return str(int(x)) if float(x).is_integer() and abs(x) < 1e9 else f"{x:g}"
+        text = f"{fmt(self.lo)} {'<' if self.lo_open else '<='} x {'<' if self.hi_open else '<='} {fmt(self.hi)}"
+        return text + (f" {self.unit}" if self.unit else "") + (", whole ps" if self.whole_ps else "")
 
 
-def _nonneg(v):
-    return v >= 0
+def num(lo, hi, unit="", *, lo_open=False, hi_open=False, whole_ps=False, doc="", **kw):
+    """A numeric field with its allowed range, unit and meaning (for `gcsim describe --fields`)."""
+    return field(metadata={"range": Range(lo, hi, unit, lo_open, hi_open, whole_ps), "doc": doc}, **kw)
 
 
-def _fraction(v):
-    return 0 < v < 1
+def choice(options, doc="", **kw):
+    return field(metadata={"choices": tuple(options), "doc": doc}, **kw)
 
 
-def _levels(v):
-    return v is None or v >= 2
+def levels(doc, **kw):
+    return field(metadata={"range": Range(2, 1 << 16, "levels"), "doc": doc + "; null = quantization off"}, **kw)
 
 
-CHECK_TEXT = {"_positive": "> 0", "_nonneg": ">= 0", "_levels": "null (off) or >= 2", "_fraction": "0 < x < 1"}
+def table(value_range: Range, doc="", **kw):
+    """A mapping of names to numbers, each in `value_range`."""
+    return field(metadata={"value_range": value_range, "doc": doc}, **kw)
+
+
+COUNT = 1 << 16  # a generous upper bound for counts of layers, heads, sharing factors
+NS_MAX = 1e12    # 1000 s in ns: longer than any run; keeps times in int64 picoseconds
 
 
 @dataclass(frozen=True)
 class Shape:
-    layers: int = field(metadata={"check": _positive})
-    heads: int = field(metadata={"check": _positive})
-    kv_heads: int = field(metadata={"check": _positive})
-    d_head: int = field(metadata={"check": _positive})
-    window: int = field(metadata={"check": _positive})
-    array_size: int = field(metadata={"check": _positive})
+    """Model shape and array geometry."""
+
+    layers: int = num(1, COUNT, "layers", doc="transformer layers")
+    heads: int = num(1, COUNT, "heads", doc="query heads per layer")
+    kv_heads: int = num(1, COUNT, "heads", doc="K/V heads per layer (divides heads; GQA when fewer)")
+    d_head: int = num(1, 1 << 14, "elements", doc="head dimension (at most array_size)")
+    window: int = num(1, 1 << 24, "tokens", doc="M: tokens kept per head (ring buffer), a multiple of array_size")
+    array_size: int = num(1, 1 << 14, "cells", doc="sub-tile arrays are array_size x array_size gain cells")
 
     @property
     def n_sub_tiles(self) -> int:
@@ -63,37 +88,53 @@ class Shape:
 
 @dataclass(frozen=True)
 class Retention:
-    mode: str = field(default="time", metadata={"choices": ("time", "per_token", "off")})
-    tau_ns: float = field(default=5.0e6, metadata={"check": _positive})
-    rate_per_token: float = field(default=1.6e-4, metadata={"check": _nonneg})
+    """Retention of the stored K/V and its refresh."""
+
+    mode: str = choice(("time", "per_token", "off"), "age in simulated time | per token (paper's code) | no decay",
+                       default="time")
+    tau_ns: float = num(1e-3, 1e18, "ns", lo_open=False, doc="retention time constant (mode time)", default=5.0e6)
+    rate_per_token: float = num(0, 1e3, "1/token", doc="decay rate per token (mode per_token)", default=1.6e-4)
     # refresh policy (gcsim/sim/refresh.py): none | periodic rewrite of every valid slot
-    refresh: str = field(default="none", metadata={"choices": ("none", "periodic")})
-    refresh_interval_ns: float = field(default=0.0, metadata={"check": _nonneg})
-    refresh_ns_per_subtile: float = field(default=0.0, metadata={"check": _nonneg})
-    loss_fraction: float = field(default=0.5, metadata={"check": _fraction})
+    refresh: str = choice(("none", "periodic"), "refresh policy", default="none")
+    refresh_interval_ns: float = num(0, NS_MAX, "ns", whole_ps=True, doc="time between periodic refreshes",
+                                     default=0.0)
+    refresh_ns_per_subtile: float = num(0, NS_MAX, "ns", whole_ps=True, doc="time to read and rewrite one sub-tile",
+                                        default=0.0)
+    loss_fraction: float = num(0, 1, "", lo_open=True, hi_open=True, doc="a slot read with decay below this counts as lost",
+                               default=0.5)
 
 
 @dataclass(frozen=True)
 class Numerics:
-    cell_law: str = field(default="cubic", metadata={"choices": ("linear", "cubic")})
-    q_levels: typing.Optional[int] = field(default=16, metadata={"check": _levels})
-    q_range: tuple[float, float] = (0.0, 1.0)
-    kv_levels: typing.Optional[int] = field(default=8, metadata={"check": _levels})
-    kv_range_v: tuple[float, float] = (0.0, 0.9)
-    out_levels: typing.Optional[int] = field(default=32, metadata={"check": _levels})
-    s_sat: float = field(default=80.0, metadata={"check": _positive})
-    out_sat: float = field(default=40.0, metadata={"check": _positive})
+    """DACs, counters, cell law, saturation, retention."""
+
+    cell_law: str = choice(("linear", "cubic"), "gain-cell current law", default="cubic")
+    q_levels: typing.Optional[int] = levels("PWM DAC levels of q", default=16)
+    q_range: tuple[float, float] = num(0, 1, "fraction of T_max", doc="PWM DAC range [lo, hi]", default=(0.0, 1.0))
+    kv_levels: typing.Optional[int] = levels("write DAC levels of k and v", default=8)
+    kv_range_v: tuple[float, float] = num(-5, 5, "V", doc="write DAC voltage range [lo, hi]", default=(0.0, 0.9))
+    out_levels: typing.Optional[int] = levels("output counter levels over [-1, 1]", default=32)
+    s_sat: float = num(1e-6, 1e9, "uA x T_max", doc="HardSigmoid saturation S_sat", default=80.0)
+    out_sat: float = num(1e-6, 1e9, "uA x T_max", doc="output conversion full scale", default=40.0)
     retention: Retention = field(default_factory=Retention)
-    dtype: str = field(default="float32", metadata={"choices": ("float32", "float64")})
+    dtype: str = choice(("float32", "float64"), "simulator arithmetic (validation reruns in float64)",
+                        default="float32")
 
 
 @dataclass(frozen=True)
 class Timing:
-    clock_mhz: float = field(default=1000.0, metadata={"check": _positive})
-    t_max_ns: float = field(default=15.0, metadata={"check": _positive})
-    nominal_token_period_ns: float = field(default=800.0, metadata={"check": _positive})
-    phases_ns: dict[str, float] = field(default_factory=dict)
-    host_ns_per_layer: float = field(default=0.0, metadata={"check": _nonneg})
+    """Clock and phase times."""
+
+    clock_mhz: float = num(1e-3, 1e6, "MHz", doc="digital clock; its period is rounded to whole ps", default=1000.0)
+    t_max_ns: float = num(0, 1e6, "ns", lo_open=True, doc="longest PWM pulse T_max", default=15.0)
+    nominal_token_period_ns: float = num(0, NS_MAX, "ns", lo_open=True, whole_ps=True,
+                                         doc="token period the reference model assumes", default=800.0)
+    phases_ns: dict[str, float] = table(Range(0, 1e9, "ns", whole_ps=True),
+                                        "time of each phase of a layer step (whole clock cycles): "
+                                        "write, q_phase, v_phase, output_count, adder_tree, routing",
+                                        default_factory=dict)
+    host_ns_per_layer: float = num(0, NS_MAX, "ns", whole_ps=True, doc="host projections/MLP per layer",
+                                   default=0.0)
 
     PHASES = ("write", "q_phase", "v_phase", "output_count", "adder_tree", "routing")
 
@@ -115,26 +156,36 @@ class Timing:
 
 @dataclass(frozen=True)
 class Link:
-    latency_ns: float = field(default=0.0, metadata={"check": _nonneg})
-    gbps: float = field(default=0.0, metadata={"check": _nonneg})
+    """One link of the interconnect."""
+
+    latency_ns: float = num(0, NS_MAX, "ns", whole_ps=True, doc="latency of a transfer", default=0.0)
+    gbps: float = num(0, 1e9, "Gbit/s", doc="bandwidth; 0 = unlimited (at least 1e-3 otherwise)", default=0.0)
 
 
 @dataclass(frozen=True)
 class Interconnect:
-    q_bits: int = field(default=4, metadata={"check": _positive})
-    kv_bits: int = field(default=3, metadata={"check": _positive})
-    out_bits: int = field(default=16, metadata={"check": _positive})
-    links: dict[str, Link] = field(default_factory=dict)
+    """Bits per element and the links."""
+
+    q_bits: int = num(1, 64, "bits", doc="bits per q element on the host-to-controller link", default=4)
+    kv_bits: int = num(1, 64, "bits", doc="bits per k/v element on the host-to-controller link", default=3)
+    out_bits: int = num(1, 64, "bits", doc="bits per output element on the bank-to-host link", default=16)
+    links: dict[str, Link] = field(default_factory=dict, metadata={
+        "doc": "host_to_controller, bank_to_host: {latency_ns, gbps}"})
 
     LINKS = ("host_to_controller", "bank_to_host")
 
 
 @dataclass(frozen=True)
 class Energy:
-    actions_pj: dict[str, float] = field(default_factory=dict)
-    link_pj_per_bit: float = field(default=0.0, metadata={"check": _nonneg})
-    static_mw: dict[str, float] = field(default_factory=dict)
-    items: dict[str, list] = field(default_factory=dict)
+    """Energy per action and static power."""
+
+    actions_pj: dict[str, float] = table(Range(0, 1e9, "pJ"), "energy per action: " + ", ".join(
+        ("k_column_read", "v_row_read", "output_conversion", "adder_tree_add", "output_scaler", "control",
+         "q_pwm_drive", "kv_write_dac")), default_factory=dict)
+    link_pj_per_bit: float = num(0, 1e6, "pJ/bit", doc="energy per routed bit", default=0.0)
+    static_mw: dict[str, float] = table(Range(0, 1e9, "mW"), "static power per block", default_factory=dict)
+    items: dict[str, list] = field(default_factory=dict, metadata={
+        "doc": "paper item -> the actions (and 'link') it sums, for the side-by-side report"})
 
     ACTIONS = ("k_column_read", "v_row_read", "output_conversion", "adder_tree_add",
                "output_scaler", "control", "q_pwm_drive", "kv_write_dac")
@@ -142,25 +193,30 @@ class Energy:
 
 @dataclass(frozen=True)
 class Area:
-    head_mm2: float = field(default=0.5, metadata={"check": _nonneg})
-    gain_cell_um2: float = field(default=1.0, metadata={"check": _nonneg})
+    """Area figures."""
+
+    head_mm2: float = num(0, 1e6, "mm2", doc="area per head including control", default=0.5)
+    gain_cell_um2: float = num(0, 1e6, "um2", doc="area of one gain cell", default=1.0)
 
 
 @dataclass(frozen=True)
 class Periphery:
-    gqa_mapping: str = field(default="time_multiplexed",
-                             metadata={"choices": ("time_multiplexed", "pipelined", "replicated")})
-    counters_shared_by: int = field(default=1, metadata={"check": _positive})
-    counters_shared_by_layers: int = field(default=1, metadata={"check": _positive})
-    sequences: int = field(default=1, metadata={"check": _positive})
-    host_engines: int = field(default=1, metadata={"check": _positive})
+    """Sharing of periphery, GQA mapping, sequences in flight."""
+
+    gqa_mapping: str = choice(("time_multiplexed", "pipelined", "replicated"),
+                              "how query heads sharing a K/V bank read it", default="time_multiplexed")
+    counters_shared_by: int = num(1, COUNT, "heads", doc="heads of a layer sharing one set of output counters",
+                                  default=1)
+    counters_shared_by_layers: int = num(1, COUNT, "layers", doc="layers sharing one periphery bank", default=1)
+    sequences: int = num(1, COUNT, "sequences", doc="independent sequences in flight", default=1)
+    host_engines: int = num(1, COUNT, "engines", doc="host engines computing projections/MLP", default=1)
 
 
 @dataclass(frozen=True)
 class Hardware:
-    name: str
-    shape: Shape
-    description: str = ""
+    name: str = field(metadata={"doc": "the description's name"})
+    shape: Shape = field(metadata={"doc": "model shape and array geometry"})
+    description: str = field(default="", metadata={"doc": "free text"})
     numerics: Numerics = field(default_factory=Numerics)
     timing: Timing = field(default_factory=Timing)
     energy: Energy = field(default_factory=Energy)
@@ -174,7 +230,8 @@ class Hardware:
         `hw.derive(shape={"window": 256}, numerics={"retention": {"mode": "off"}})`."""
         data = _merge(to_dict(self), changes)
         data.pop("source", None)
-        return from_dict(data, source=f"{self.source} (derived)")
+        source = self.source if self.source.endswith("(derived)") else f"{self.source} (derived)"
+        return from_dict(data, source=source)
 
     @property
     def decay_tau_ps(self) -> float | None:
@@ -187,16 +244,38 @@ def to_dict(obj) -> dict:
 
 
 def _merge(base: dict, changes: dict) -> dict:
+    """`changes` over `base`: mappings merge key by key at every level, anything else replaces."""
     out = dict(base)
     for key, val in changes.items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict) and key not in ("phases_ns", "actions_pj", "static_mw", "items", "links"):
+        if isinstance(val, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], val)
-        elif isinstance(val, dict) and isinstance(out.get(key), dict):
-            merged = dict(out[key])
-            merged.update(val)
-            out[key] = merged
         else:
             out[key] = val
+    return out
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['a.b=1', ...] (the --set option) -> {'a': {'b': 1}}, values parsed by the safe YAML
+    loader. A field set twice, or set both whole and inside, is an error."""
+    out: dict = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        parts = key.split(".")
+        if not sep or not all(parts):
+            raise HardwareError(f"--set: expected FIELD=VALUE (e.g. numerics.q_levels=null), found {_shown(item)}")
+        try:
+            value = safeyaml.load(text)
+        except safeyaml.YamlLimitError as exc:
+            raise HardwareError(f"--set {key}: the value is {exc}") from None
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise HardwareError(f"--set {key}: '{'.'.join(parts[:i + 1])}' is already set to a value by an "
+                                    "earlier --set")
+        if parts[-1] in node:
+            raise HardwareError(f"--set {key}: set twice (or together with one of its fields)")
+        node[parts[-1]] = value
     return out
 
 
@@ -204,18 +283,39 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value, tp, where: str, source: str):
-    """Check `value` against annotation `tp`, converting YAML lists to tuples."""
+def _shown(value) -> str:
+    """A value for an error message, shortened: a description may hold long text."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_range(value, rng: Range | None, where: str, source: str):
+    if rng is None or value is None:
+        return
+    if value not in rng:
+        raise HardwareError(f"{source}: field '{where}': value {value!r} is out of range (allowed {rng.text()})")
+    if rng.whole_ps:
+        ps = value * PS_PER_NS
+        if abs(ps - round(ps)) > 1e-6 * max(1.0, abs(ps)):
+            raise HardwareError(f"{source}: field '{where}': {value!r} ns is not a whole number of picoseconds "
+                                f"(simulated time is integer ps; nearest {round(ps) / PS_PER_NS:g} ns)")
+
+
+def _convert(value, tp, where: str, source: str, meta=None):
+    """Check `value` against annotation `tp` and the field's metadata (range, choices),
+    converting YAML lists to tuples."""
+    meta = meta or {}
+
     def fail(expected):
         raise HardwareError(f"{source}: field '{where}': expected {expected}, found "
-                            f"{type(value).__name__} {value!r}")
+                            f"{type(value).__name__} {_shown(value)}")
 
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _convert(value, args[0], where, source)
+        return _convert(value, args[0], where, source, meta)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail("a mapping")
@@ -224,7 +324,7 @@ def _convert(value, tp, where: str, source: str):
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             fail(f"a list of {len(args)} numbers")
-        out = tuple(_convert(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args)))
+        out = tuple(_convert(v, a, f"{where}[{i}]", source, meta) for i, (v, a) in enumerate(zip(value, args)))
         if out[0] >= out[1]:
             raise HardwareError(f"{source}: field '{where}': expected lo < hi, found {list(out)}")
         return out
@@ -232,10 +332,11 @@ def _convert(value, tp, where: str, source: str):
         if not isinstance(value, dict):
             fail("a mapping")
         _, vt = typing.get_args(tp)
-        return {str(k): _convert(v, vt, f"{where}.{k}", source) for k, v in value.items()}
+        vmeta = {"range": meta.get("value_range")}
+        return {str(k): _convert(v, vt, f"{where}.{k}", source, vmeta) for k, v in value.items()}
     if origin is list or tp is list:
-        if not isinstance(value, list):
-            fail("a list")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            fail("a list of names")
         return list(value)
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 5.0e6 (no sign in the exponent) as a string
@@ -247,28 +348,32 @@ def _convert(value, tp, where: str, source: str):
             fail("a number")
         if not math.isfinite(value):
             fail("a finite number")
-        return float(value)
-    if tp is int:
+        value = float(value)
+    elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             fail("an integer")
-        return value
-    if tp is str:
+    elif tp is str:
         if isinstance(value, bool):  # YAML 1.1 reads off/on/no/yes as booleans
             value = "on" if value else "off"
         if not isinstance(value, str):
             fail("a string")
+        choices = meta.get("choices")
+        if choices is not None and value not in choices:
+            raise HardwareError(f"{source}: field '{where}': expected one of {list(choices)}, found {_shown(value)}")
         return value
-    raise HardwareError(f"{source}: field '{where}': unsupported type {_type_name(tp)}")
+    else:
+        raise HardwareError(f"{source}: field '{where}': unsupported type {_type_name(tp)}")
+    _check_range(value, meta.get("range"), where, source)
+    return value
 
 
 def _build(cls, data: dict, prefix: str, source: str):
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise HardwareError(f"{source}: unknown field '{where}'; expected one of "
-                            f"{sorted(f for f in fields if f != 'source')}")
+        raise HardwareError(f"{source}: unknown field '{_shown(where)[1:-1]}'; expected one of {sorted(fields)}")
     kwargs = {}
     for name, f in fields.items():
         where = f"{prefix}.{name}" if prefix else name
@@ -276,15 +381,7 @@ def _build(cls, data: dict, prefix: str, source: str):
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise HardwareError(f"{source}: missing required field '{where}'")
             continue
-        value = _convert(data[name], hints[name], where, source)
-        check = f.metadata.get("check")
-        if check is not None and value is not None and not check(value):
-            raise HardwareError(f"{source}: field '{where}': value {value!r} is out of range "
-                                f"(expected {CHECK_TEXT.get(check.__name__, check.__name__)})")
-        choices = f.metadata.get("choices")
-        if choices is not None and value not in choices:
-            raise HardwareError(f"{source}: field '{where}': expected one of {list(choices)}, found {value!r}")
-        kwargs[name] = value
+        kwargs[name] = _convert(data[name], hints[name], where, source, f.metadata)
     return cls(**kwargs)
 
 
@@ -322,6 +419,12 @@ def _check_consistency(hw: Hardware, source: str) -> None:
     if extra:
         raise HardwareError(f"{source}: field 'interconnect.links': unknown links {extra}; "
                             f"expected some of {list(Interconnect.LINKS)}")
+    for name, link in hw.interconnect.links.items():
+        if 0 < link.gbps < 1e-3:
+            raise HardwareError(f"{source}: field 'interconnect.links.{name}.gbps': value {link.gbps!r} is out of "
+                                "range (allowed 0 for unlimited, or 1e-3 <= x <= 1e9 Gbit/s)")
+    if hw.timing.layer_ns <= 0:
+        raise HardwareError(f"{source}: field 'timing.phases_ns': the phases add up to 0 ns; a layer step takes time")
     step_ps = hw.timing.clock_period_ps
     for p in Timing.PHASES:
         if hw.timing.phase_ps(p) % step_ps:
@@ -345,6 +448,11 @@ def _check_consistency(hw: Hardware, source: str) -> None:
                             f"does not divide heads = {hw.shape.heads}")
 
 
+TOP_LEVEL = tuple(f.name for f in dataclasses.fields(Hardware) if f.name != "source")
+MAX_EXTENDS = 8  # a chain of bases longer than this is a mistake (or a cycle)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
 def from_dict(data: dict, source: str = "<in memory>") -> Hardware:
     if not isinstance(data, dict):
         raise HardwareError(f"{source}: expected a mapping at the top level, found {type(data).__name__}")
@@ -355,21 +463,72 @@ def from_dict(data: dict, source: str = "<in memory>") -> Hardware:
 
 
 def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
-    """A path as given, or models/<name>.yaml for a bare name."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        return p
-    return MODELS_DIR / f"{name_or_path}.yaml"
+    """A path for a Path object or text that looks like one (a separator or a .yaml/.yml
+    suffix); otherwise a model name, which resolves only inside the models folder."""
+    if isinstance(name_or_path, os.PathLike):
+        return Path(name_or_path)
+    if not isinstance(name_or_path, str):
+        raise HardwareError(f"a hardware description is a model name or a path, found "
+                            f"{type(name_or_path).__name__} {_shown(name_or_path)}")
+    text = name_or_path
+    if "/" in text or os.sep in text or text.endswith((".yaml", ".yml")):
+        return Path(text)
+    if not NAME_PATTERN.fullmatch(text) or text in (".", ".."):
+        raise HardwareError(f"{_shown(text)} is not a model name (letters, digits, '.', '_', '-'); "
+                            f"shipped models: {shipped_models()}")
+    return MODELS_DIR / f"{text}.yaml"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+
+
+def _read_description(path: Path) -> dict:
+    """The YAML mapping of one description file, through the safe loader."""
+    if not path.is_file():
+        if path.exists():
+            raise HardwareError(f"{path}: not a regular file")
+        raise HardwareError(f"{path}: hardware description not found; shipped models: {shipped_models()}")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(safeyaml.MAX_BYTES + 1)
+    except OSError as exc:
+        raise HardwareError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = safeyaml.load(raw)
+    except safeyaml.YamlLimitError as exc:
+        raise HardwareError(f"{path}: {exc}") from None
+    # Messages quote a description's keys and values: make sure this is one before quoting
+    # anything (the path may name any file, e.g. -m /etc/shadow).
+    if not isinstance(data, dict) or not any(k in data for k in (*TOP_LEVEL, "extends")):
+        raise HardwareError(f"{path}: not a gcsim hardware description (expected a YAML mapping with "
+                            f"'name' and 'shape', or 'extends')")
+    return data
+
+
+def resolve_description(name_or_path: str | os.PathLike, _chain: tuple = ()) -> tuple[dict, str]:
+    """The description's data with its `extends:` chain applied (the base first, then this
+    file's fields over it; mappings merge key by key), and its source for messages."""
+    path = resolve_model_path(name_or_path)
+    data = _read_description(path)
+    if path.resolve() in _chain:
+        raise HardwareError(f"{path}: field 'extends': the chain of bases loops back to this file")
+    if len(_chain) >= MAX_EXTENDS:
+        raise HardwareError(f"{path}: field 'extends': more than {MAX_EXTENDS} bases in a chain")
+    base = data.pop("extends", None)
+    if base is None:
+        return data, str(path)
+    if not isinstance(base, str):
+        raise HardwareError(f"{path}: field 'extends': expected a model name or a path, found "
+                            f"{type(base).__name__} {_shown(base)}")
+    if "/" in base or base.endswith((".yaml", ".yml")):
+        base = path.parent / base  # a path relative to the extending file
+    base_data, base_source = resolve_description(base, _chain + (path.resolve(),))
+    return _merge(base_data, data), f"{path} (extends {base_source})"
 
 
 def load_hardware(name_or_path: str | os.PathLike = "paper-gpt2") -> Hardware:
-    """Load and validate a hardware description by name (models/NAME.yaml) or path."""
-    path = resolve_model_path(name_or_path)
-    if not path.is_file():
-        known = sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
-        raise HardwareError(f"{path}: hardware description not found; shipped models: {known}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise HardwareError(f"{path}: not valid YAML: {exc}") from None
-    return from_dict(data, source=str(path))
+    """Load and validate a hardware description by name (models/NAME.yaml) or path; a
+    description may name a base with `extends:` and override some of its fields."""
+    data, source = resolve_description(name_or_path)
+    return from_dict(data, source=source)

@@ -54,9 +54,9 @@ def _write(tmp_path, text):
 @pytest.mark.parametrize("edit, message", [
     (lambda s: s.replace("  layers: 12", "  layers: 12\n  lanes: 3"), "unknown field 'shape.lanes'"),
     (lambda s: s.replace("heads: 12\n  kv_heads", "heads: twelve\n  kv_heads"), "field 'shape.heads': expected an integer, found str 'twelve'"),
-    (lambda s: s.replace("s_sat: 80.0", "s_sat: -80.0"), "field 'numerics.s_sat': value -80.0 is out of range (expected > 0)"),
+    (lambda s: s.replace("s_sat: 80.0", "s_sat: -80.0"), "field 'numerics.s_sat': value -80.0 is out of range (allowed 1e-06 <= x <= 1e+09 uA x T_max)"),
     (lambda s: s.replace("t_max_ns: 15.0", "t_max_ns: .inf"), "field 'timing.t_max_ns': expected a finite number, found float inf"),
-    (lambda s: s.replace("q_levels: 16", "q_levels: 1"), "value 1 is out of range (expected null (off) or >= 2)"),
+    (lambda s: s.replace("q_levels: 16", "q_levels: 1"), "field 'numerics.q_levels': value 1 is out of range (allowed 2 <= x <= 65536 levels)"),
     (lambda s: s.replace("cell_law: cubic", "cell_law: quartic"), "field 'numerics.cell_law': expected one of ['linear', 'cubic'], found 'quartic'"),
     (lambda s: s.replace("kv_heads: 12", "kv_heads: 5"), "field 'shape.kv_heads': 5 does not divide heads = 12"),
     (lambda s: s.replace("    write: 5.0\n", ""), "missing ['write']"),

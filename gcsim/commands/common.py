@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 
-from ..hardware import load_hardware
+from ..hardware import load_hardware, parse_overrides
 from ..outdir import output_dir
 from ..resources import DEFAULT_TRACE
 from ..sim import check_fit
@@ -31,22 +30,8 @@ def add_overrides(p):
 
 
 def overrides(items: list[str]) -> dict:
-    """['a.b=1', ...] -> {'a': {'b': 1}}, values parsed as YAML."""
-    out: dict = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set: expected FIELD=VALUE (e.g. numerics.q_levels=null), found {item!r}")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML") from None
-        *parents, leaf = key.split(".")
-        node = out
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
+    """['a.b=1', ...] -> {'a': {'b': 1}}, values parsed as YAML (gcsim.hardware.parse_overrides)."""
+    return parse_overrides(items)
 
 
 def load_model(args):

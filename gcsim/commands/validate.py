@@ -19,6 +19,7 @@ import numpy as np
 
 import sys
 
+from ..budget import check_run
 from ..errors import EXIT_MISMATCH, EXIT_OK, UsageError, silence_stdout
 from ..reference import layer_attention
 from ..sim import Simulator
@@ -113,6 +114,11 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False):
     hw64 = hw.derive(numerics={"dtype": "float64"})
     T = trace.steps if steps is None else min(steps, trace.steps)
     sample = np.unique(np.linspace(0, T - 1, min(stage_steps, T)).round().astype(int))
+    s = hw.shape
+    check_run(hw64, T, extra={"stage records": (
+        8 * (2 * len(sample) * s.layers * s.heads * s.window + T * s.layers * s.window
+             + T * s.layers * s.heads * s.d_head * (s.n_sub_tiles + 1)),
+        "trace steps x shape.layers x shape.heads x shape.window (S and phi of --stage-steps)")})
     rec = StageRecorder(hw64, T, sample)
     Simulator(hw64, trace, steps=T, stages_hook=rec).run(progress=progress)
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}

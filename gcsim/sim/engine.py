@@ -15,6 +15,7 @@ import simpy
 
 from .. import physics, progress as feedback
 from ..datapath import layer_scalers
+from ..budget import check_run
 from ..errors import SimError
 from ..hardware import Hardware
 from .accounting import Timeline
@@ -98,6 +99,7 @@ class Simulator:
         self.steps = trace.steps if steps is None else min(steps, trace.steps)
         if self.steps <= 0:
             raise SimError(f"nothing to simulate: {self.steps} steps requested")
+        check_run(hw, self.steps, values=values)  # memory and int64 time fit (gcsim/budget.py)
         ctx = self.ctx = SimContext(hw, self.steps, values=values, timeline=timeline)
         s, p = hw.shape, hw.periphery
         self.host = HostPort(ctx, source)
