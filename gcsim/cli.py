@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         # no subcommand: the main job on shipped defaults
         args = parser.parse_args(["run"] + (argv or []))
+    # recorded in every output's provenance (gcsim/provenance.py)
+    args.command_line = shlex.join(["gcsim", *(sys.argv[1:] if argv is None else argv)])
     with _signals_as_exceptions():
         return _run(args, argv)
 

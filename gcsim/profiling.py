@@ -21,7 +21,7 @@ def format_profile(rep: dict, res) -> str:
     elapsed = res.elapsed_ps
     lines = [f"profile: {rep['steps']} steps x {rep['sequences']} sequence(s), elapsed {elapsed / 1e6:.3f} us",
              f"{'component':<26} {'units':>5} {'busy %':>7} {'stalled %':>9} {'idle %':>7}  stall causes (ns per unit)"]
-    for name, c in rep["activity"].items():
+    for name, c in res.activity.items():
         tot = elapsed * c["units"] or 1
         causes = ", ".join(f"{k} {v / 1000 / c['units']:.1f}" for k, v in c["stall_causes_ps"].items())
         lines.append(f"{name:<26} {c['units']:>5} {100 * c['busy_ps'] / tot:7.2f} {100 * c['stalled_ps'] / tot:9.2f} "
@@ -64,16 +64,16 @@ def chrome_trace(timeline) -> dict:
 
 def write_profile(out: Path, res, rep: dict, *, plots: bool = False) -> list[str]:
     written = []
-    prof = {"activity": rep["activity"], "critical_path_ns_per_step": rep["time"]["critical_path_ns_per_step"],
+    prof = {"activity": res.activity, "critical_path_ns_per_step": rep["time"]["critical_path_ns_per_step"],
             "elapsed_ps": res.elapsed_ps, "steps": rep["steps"], "sequences": rep["sequences"],
-            "energy_by_component_pj": rep["energy"]["by_component_pj"]}
+            "energy_by_component_pj": rep["energy"]["by_component_pj"], "provenance": rep.get("provenance", {})}
     (out / "profile.json").write_text(json.dumps(prof, indent=2, sort_keys=True) + "\n")
     written.append("profile.json")
-    causes = sorted({c for comp in rep["activity"].values() for c in comp["stall_causes_ps"]})
+    causes = sorted({c for comp in res.activity.values() for c in comp["stall_causes_ps"]})
     with open(out / "components.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["component", "units", "busy_ps", "stalled_ps", "idle_ps", "utilisation"] + [f"stall:{c}_ps" for c in causes])
-        for name, c in rep["activity"].items():
+        for name, c in res.activity.items():
             w.writerow([name, c["units"], c["busy_ps"], c["stalled_ps"], c["idle_ps"], f"{c['utilisation']:.6f}"]
                        + [c["stall_causes_ps"].get(x, 0) for x in causes])
     written.append("components.csv")

@@ -19,7 +19,52 @@ def _stats_ns(values_ps: np.ndarray) -> dict:
     return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())} if v.size else {}
 
 
-def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool = True) -> dict:
+SCHEMA = "gcsim.report/2"  # docs/report-schema.md
+
+
+def component_kind(name: str) -> str:
+    """'L07.tiles' -> 'tiles', 'P00.counters' -> 'counters'; 'host', 'link.x' unchanged."""
+    head, sep, rest = name.partition(".")
+    return rest if sep and head[:1] in "LP" and head[1:].isdigit() else name
+
+
+def activity_by_kind(activity: dict, elapsed_ps: int) -> dict:
+    """Busy / stalled (by cause) / idle summed over the layers' copies of each component."""
+    out: dict[str, dict] = {}
+    for name, c in activity.items():
+        row = out.setdefault(component_kind(name), {"units": 0, "busy_ps": 0, "stalled_ps": 0, "idle_ps": 0,
+                                                    "stall_causes_ps": {}})
+        for k in ("units", "busy_ps", "stalled_ps", "idle_ps"):
+            row[k] += c[k]
+        for cause, v in c["stall_causes_ps"].items():
+            row["stall_causes_ps"][cause] = row["stall_causes_ps"].get(cause, 0) + v
+    for row in out.values():
+        row["utilisation"] = row["busy_ps"] / (elapsed_ps * row["units"]) if elapsed_ps and row["units"] else 0.0
+    return out
+
+
+def per_step_series(res: SimResult) -> dict[str, np.ndarray]:
+    """The per-step columns kept out of report.json (run writes them to per_step.csv)."""
+    n_seq = res.hw.periphery.sequences
+    cols = {"step": np.arange(res.steps)}
+    for seq in range(n_seq):
+        cols[f"latency_ps_seq{seq}"] = res.step_latency_ps(seq)
+    cols["energy_pj_per_sequence"] = res.ledger.step_pj() / n_seq
+    return cols
+
+
+def write_per_step_csv(path, res: SimResult) -> None:
+    cols = per_step_series(res)
+    with open(path, "w") as f:
+        f.write(",".join(cols) + "\n")
+        for row in zip(*cols.values()):
+            f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+
+
+def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool = True,
+                 provenance: dict | None = None) -> dict:
+    """The report of a run (schema: docs/report-schema.md). Per-layer figures appear once, in
+    `layers`; per-step series are not here (`per_step_series`, per_step.csv)."""
     hw, s = res.hw, res.hw.shape
     n_seq = hw.periphery.sequences
     T = res.steps
@@ -38,9 +83,15 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
                            "paper_pj": paper.ITEMS_PJ.get(name),
                            "label": paper.ITEM_LABELS.get(name, name)}
     by_component: dict[str, float] = {}
+    by_action: dict[str, dict] = {}
+    layer_action_pj: dict[str, np.ndarray] = {}
     for row in ledger.by_action().values():
-        comp = row["component"].split(".", 1)[-1] if row["component"][0] in "LP" else row["component"]
+        comp, act = component_kind(row["component"]), row["action"]
         by_component[comp] = by_component.get(comp, 0.0) + row["energy_pj"]
+        a = by_action.setdefault(act, {"count": 0, "energy_pj": 0.0, "pj_each": row["pj_each"]})
+        a["count"] += row["count"]
+        a["energy_pj"] += row["energy_pj"]
+        layer_action_pj[act] = layer_action_pj.get(act, 0.0) + np.asarray(row["per_layer_pj"])
     for block, pj in ledger.static_pj.items():
         by_component[f"static:{block}"] = pj
     clock_ps = hw.timing.clock_period_ps
@@ -48,8 +99,20 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     cells = 2 * s.kv_heads * copies * s.window * s.d_head * s.layers * n_seq  # K and V arrays
     area = {"per_head_mm2": hw.area.head_mm2, "heads_mm2": hw.area.head_mm2 * s.heads * s.layers,
             "gain_cells": cells, "gain_cells_mm2": cells * hw.area.gain_cell_um2 * 1e-6}
+    per_layer_pj = ledger.per_layer_pj()
+    layers = [{"layer": l, "latency_ns": _stats_ns(layer_lat[:, l]), "energy_pj": float(per_layer_pj[l]),
+               "energy_by_action_pj": {a: float(v[l]) for a, v in sorted(layer_action_pj.items()) if v[l]}}
+              for l in range(s.layers)]
+    retention = dict(res.retention)
+    lost = retention.pop("per_layer", {}).get("lost_reads")
+    if lost is not None:
+        for row, n in zip(layers, lost):
+            row["lost_reads"] = int(n)
+    elapsed_s = res.elapsed_ps * 1e-12
     return {
+        "schema": SCHEMA,
         "gcsim_version": __version__,
+        "provenance": provenance or {},
         "hardware": {"name": hw.name, "source": hw.source},
         "trace": trace_info or {},
         "mode": "functional" if values else "timing-only",
@@ -58,26 +121,25 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
             "elapsed_ps": res.elapsed_ps, "elapsed_cycles": res.elapsed_ps // clock_ps,
             "clock_mhz": hw.timing.clock_mhz,
             "token_latency_ns": _stats_ns(lat),
-            "layer_latency_ns": {f"L{l:02d}": _stats_ns(layer_lat[:, l]) for l in range(s.layers)},
+            "token_latency_ns_by_sequence": [_stats_ns(res.step_latency_ps(q)) for q in range(n_seq)],
+            "layer_latency_ns": _stats_ns(layer_lat),
             "layer_latency_cycles_mean": float(layer_lat.mean() / clock_ps),
-            "throughput_tokens_per_s": tokens / (res.elapsed_ps * 1e-12),
+            "throughput_tokens_per_s": tokens / elapsed_s if elapsed_s else 0.0,
             "critical_path_ns_per_step": {k: v / 1000.0 for k, v in res.path.mean_breakdown(T).items()},
         },
-        "per_step": {"latency_ps": lat.tolist(), "energy_pj": (step_pj / n_seq).tolist()},
         "energy": {
             "total_pj": ledger.total_pj(),
             "per_token_pj": _pj_stats(step_pj / n_seq),
             "per_head_per_token_pj": float(step_pj.sum() / (tokens * s.layers * s.heads)),
             "full_window_steps": int(full.sum()),
-            "per_layer_pj": ledger.per_layer_pj().tolist(),
             "by_component_pj": dict(sorted(by_component.items())),
-            "by_action": ledger.by_action(),
+            "by_action": dict(sorted(by_action.items())),
             "paper_items": item_rows,
         },
-        "retention": {k: v for k, v in res.retention.items() if k != "per_layer"}
-                     | {"per_layer_lost_reads": res.retention.get("per_layer", {}).get("lost_reads")},
+        "layers": layers,
+        "activity": activity_by_kind(res.activity, res.elapsed_ps),
+        "retention": retention,
         "area": area,
-        "activity": res.activity,
     }
 
 
@@ -93,11 +155,14 @@ def format_summary(rep: dict) -> str:
         lines.append(f"trace {rep['trace']['path']}")
     tl = t["token_latency_ns"]
     lines += ["", "latency",
-              f"  per token   {tl['mean']:10.1f} ns mean  ({tl['min']:.1f} .. {tl['max']:.1f})",
-              f"  per layer   {np.mean([v['mean'] for v in t['layer_latency_ns'].values()]):10.1f} ns mean  "
+              f"  per token   {tl['mean']:10.1f} ns mean  ({tl['min']:.1f} .. {tl['max']:.1f})"
+              + ("  (sequence 0)" if rep["sequences"] > 1 else ""),
+              f"  per layer   {t['layer_latency_ns']['mean']:10.1f} ns mean  "
               f"({t['layer_latency_cycles_mean']:.1f} cycles at {t['clock_mhz']:g} MHz)",
               f"  elapsed     {t['elapsed_ps'] / 1e6:10.3f} us  ({t['elapsed_cycles']} cycles); "
               f"throughput {t['throughput_tokens_per_s']:.4g} tokens/s",
+              *[f"  sequence {q}  {st['mean']:10.1f} ns mean per token  ({st['min']:.1f} .. {st['max']:.1f})"
+                for q, st in enumerate(t["token_latency_ns_by_sequence"]) if rep["sequences"] > 1 and q > 0],
               "  critical path per step (ns): " + ", ".join(f"{k} {v:.1f}" for k, v in t["critical_path_ns_per_step"].items())]
     r = rep.get("retention") or {}
     if r:

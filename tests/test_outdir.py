@@ -55,7 +55,7 @@ def test_a_gcsim_directory_is_replaced_whole_and_marked(tmp_path):
     assert cli(["run", "--steps", "3", "--no-progress", "-o", str(out)]) == 0
     mark = json.loads((out / MARKER).read_text())
     assert mark["written_by"] == "gcsim" and mark["state"] == "complete"
-    assert sorted(mark["files"]) == ["outputs.npy", "report.json", "summary.txt"]
+    assert sorted(mark["files"]) == ["outputs.npy", "per_step.csv", "report.json", "summary.txt"]
     assert _run(out) == 0
     assert np.load(out / "outputs.npy").shape[0] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]

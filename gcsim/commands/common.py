@@ -69,5 +69,11 @@ def open_output(args):
     return output_dir(args.out, force=args.force)
 
 
+def provenance_of(args, hw=None, trace=None, seed=None) -> dict:
+    """The provenance record (gcsim.provenance) of a command's output."""
+    from ..provenance import provenance
+    return provenance(hw=hw, trace=trace, seed=seed, command=getattr(args, "command_line", None))
+
+
 def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

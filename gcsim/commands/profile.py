@@ -14,7 +14,7 @@ from ..profiling import format_profile, write_profile
 from ..report import build_report
 from ..sim import Simulator, Timeline
 from ..progress import add_feedback, say, wanted
-from .common import add_inputs, add_output, open_output, load_inputs, trace_info
+from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info
 
 
 def register(sub):
@@ -86,7 +86,8 @@ def main(args) -> int:
         raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")
     with open_output(args) as tmp:  # checked and created before the simulation, not after
         res = sim.run(progress=wanted(args))
-        rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
+        rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only,
+                           provenance=provenance_of(args, hw, trace))
         written = write_profile(tmp, res, rep, plots=args.plots)
     say(args, format_profile(rep, res))
     say(args, f"\nwrote {args.out}/ ({', '.join(written)})")

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..reference import VARIANTS, layer_attention
 from ..progress import add_feedback, iterate, say, wanted
-from .common import add_inputs, add_output, open_output, load_inputs, trace_info, write_json
+from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
 def register(sub):
@@ -60,7 +60,8 @@ def main(args) -> int:
             layers.append(row)
         outputs.flush()
         del outputs
-        write_json(tmp / "summary.json", {"variant": variant, "hardware": hw.name, "steps": T,
+        write_json(tmp / "summary.json", {"provenance": provenance_of(args, hw, trace),
+                                          "variant": variant, "hardware": hw.name, "steps": T,
                                           "trace": trace_info(trace), "layers": layers})
     keys = [k for k in layers[0] if k != "layer"]
     lines = [f"reference model ({variant}) on {T} steps x {s.layers} layers x {s.heads} heads",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..report import build_report, format_summary
+from ..report import build_report, format_summary, write_per_step_csv
 from ..sim import Simulator
 from ..progress import add_feedback, say, wanted
-from .common import add_inputs, add_output, open_output, load_inputs, trace_info, write_json
+from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
 def register(sub):
@@ -42,10 +42,12 @@ def main(args) -> int:
         if outputs is not None:
             outputs.flush()
             del outputs
-        rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only)
+        rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only,
+                           provenance=provenance_of(args, hw, trace))
         write_json(tmp / "report.json", rep)
+        write_per_step_csv(tmp / "per_step.csv", res)
         text = format_summary(rep)
         (tmp / "summary.txt").write_text(text + "\n")
     say(args, text)
-    say(args, f"\nwrote {args.out}/ (report.json, summary.txt{', outputs.npy' if not args.timing_only else ''})")
+    say(args, f"\nwrote {args.out}/ (report.json, per_step.csv, summary.txt{', outputs.npy' if not args.timing_only else ''})")
     return 0

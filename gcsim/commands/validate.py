@@ -24,7 +24,7 @@ from ..errors import EXIT_MISMATCH, EXIT_OK, UsageError, silence_stdout
 from ..reference import layer_attention
 from ..sim import Simulator
 from ..progress import add_feedback, iterate, say, wanted
-from .common import add_inputs, load_inputs, write_json
+from .common import provenance_of, add_inputs, load_inputs, write_json
 
 FLOAT_TOL = 1e-9  # relative to max(1, the stage's scale): float64 rounding, with margin
 
@@ -182,6 +182,7 @@ def format_validation(rep) -> str:
 def main(args) -> int:
     hw, trace = load_inputs(args)
     rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args))
+    rep["provenance"] = provenance_of(args, hw, trace)
     verdict = EXIT_OK if rep["pass"] else EXIT_MISMATCH
     if args.json:
         from pathlib import Path
