@@ -5,3 +5,10 @@ __version__ = "0.1.0"
 from .errors import (GcsimError, NumericsError, ReferenceModelError, SimError,  # noqa: E402,F401
                      TraceError, UsageError)
 from .hardware import Hardware, HardwareError, load_hardware  # noqa: E402,F401
+
+
+def sweep(spec, **options):
+    """Run a design-space sweep (docs/sweep.md) and return its table: a pandas DataFrame if
+    pandas is installed, else a list of dicts. Options: jobs, ray, cache, out, progress."""
+    from .sweeps import sweep as run
+    return run(spec, **options)

@@ -40,9 +40,9 @@ hardware settings live in YAML descriptions (models/*.yaml, --model NAME or PATH
 
 
 def _modules():
-    from .commands import describe, paper, profile, reference, run, validate
+    from .commands import describe, paper, profile, reference, run, sweep, validate
     from .traces import cli as trace_cli
-    return [run, validate, profile, paper, reference, trace_cli, describe]
+    return [run, validate, profile, paper, reference, trace_cli, describe, sweep]
 
 
 def build_parser() -> argparse.ArgumentParser:

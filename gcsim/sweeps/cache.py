@@ -1,0 +1,92 @@
+"""The result cache shared by all sweeps: one small JSON file per point, written atomically.
+
+A point's key is the sha256 of (its description after the overrides, the trace's checksum,
+the mode, the steps replayed, the seed, and a hash of gcsim's own source files), so a
+changed description, trace or simulator never reuses an old result, and any sweep that
+contains the point (a rerun, a larger grid, another spec) finds it.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder: platformdirs' where installed, else $XDG_CACHE_HOME/gcsim
+    (~/.cache/gcsim)."""
+    try:
+        import platformdirs
+        root = Path(platformdirs.user_cache_dir("gcsim", appauthor=False))
+    except ImportError:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gcsim"
+    return root / "sweep"
+
+
+@functools.lru_cache(maxsize=1)
+def source_hash() -> str:
+    """sha256 over gcsim's own Python source files (paths and bytes), so results computed by
+    another version of the code, committed or not, are never reused."""
+    h = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if "__pycache__" in rel:
+            continue
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def trace_checksum(trace) -> str:
+    """sha256 of a trace's header, which holds every array's sha256, the scalers and shape."""
+    return hashlib.sha256(json.dumps(trace.header, sort_keys=True).encode()).hexdigest()
+
+
+def point_key(description: dict, trace_sha: str, mode: str, steps: int | None, seed: int) -> str:
+    blob = json.dumps({"format": CACHE_FORMAT, "description": description, "trace": trace_sha,
+                       "mode": mode, "steps": steps, "seed": seed, "gcsim_source": source_hash()},
+                      sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ResultCache:
+    """Point results under DIR/points/<key[:2]>/<key>.json."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        try:
+            (self.root / "points").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"{self.root}: cannot use as the sweep cache ({exc.strerror})") from None
+
+    def _path(self, key: str) -> Path:
+        return self.root / "points" / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            data = json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None                  # absent, or unreadable: computed again
+        return data if isinstance(data, dict) and data.get("key") == key else None
+
+    def put(self, key: str, record: dict) -> None:
+        """Write atomically: a killed sweep leaves either the whole record or none."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({**record, "key": key}, allow_nan=True))  # key order = column order
+        os.replace(tmp, path)
+
+    def trace_dir(self) -> Path:
+        d = self.root / "traces"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def python_info() -> dict:
+    return {"python": sys.version.split()[0], "platform": sys.platform}

@@ -1,0 +1,100 @@
+"""Charts of a sweep's table (matplotlib): the Pareto front of energy per token against
+latency per token, coloured by output error, and one chart per swept field."""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from pathlib import Path
+
+from .table import SWEEP_JSON, read_table
+
+ERROR = "out_rel_rmse_vs_softmax"
+X, Y = "latency_per_token_ns", "energy_per_token_pj"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both coordinates (lower is better),
+    sorted by the first coordinate."""
+    order = sorted(range(len(points)), key=lambda i: points[i])
+    front, best = [], float("inf")
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _label(row, fields):
+    return ", ".join(f"{f.split('.')[-1]}={row[f]}" for f in fields)
+
+
+def plot_sweep(src: Path, dest: Path) -> list[str]:
+    """Draw the charts of the sweep in `src` into `dest`; returns the file names."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("gcsim sweep plot needs matplotlib: pip install -e '.[plot]'") from None
+    meta = json.loads((Path(src) / SWEEP_JSON).read_text())
+    fields = meta["fields"]
+    rows = [r for r in read_table(src) if r["status"] == "ok"]
+    if not rows:
+        raise ValueError(f"{src}: no point ran successfully: nothing to plot")
+    written = []
+    has_err = any(r.get(ERROR) is not None for r in rows)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    xs, ys = [r[X] for r in rows], [r[Y] / 1000 for r in rows]
+    if has_err:
+        sc = ax.scatter(xs, ys, c=[r.get(ERROR) for r in rows], cmap="viridis", s=36, zorder=3)
+        fig.colorbar(sc, ax=ax, label="output error: rel. RMS vs softmax (affine fit)")
+    else:
+        ax.scatter(xs, ys, color="tab:blue", s=36, zorder=3)
+    front = pareto_front(list(zip(xs, ys)))
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:red", lw=1.2, zorder=2, label="Pareto front")
+    for i in front:
+        ax.annotate(_label(rows[i], fields), (xs[i], ys[i]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("latency per token (ns)")
+    ax.set_ylabel("energy per token (nJ)")
+    ax.set_title(f"{meta.get('spec', {}).get('name') or Path(meta['spec_source']).name}: "
+                 f"{len(rows)} points ({meta['spec'].get('mode', 'timing-only')})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dest / "pareto.png", dpi=110)
+    plt.close(fig)
+    written.append("pareto.png")
+
+    metrics = [(X, "latency per token (ns)", 1), (Y, "energy per token (nJ)", 1000)]
+    if has_err:
+        metrics.append((ERROR, "output error (rel. RMS)", 1))
+    for f in fields:
+        others = [g for g in fields if g != f]
+        groups: dict = {}
+        for r in rows:
+            groups.setdefault(tuple(r[g] for g in others), []).append(r)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
+        numeric = all(isinstance(r[f], (int, float)) and not isinstance(r[f], bool) for r in rows)
+        cats = sorted({str(r[f]) for r in rows})
+        for ax, (col, title, scale) in zip(axes, metrics):
+            for (key, grp), style in zip(sorted(groups.items(), key=lambda kv: str(kv[0])),
+                                         itertools.cycle(["o-", "s--", "^-.", "d:"])):
+                grp = sorted(grp, key=lambda r: r[f] if numeric else str(r[f]))
+                xv = [r[f] if numeric else cats.index(str(r[f])) for r in grp]
+                yv = [None if r.get(col) is None else r[col] / scale for r in grp]
+                ax.plot(xv, yv, style, ms=4, label=", ".join(f"{g.split('.')[-1]}={v}" for g, v in zip(others, key)) or None)
+            if not numeric:
+                ax.set_xticks(range(len(cats)), cats)
+            ax.set_xlabel(f)
+            ax.set_title(title, fontsize=10)
+            ax.grid(alpha=0.3)
+        if others and len(groups) <= 12:
+            axes[-1].legend(fontsize=7, loc="best")
+        fig.tight_layout()
+        name = "axis-" + re.sub(r"[^0-9A-Za-z_.-]+", "_", f) + ".png"
+        fig.savefig(dest / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    return written

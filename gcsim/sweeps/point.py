@@ -1,0 +1,147 @@
+"""One sweep point, run in a worker process (local pool or Ray): build the description,
+open the trace, simulate through the public entry points (Simulator + build_report, and
+validate() for the validate mode) and flatten the report into one table row.
+
+Everything a worker receives and returns is plain data (dicts, strings, numbers), so the
+same function runs under concurrent.futures and Ray. A point that raises is returned as
+status 'failed' with the message: the other points go on.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+import traceback
+
+# Numeric libraries read these when they load: one thread per worker, the workers are the
+# parallelism (set before numpy is imported in the worker, see pin_threads).
+THREAD_ENV = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+
+
+_numeric_loaded_before_pin = None
+
+
+def pin_threads() -> None:
+    """Worker initializer: one thread per numeric library. Workers are spawned (fresh
+    interpreters), so numpy's BLAS has not started yet and reads these when it loads."""
+    global _numeric_loaded_before_pin
+    _numeric_loaded_before_pin = "numpy" in sys.modules
+    os.environ.update(THREAD_ENV)
+
+
+def thread_settings(_task=None) -> dict:
+    """What a worker runs with (for tests): the thread variables and whether numpy was loaded
+    before they were set (then they would not have applied)."""
+    return {"env": {k: os.environ.get(k) for k in THREAD_ENV}, "numpy_before_pin": _numeric_loaded_before_pin}
+
+
+def _name(text: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", text).strip("_").lower()
+
+
+def report_metrics(rep: dict) -> dict:
+    """The table columns of one `build_report` report (units in the names)."""
+    t, e = rep["time"], rep["energy"]
+    tokens = rep["steps"] * rep["sequences"]
+    layer_means = [v["mean"] for v in t["layer_latency_ns"].values()]
+    m = {"steps": rep["steps"], "sequences": rep["sequences"],
+         "latency_per_token_ns": t["token_latency_ns"]["mean"],
+         "latency_per_token_ns_max": t["token_latency_ns"]["max"],
+         "latency_per_layer_ns": sum(layer_means) / len(layer_means),
+         "latency_per_layer_cycles": t["layer_latency_cycles_mean"],
+         "throughput_tokens_per_s": t["throughput_tokens_per_s"],
+         "elapsed_ns": t["elapsed_ps"] / 1000.0,
+         "energy_per_token_pj": e["per_token_pj"]["mean"],
+         "energy_per_token_pj_last": e["per_token_pj"]["last"],
+         "energy_per_head_per_token_pj": e["per_head_per_token_pj"],
+         "full_window_steps": e["full_window_steps"]}
+    for item, row in e["paper_items"].items():
+        m[f"energy_item.{_name(item)}_pj"] = row["per_head_per_token_pj"]
+    for item, ns in t["critical_path_ns_per_step"].items():
+        m[f"path.{_name(item)}_ns"] = ns
+    stalls: dict = {}
+    for comp in rep["activity"].values():
+        for cause, ps in comp.get("stall_causes_ps", {}).items():
+            stalls[cause] = stalls.get(cause, 0) + ps
+    for cause in sorted(stalls):
+        m[f"stall.{_name(cause)}_ns_per_token"] = stalls[cause] / 1000.0 / tokens
+    a = rep["area"]
+    m.update({"area_mm2": a["heads_mm2"], "gain_cells": a["gain_cells"], "gain_cells_mm2": a["gain_cells_mm2"]})
+    return m
+
+
+def _softmax_distance(hw, trace, outputs, T) -> dict:
+    """The hardware outputs' distance from ideal softmax attention, averaged over layers, as
+    `gcsim validate` reports it (cosine similarity; relative RMS error after a per-head
+    affine fit) against the same ideal (the trace's own softmax while the window holds the
+    whole sequence, else the sliding-window softmax reference)."""
+    import numpy as np
+
+    from ..commands.validate import _affine_fit_distance, _cosine
+    from ..reference import layer_attention
+    cos, rmse = [], []
+    for l in range(hw.shape.layers):
+        out = np.asarray(outputs[:T, l], np.float64)
+        if trace.attn_out is not None and T <= hw.shape.window:
+            ideal = np.asarray(trace.attn_out[:T, l], np.float64)
+        else:
+            q, k, v = (np.asarray(a[:T, l], np.float64) for a in (trace.q, trace.k, trace.v))
+            ideal = layer_attention(q, k, v, hw, variant="softmax", stages=False).out
+        cos.append(_cosine(out, ideal))
+        rmse.append(_affine_fit_distance(out, ideal))
+    return {"out_rel_rmse_vs_softmax": float(np.mean(rmse)), "out_cosine_vs_softmax": float(np.mean(cos))}
+
+
+def simulate_point(task: dict) -> dict:
+    """The metrics of one point (raises on failure)."""
+    import numpy as np
+
+    from ..hardware import from_dict
+    from ..report import build_report
+    from ..sim import Simulator
+    from ..traces import open_trace
+
+    hw = from_dict(task["description"], source=task.get("label", "<sweep point>"))
+    trace = open_trace(task["trace"], verify=False)     # verified once by the parent
+    mode, steps = task["mode"], task["steps"]
+    T = trace.steps if steps is None else min(steps, trace.steps)
+    outputs = None
+    if mode == "functional":
+        s = hw.shape
+        outputs = np.zeros((T, s.layers, s.heads, s.d_head), np.float32)
+    res = Simulator(hw, trace, values=mode == "functional", steps=T, outputs=outputs).run()
+    metrics = report_metrics(build_report(res, values=mode == "functional"))
+    if mode == "functional":
+        metrics.update(_softmax_distance(hw, trace, outputs, T))
+    elif mode == "validate":
+        from ..commands.validate import validate
+        rep = validate(hw, trace, T)
+        layers = rep["layers"]
+        metrics.update({
+            "validate_pass": bool(rep["pass"]),
+            "code_mismatches": sum(r["exact"]["code_mismatches"] for r in layers),
+            "codes": sum(r["exact"]["codes"] for r in layers),
+            "out_max_abs_error_vs_reference": max(r["exact"]["out"]["max_abs"] for r in layers),
+            "nominal_code_mismatches": sum(r["nominal"]["code_mismatches"] for r in layers),
+            "out_rel_rmse_vs_softmax": float(np.mean([r["vs_softmax"]["affine_fit_rel_rmse"] for r in layers])),
+            "out_cosine_vs_softmax": float(np.mean([r["vs_softmax"]["cosine"] for r in layers])),
+        })
+    return metrics
+
+
+def run_point(task: dict) -> dict:
+    """Run one point; never raises for a failure of the point itself."""
+    t0 = time.perf_counter()
+    try:
+        rec = {"status": "ok", "error": None, "metrics": simulate_point(task)}
+    except Exception as exc:  # a failed point is recorded, the sweep goes on
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        rec = {"status": "failed", "error": f"{type(exc).__name__}: {msg}", "metrics": {},
+               "traceback": traceback.format_exc(limit=20)}
+    from .cache import source_hash
+    rec["wall_s"] = time.perf_counter() - t0
+    rec["pid"] = os.getpid()
+    rec["gcsim_source"] = source_hash()     # the runner checks the worker ran the same code
+    return rec
