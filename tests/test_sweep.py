@@ -148,7 +148,7 @@ def test_failing_point_is_recorded_and_the_others_go_on(tmp_path, capsys, monkey
     monkeypatch.setattr(runner._Traces, "for_point", lose_second)
     path, out, cache = spec(tmp_path), tmp_path / "out", tmp_path / "cache"
     assert cli(["sweep", str(path), "-o", str(out), "--cache", str(cache), "-j", "2", "--no-progress"]) == 4
-    assert "point 1 failed: FileNotFoundError" in capsys.readouterr().out
+    assert "point 1 failed: TraceError: " in capsys.readouterr().out
     table = rows(out)
     assert [r["status"] for r in table] == ["ok", "failed", "ok"]
     assert "gone.gctrace" in table[1]["error"] and table[1]["latency_per_token_ns"] == ""

@@ -15,15 +15,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
+from ..errors import EXIT_OK, EXIT_SWEEP_FAILED, UsageError
+from ..progress import add_feedback, say, wanted
 from .common import add_output, open_output
-
-try:
-    from ..errors import EXIT_SWEEP_FAILED
-except ImportError:  # before gcsim.errors lands
-    EXIT_SWEEP_FAILED = 4
 
 
 def register(sub):
@@ -39,48 +35,48 @@ def register(sub):
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="per-point result cache shared by all sweeps (default: the user's cache directory)")
     p.add_argument("--retry-failed", action="store_true", help="compute again the points that failed before")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
-def _plot(out_dir: str) -> int:
+def _plot(args, out_dir: str) -> int:
     from ..sweeps.plot import plot_sweep
     from ..sweeps.table import SWEEP_JSON
     src = Path(out_dir)
     if not (src / SWEEP_JSON).is_file():
-        raise ValueError(f"{src}: not a sweep output directory (no {SWEEP_JSON}); run gcsim sweep SPEC -o {src} first")
+        raise UsageError(f"{src}: not a sweep output directory (no {SWEEP_JSON}); run gcsim sweep SPEC -o {src} first")
     from ..outdir import output_dir
     with output_dir(src) as tmp:             # OUT is rewritten whole: its table plus the charts
         for f in sorted(src.iterdir()):
             if f.is_file() and not f.name.startswith(".") and not f.name.endswith(".png"):
                 shutil.copy2(f, tmp / f.name)
         written = plot_sweep(src, tmp)
-    print(f"wrote {src}/ ({', '.join(written)})")
-    return 0
+    say(args, f"wrote {src}/ ({', '.join(written)})")
+    return EXIT_OK
 
 
 def main(args) -> int:
     if args.spec == "plot" and args.plot_dir is not None:
-        return _plot(args.plot_dir)
+        return _plot(args, args.plot_dir)
     if args.plot_dir is not None:
-        raise ValueError(f"unexpected argument {args.plot_dir!r} (did you mean: gcsim sweep plot {args.plot_dir}?)")
+        raise UsageError(f"unexpected argument {args.plot_dir!r} (did you mean: gcsim sweep plot {args.plot_dir}?)")
     if args.jobs is not None and args.jobs < 1:
-        raise ValueError(f"-j/--jobs must be >= 1, got {args.jobs}")
+        raise UsageError(f"-j/--jobs must be >= 1, got {args.jobs}")
     from ..sweeps.runner import run_sweep
     from ..sweeps.spec import load_spec
     from ..sweeps.table import write_outputs
     spec = load_spec(args.spec)                  # a bad spec fails before OUT is touched
     with open_output(args) as tmp:
         result = run_sweep(spec, jobs=args.jobs, ray=args.ray, cache=args.cache,
-                           progress=not args.no_progress and sys.stderr.isatty(),
+                           progress=wanted(args),
                            retry_failed=args.retry_failed)
         written = write_outputs(tmp, result)
     c = result.counts
-    print(f"sweep {spec.source}: {c['points']} points: {c['ok']} ok, {c['failed']} failed, "
+    say(args, f"sweep {spec.source}: {c['points']} points: {c['ok']} ok, {c['failed']} failed, "
           f"{c['skipped']} skipped; {c['computed']} computed, {c['cached']} from the cache "
           f"({result.provenance['backend']})")
     for row in result.rows:
         if row["status"] == "failed":
-            print(f"  point {row['point']} failed: {row['error']}")
-    print(f"wrote {args.out}/ ({', '.join(written)})")
-    return EXIT_SWEEP_FAILED if c["failed"] else 0
+            say(args, f"  point {row['point']} failed: {row['error']}")
+    say(args, f"wrote {args.out}/ ({', '.join(written)})")
+    return EXIT_SWEEP_FAILED if c["failed"] else EXIT_OK

@@ -82,7 +82,8 @@ def ray_init(address: str | None, jobs: int | None):
     try:
         import ray
     except ImportError:
-        raise ValueError("--ray needs Ray: pip install 'gcsim[ray]' (or pip install ray)") from None
+        from ..errors import UsageError
+        raise UsageError("--ray needs Ray: pip install 'gcsim[ray]' (or pip install ray)") from None
     if ray.is_initialized():
         return False
     import os

@@ -62,7 +62,8 @@ class ResultCache:
         try:
             (self.root / "points").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"{self.root}: cannot use as the sweep cache ({exc.strerror})") from None
+            from ..errors import UsageError
+            raise UsageError(f"{self.root}: cannot use as the sweep cache ({exc.strerror})") from None
 
     def _path(self, key: str) -> Path:
         return self.root / "points" / key[:2] / f"{key}.json"

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+from ..errors import UsageError
 from .table import SWEEP_JSON, read_table
 
 ERROR = "out_rel_rmse_vs_softmax"
@@ -36,12 +37,12 @@ def plot_sweep(src: Path, dest: Path) -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ValueError("gcsim sweep plot needs matplotlib: pip install -e '.[plot]'") from None
+        raise UsageError("gcsim sweep plot needs matplotlib: pip install -e '.[plot]'") from None
     meta = json.loads((Path(src) / SWEEP_JSON).read_text())
     fields = meta["fields"]
     rows = [r for r in read_table(src) if r["status"] == "ok"]
     if not rows:
-        raise ValueError(f"{src}: no point ran successfully: nothing to plot")
+        raise UsageError(f"{src}: no point ran successfully: nothing to plot")
     written = []
     has_err = any(r.get(ERROR) is not None for r in rows)
 

@@ -98,7 +98,8 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if jobs < 1:
-        raise ValueError(f"-j/--jobs must be >= 1, got {jobs}")
+        from ..errors import UsageError
+        raise UsageError(f"-j/--jobs must be >= 1, got {jobs}")
     store = cache if isinstance(cache, ResultCache) else ResultCache(cache)
     started = datetime.datetime.now(datetime.timezone.utc)
     points = spec.points()
@@ -127,8 +128,13 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
     n_cached = len(records)
     bar = None
     if progress:
+        import sys
+
         from tqdm import tqdm
-        bar = tqdm(total=n_cached + len(tasks), initial=n_cached, unit="point", desc="sweep", dynamic_ncols=True)
+
+        from ..progress import DELAY_S   # the look of every gcsim bar; cached points count as done
+        bar = tqdm(total=n_cached + len(tasks), initial=n_cached, desc="sweep", unit="point", leave=False,
+                   delay=DELAY_S, file=sys.stderr, dynamic_ncols=True)
         bar.set_postfix_str(f"cached {n_cached}, failed 0")
     failed = sum(r["status"] != "ok" for r in records.values())
     if ray in (None, False):

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import yaml
 
-from ..hardware import HardwareError, load_hardware, to_dict
+from .. import safeyaml
+from ..errors import GcsimError, HardwareError
+from ..hardware import load_hardware, to_dict
 
 MODES = ("timing-only", "functional", "validate")
 TOP_KEYS = ("name", "description", "hardware", "set", "traces", "mode", "steps", "seed", "axes",
@@ -37,7 +39,7 @@ TOP_KEYS = ("name", "description", "hardware", "set", "traces", "mode", "steps",
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 
 
-class SpecError(ValueError):
+class SpecError(GcsimError):
     """A sweep description is malformed; the message names the file and field."""
 
 
@@ -330,7 +332,7 @@ def _axes(raw, base: dict, seed: int, source: str) -> list[dict]:
 
 def _traces(raw, source: str, spec_dir: Path) -> list[TraceSource]:
     if raw is None:
-        from ..commands.common import DEFAULT_TRACE
+        from ..resources import DEFAULT_TRACE
         return [TraceSource(path=str(DEFAULT_TRACE))]
     if not isinstance(raw, list) or not raw:
         _fail(source, "traces", "a non-empty list of {path: FILE} or {synthetic: {steps, seed}}", raw)
@@ -437,7 +439,7 @@ def load_spec(spec) -> SweepSpec:
     if not path.is_file():
         raise SpecError(f"{path}: sweep description not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+        data = safeyaml.load(path.read_bytes())
+    except (ValueError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: not a valid sweep description: {' '.join(str(exc).split())}") from None
     return parse_spec(data, source=str(path), spec_dir=path.resolve().parent)
