@@ -111,8 +111,9 @@ class SweepSpec:
                         p.hardware = self.hardware.derive(**nested(values))
                     except HardwareError as exc:
                         msg = str(exc)       # without the "<file> (derived): " the user did not write
-                        head = f"{self.hardware.source} (derived): "
-                        p.skip_reason = f"invalid description: {msg[len(head):] if msg.startswith(head) else msg}"
+                        head = msg.find(" (derived): ")
+                        msg = msg[head + len(" (derived): "):] if head >= 0 else msg
+                        p.skip_reason = f"invalid description: {msg}"
                 out.append(p)
         return out
 
