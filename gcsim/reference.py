@@ -28,6 +28,7 @@ from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, readout
 from .errors import ReferenceModelError
 from .finite import all_finite, raise_first_non_finite
 from .hardware import Hardware
+from .kernels import make_store
 from .ringbuffer import RingBuffer
 
 VARIANTS = ("softmax", "linear", "cubic")
@@ -274,10 +275,13 @@ class DecodeState:
     write(t, k_t, v_t, time_ps) stores token t in slot t mod M of `ring` (the same
     `gcsim.ringbuffer.RingBuffer` as the simulator's tiles); read(q_t, t, time_ps) attends
     over the valid slots with retention ages time_ps - write time.
+    storage: 'auto' (DAC codes and the fused kernel of `gcsim.kernels` where exact, else
+    float powers through physics), 'codes' or 'powers'; the whole-sequence form always uses
+    physics, so comparing the two forms checks the kernel.
     """
 
     def __init__(self, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
-                 layer: int = 0, dtype=np.float64):
+                 layer: int = 0, dtype=np.float64, storage: str = "auto"):
         self.variant = variant or hw.numerics.cell_law
         _check_variant(self.variant)
         self.hw = hw = hardware_for_variant(hw, self.variant)
@@ -286,8 +290,11 @@ class DecodeState:
         self.sc = layer_scalers(scalers, layer, s.heads, s.kv_heads)
         self.coeffs = None if self.variant == "softmax" else physics.law_coefficients(self.variant)
         n_stored = 2 if self.variant == "softmax" else len(self.coeffs)  # softmax keeps k, v as given
+        # the hardware variants keep their values in a kernels store (DAC codes read by the
+        # fused kernel where exact, else float powers read through physics)
+        store = None if self.variant == "softmax" else make_store(hw, self.dtype, kind=storage)
         self.ring = RingBuffer(s.window, s.array_size, kv_heads=s.kv_heads, d_head=s.d_head,
-                               n_powers=n_stored - 1, dtype=self.dtype)
+                               n_powers=n_stored - 1, dtype=self.dtype, storage=store)
 
     def write(self, t: int, k_t, v_t, time_ps: int) -> None:
         s = self.hw.shape
@@ -310,8 +317,6 @@ class DecodeState:
             return StepStages(q_in, np.where(valid, scores, 0.0).reshape(s.heads, -1),
                               w.reshape(s.heads, -1), None, out)
         decay = np.where(valid, retention_decay(ring.ages_ps(time_ps), ring.ages_tokens(t), hw), 0.0).astype(self.dtype)
-        S = physics.bitline_charges_qk(qb, ring.k_pow, decay, valid, self.coeffs)
-        phi = physics.hard_sigmoid(S, hw.numerics.s_sat)
-        acc = physics.bitline_charges_av(phi, ring.v_pow, decay, self.coeffs, s.array_size)
+        S, phi, acc = ring.read(qb, decay, valid)
         sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels).reshape(s.heads, s.n_sub_tiles, s.d_head)
         return StepStages(q_in, S.reshape(s.heads, -1), phi.reshape(s.heads, -1), sub, readout(sub, self.sc))

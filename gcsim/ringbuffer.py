@@ -25,12 +25,16 @@ class RingBuffer:
     """Slots of a sliding window of M tokens in sub-tiles of `array_size` slots."""
 
     def __init__(self, window: int, array_size: int, *, kv_heads: int = 0, d_head: int = 0, n_powers: int = 0,
-                 dtype=np.float32):
+                 dtype=np.float32, storage=None):
+        """storage: a `gcsim.kernels` store (`make_store`: DAC codes read by the fused kernel,
+        or float powers read through physics) that holds the values and does `read`;
+        None keeps the powers arrays here (n_powers of them; 0 heads: no values)."""
         self.window, self.array_size = window, array_size
         self.n_sub_tiles = window // array_size
         self.token = np.full(window, -1, np.int64)       # token held by each slot
         self.write_ps = np.zeros(window, np.int64)       # when its value was written (age 0)
-        shape = (n_powers, kv_heads, window, d_head)
+        self._storage = storage
+        shape = (n_powers, kv_heads, window, d_head) if storage is None else (0, 0, 0, 0)
         self._k = np.zeros(shape, dtype)
         self._v = np.zeros(shape, dtype)
         self._last = -1          # last token written
@@ -50,18 +54,31 @@ class RingBuffer:
         return slot
 
     def store(self, slot: int, k_dev, v_dev) -> None:
+        if self._storage is not None:
+            self._storage.write(slot, k_dev, v_dev)
+            return
         n = self._k.shape[0] + 1
         self._k[:, :, slot] = physics.stored_powers(k_dev, n)
         self._v[:, :, slot] = physics.stored_powers(v_dev, n)
 
     @property
     def k_pow(self) -> np.ndarray:
-        """Stored K deviations and their powers [P, KV, M, d]."""
-        return self._k
+        """Stored K deviations and their powers [P, KV, M, d] (from a code store: computed)."""
+        return self._k if self._storage is None else self._storage.powers()[0]
 
     @property
     def v_pow(self) -> np.ndarray:
-        return self._v
+        return self._v if self._storage is None else self._storage.powers()[1]
+
+    @property
+    def storage_kind(self) -> str:
+        """'codes', 'powers' (a kernels store) or 'arrays' (powers kept here)."""
+        return "arrays" if self._storage is None else self._storage.kind
+
+    def read(self, q, decay, valid):
+        """One bank read through the storage: q [KV, G, d] pulse fractions, decay [M] (0 on
+        invalid slots), valid [M] -> S, phi [KV, G, M] and A [KV, G, n_sub, d]."""
+        return self._storage.read(q, decay, valid)
 
     def restore(self, time_ps: int) -> int:
         """Refresh: every written slot is rewritten with its level, age 0 at time_ps.

@@ -168,9 +168,7 @@ class LayerController:
         codes = S = phi = None
         if ctx.values:
             state = self.tiles.states[seq]
-            S = self.integrators.qk(q_pulse, state, decay, valid)
-            phi = self.ctp.convert(S)
-            A = self.integrators.av(phi, state, decay)
+            S, phi, A = self.integrators.read(q_pulse, state, decay, valid)  # K, charge-to-pulse, V
             codes = self.counters.count(A).reshape(s.heads, s.n_sub_tiles, s.d_head)
 
         if self.pipelined:

@@ -1,7 +1,8 @@
 """Gain-cell tiles: the K and V arrays of all sub-tiles of a layer's heads.
 
-State (per sequence in flight, each with its own arrays): the stored deviations from
-0.45 V of every slot, kept with their powers y, y^2, y^3 for the cell law ([P, KV, M, d]),
+State (per sequence in flight, each with its own arrays): the stored value of every cell
+(its write-DAC code, one byte, where that is exact; else the deviation from 0.45 V with
+its powers y, y^2, y^3 for the cell law: `gcsim.kernels`),
 the token held by each slot and the simulated time (ps) it was written. Retention decay
 is computed from the simulated age at read time: anything that delays a step makes
 stored values leak more.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datapath import retention_decay
+from ..kernels import make_store
 from ..ringbuffer import RingBuffer
 from .refresh import Refresh
 
@@ -24,8 +26,9 @@ class GainCellTiles:
         hw = ctx.hw
         ctx.activity.add_component(self.name, hw.shape.kv_heads)
         s = hw.shape
-        self.states = [RingBuffer(s.window, s.array_size, kv_heads=s.kv_heads if ctx.values else 0,
-                                  d_head=s.d_head if ctx.values else 0, n_powers=n_powers, dtype=ctx.dtype)
+        # values: DAC codes read by the fused kernel where exact, else float powers (kernels/)
+        self.states = [RingBuffer(s.window, s.array_size, n_powers=n_powers, dtype=ctx.dtype,
+                                  storage=make_store(hw, ctx.dtype) if ctx.values else None)
                        for _ in range(hw.periphery.sequences)]
         self.refresh = Refresh(ctx, self)  # refresh policy and lost-read count (refresh.py)
 

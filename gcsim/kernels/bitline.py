@@ -1,0 +1,205 @@
+"""Fused bit-line kernel over compact K/V storage (numba): one bank read of one layer.
+
+A second implementation of the physics of a bank read, written for speed; tested code for
+code against `gcsim.physics` (tests/test_kernels.py). Each stored cell is its write-DAC code
+(one uint8); the cell's deviation y = code * step - 0.45 V and its powers are recomputed in
+registers, so a read streams one byte per cell instead of three stored powers in float.
+
+For a K/V head bank with G query heads, per slot j and sub-tile s (as physics does):
+  S_j  = c0 sum_d q_d + sum_i (c_i d_j^i) (sum_d q_d y_dj^i),  0 on an invalid slot
+  phi  = clip(S / S_sat, 0, 1)
+  A_sd = c0 sum_{j in s} phi_j + sum_i sum_{j in s} (phi_j c_i d_j^i) y_jd^i
+with the same grouping of operations as physics; only the order of the dot products'
+additions differs (physics leaves it to BLAS), so float64 codes agree and float32 codes
+differ only where the exact value lies at a code boundary.
+
+Work is split into (K/V head, sub-tile) units; every output element is computed by one
+unit in a fixed order, so results do not depend on the number of threads.
+Why numba: the read is memory-bound in numpy (three float powers per cell, ~226 MB per
+GPT-2 step); a compiled loop over one-byte codes is needed to pass it, numba compiles
+plain Python loops with no C toolchain at install time, is widely used and well kept, and
+its prange gives thread parallelism whose split we control.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import os
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a core dependency; the float path remains
+    numba = None
+else:
+    # numba's OpenMP layer spin-waits: on a machine shared by other jobs a parallel call
+    # took 15-24 ms instead of 0.4 ms here. The workqueue layer sleeps; gcsim launches
+    # kernels from one thread only, which is all it supports. NUMBA_THREADING_LAYER overrides.
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+AVAILABLE = numba is not None
+
+
+def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A):
+    """q [KV,G,D]; kc [KV,D,M] / vc [KV,M,D] uint8 codes; decay [M]; valid [M] bool;
+    coeffs c_0..c_n (n = 1: linear law, 3: cubic), all floats of q's dtype.
+    Writes S, phi [KV,G,M] and A [KV,G,n_sub,D]."""
+    KV, G, D = q.shape
+    M = kc.shape[2]
+    a = array_size
+    n_sub = M // a
+    n_pow = coeffs.shape[0] - 1
+    f = q.dtype.type
+    zero_f, one_f = f(0), f(1)
+    c0 = coeffs[0]
+    # per slot c_i d^i, d^i as physics forms it (d_pow = d_pow * decay from ones)
+    kcoef = np.zeros((3, M), q.dtype)
+    validf = np.zeros(M, q.dtype)
+    for j in range(M):
+        d_pow = one_f
+        for i in range(1, n_pow + 1):
+            d_pow = d_pow * decay[j]
+            kcoef[i - 1, j] = coeffs[i] * d_pow
+        validf[j] = one_f if valid[j] else zero_f
+    s0 = np.empty((KV, G), q.dtype)  # c0 sum_d q_d
+    for kv in range(KV):
+        for g in range(G):
+            acc = zero_f
+            for d in range(D):
+                acc += q[kv, g, d]
+            s0[kv, g] = c0 * acc
+    for unit in numba.prange(KV * G):  # one (K/V head, query head) per unit
+        kv = unit // G
+        g = unit % G
+        t1 = np.zeros(M, q.dtype)
+        t2 = np.zeros(M, q.dtype)
+        t3 = np.zeros(M, q.dtype)
+        # K array: t_i[j] = sum_d q_d y_dj^i, d in order (rows taken four at a time only to
+        # save loads and stores of t: the additions keep their order)
+        d = 0
+        while d < D:
+            nd = min(4, D - d)
+            r0 = kc[kv, d]
+            r1 = kc[kv, d + 1] if nd > 1 else r0
+            r2 = kc[kv, d + 2] if nd > 2 else r0
+            r3 = kc[kv, d + 3] if nd > 3 else r0
+            q0 = q[kv, g, d]
+            q1 = q[kv, g, d + 1] if nd > 1 else zero_f
+            q2 = q[kv, g, d + 2] if nd > 2 else zero_f
+            q3 = q[kv, g, d + 3] if nd > 3 else zero_f
+            if nd == 4 and n_pow == 3:
+                for j in range(M):
+                    y0 = f(r0[j]) * step - zero
+                    y1 = f(r1[j]) * step - zero
+                    y2 = f(r2[j]) * step - zero
+                    y3 = f(r3[j]) * step - zero
+                    z0 = y0 * y0
+                    z1 = y1 * y1
+                    z2 = y2 * y2
+                    z3 = y3 * y3
+                    t1[j] = (((t1[j] + q0 * y0) + q1 * y1) + q2 * y2) + q3 * y3
+                    t2[j] = (((t2[j] + q0 * z0) + q1 * z1) + q2 * z2) + q3 * z3
+                    t3[j] = (((t3[j] + q0 * (z0 * y0)) + q1 * (z1 * y1)) + q2 * (z2 * y2)) + q3 * (z3 * y3)
+            elif nd == 4:
+                for j in range(M):
+                    t1[j] = ((((t1[j] + q0 * (f(r0[j]) * step - zero)) + q1 * (f(r1[j]) * step - zero))
+                              + q2 * (f(r2[j]) * step - zero)) + q3 * (f(r3[j]) * step - zero))
+            else:  # the last rows of a d not divisible by 4, one at a time
+                for k in range(nd):
+                    rk = kc[kv, d + k]
+                    qk = q[kv, g, d + k]
+                    for j in range(M):
+                        y = f(rk[j]) * step - zero
+                        t1[j] += qk * y
+                        if n_pow == 3:
+                            t2[j] += qk * (y * y)
+                            t3[j] += qk * (y * y * y)
+            d += nd
+        # S, then the charge-to-pulse phi, and the V-row weights phi c_i d^i
+        w1 = np.empty(M, q.dtype)
+        w2 = np.empty(M, q.dtype)
+        w3 = np.empty(M, q.dtype)
+        for j in range(M):
+            s = s0[kv, g] + kcoef[0, j] * t1[j]
+            if n_pow == 3:
+                s = s + kcoef[1, j] * t2[j]
+                s = s + kcoef[2, j] * t3[j]
+            s = s * validf[j]
+            S[kv, g, j] = s
+            p = min(max(s / s_sat, zero_f), one_f)
+            phi[kv, g, j] = p
+            w1[j] = p * kcoef[0, j]
+            w2[j] = p * kcoef[1, j]
+            w3[j] = p * kcoef[2, j]
+        # V array, per sub-tile: a_i[d] = sum_j w_i[j] y_jd^i, j in order (four rows at a time)
+        a1 = np.empty(D, q.dtype)
+        a2 = np.empty(D, q.dtype)
+        a3 = np.empty(D, q.dtype)
+        for sub in range(n_sub):
+            j0 = sub * a
+            phisum = zero_f
+            for j in range(j0, j0 + a):
+                phisum += phi[kv, g, j]
+            a1[:] = 0
+            a2[:] = 0
+            a3[:] = 0
+            j = j0
+            while j < j0 + a:
+                if j + 4 <= j0 + a and n_pow == 3:
+                    r0, r1, r2, r3 = vc[kv, j], vc[kv, j + 1], vc[kv, j + 2], vc[kv, j + 3]
+                    p0, p1, p2, p3 = w1[j], w1[j + 1], w1[j + 2], w1[j + 3]
+                    u0, u1, u2, u3 = w2[j], w2[j + 1], w2[j + 2], w2[j + 3]
+                    v0, v1, v2, v3 = w3[j], w3[j + 1], w3[j + 2], w3[j + 3]
+                    for e in range(D):
+                        y0 = f(r0[e]) * step - zero
+                        y1 = f(r1[e]) * step - zero
+                        y2 = f(r2[e]) * step - zero
+                        y3 = f(r3[e]) * step - zero
+                        z0 = y0 * y0
+                        z1 = y1 * y1
+                        z2 = y2 * y2
+                        z3 = y3 * y3
+                        a1[e] = (((a1[e] + p0 * y0) + p1 * y1) + p2 * y2) + p3 * y3
+                        a2[e] = (((a2[e] + u0 * z0) + u1 * z1) + u2 * z2) + u3 * z3
+                        a3[e] = (((a3[e] + v0 * (z0 * y0)) + v1 * (z1 * y1)) + v2 * (z2 * y2)) + v3 * (z3 * y3)
+                    j += 4
+                else:
+                    r0 = vc[kv, j]
+                    p0, u0, v0 = w1[j], w2[j], w3[j]
+                    for e in range(D):
+                        y = f(r0[e]) * step - zero
+                        a1[e] += p0 * y
+                        if n_pow == 3:
+                            a2[e] += u0 * (y * y)
+                            a3[e] += v0 * (y * y * y)
+                    j += 1
+            base = c0 * phisum
+            for e in range(D):
+                v = base + a1[e]
+                if n_pow == 3:
+                    v = v + a2[e]
+                    v = v + a3[e]
+                A[kv, g, sub, e] = v
+
+
+def _encode(dev, step, zero, inv_step, out):
+    """Codes of stored deviations dev [KV,D] into out [KV,D] (any strides); False if a value
+    is not exactly code * step - zero (then the compact form would not be exact)."""
+    KV, D = dev.shape
+    ok = True
+    for kv in range(KV):
+        for d in range(D):
+            c = np.rint((dev[kv, d] + zero) * inv_step)
+            if c < 0 or c > 255:
+                ok = False
+                c = 0
+            ci = np.uint8(c)
+            if dev.dtype.type(ci) * step - zero != dev[kv, d]:
+                ok = False
+            out[kv, d] = ci
+    return ok
+
+
+if AVAILABLE:
+    bank_read_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_bank_read)
+    encode_kernel = numba.njit(cache=True, nogil=True)(_encode)

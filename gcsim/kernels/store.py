@@ -1,0 +1,150 @@
+"""K/V storage of one layer's gain-cell arrays, and the bank read over it.
+
+Two forms with one interface (`write(slot, k_dev, v_dev)`, `read(q, decay, valid)`):
+
+  CodeStore   each cell as its write-DAC code (uint8), read by the fused numba kernel
+              (bitline.py). Exact when the write DAC quantizes and nothing perturbs a
+              written value: then a stored deviation is code * step - 0.45 V, bit for bit.
+  PowerStore  each cell as its deviation and powers y, y^2, y^3 in float, read through
+              `gcsim.physics` (the float path: unquantized writes, write noise, per-cell
+              spread, other array libraries).
+
+`make_store` picks CodeStore where it is exact and the kernel is available.
+K codes are kept column-major per head ([KV, d, M]: a K column is a slot) and V codes
+row-major ([KV, M, d]: a V row is a slot), the order each array is read in.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import physics
+from . import bitline
+
+
+class NotOnGrid(ValueError):
+    """A value written to a CodeStore is not exactly a write-DAC level."""
+
+
+class PowerStore:
+    """Stored deviations and their cell-law powers, read through physics (any array library)."""
+
+    kind = "powers"
+
+    def __init__(self, kv_heads: int, window: int, d_head: int, dtype, coeffs, array_size: int,
+                 s_sat: float, *, xp=np, device=None):
+        self.coeffs, self.array_size, self.s_sat, self.xp = coeffs, array_size, s_sat, xp
+        self.n_pow = len(coeffs) - 1
+        kw = {} if device is None else {"device": device}
+        self.k_pow = xp.zeros((self.n_pow, kv_heads, window, d_head), dtype=dtype, **kw)
+        self.v_pow = xp.zeros((self.n_pow, kv_heads, window, d_head), dtype=dtype, **kw)
+
+    def write(self, slot: int, k_dev, v_dev) -> None:
+        self.k_pow[:, :, slot] = physics.stored_powers(k_dev, self.n_pow + 1, xp=self.xp)
+        self.v_pow[:, :, slot] = physics.stored_powers(v_dev, self.n_pow + 1, xp=self.xp)
+
+    def read(self, q, decay, valid):
+        """q [KV,G,d] pulse fractions; decay [M] (0 on invalid slots); valid [M] bool.
+        Returns S, phi [KV,G,M] and A [KV,G,n_sub,d]."""
+        xp = self.xp
+        S = physics.bitline_charges_qk(q, self.k_pow, decay, valid, self.coeffs, xp=xp)
+        phi = physics.hard_sigmoid(S, self.s_sat, xp=xp)
+        return S, phi, physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, self.array_size, xp=xp)
+
+    def powers(self):
+        return self.k_pow, self.v_pow
+
+    def nbytes(self) -> int:
+        return int(self.k_pow.nbytes + self.v_pow.nbytes)
+
+
+class CodeStore:
+    """Write-DAC codes, one uint8 per cell, read by the fused kernel (numpy, CPU)."""
+
+    kind = "codes"
+
+    def __init__(self, kv_heads: int, window: int, d_head: int, dtype, coeffs, array_size: int,
+                 s_sat: float, *, kv_range_v, kv_levels: int):
+        if not bitline.AVAILABLE:
+            raise RuntimeError("CodeStore needs numba (pip install numba)")
+        if len(coeffs) not in (2, 4):
+            raise ValueError(f"the kernel handles cell laws of degree 1 or 3, got {len(coeffs) - 1}")
+        if window % array_size:
+            raise ValueError(f"window {window} is not a whole number of {array_size}-slot arrays")
+        if kv_levels > 256:
+            raise ValueError(f"{kv_levels} write-DAC levels do not fit in one byte")
+        self.dtype = np.dtype(dtype)
+        f = self.dtype.type
+        lo, hi = kv_range_v
+        step = (hi - lo) / (kv_levels - 1)  # the grid of physics.quantize
+        self.step, self.zero, self.inv_step = f(step), f(physics.V_ZERO_V), f(1.0 / step)
+        self.coeffs, self.array_size, self.s_sat = coeffs, array_size, s_sat
+        self.n_pow = len(coeffs) - 1
+        self._coeffs, self._s_sat = np.asarray(coeffs, self.dtype), f(s_sat)
+        self.k_codes = np.zeros((kv_heads, d_head, window), np.uint8)
+        self.v_codes = np.zeros((kv_heads, window, d_head), np.uint8)
+
+    def write(self, slot: int, k_dev, v_dev) -> None:
+        """Store deviations that the write DAC produced ([KV, d] each), as their codes."""
+        for dev, dst in ((k_dev, self.k_codes[:, :, slot]), (v_dev, self.v_codes[:, slot, :])):
+            dev = np.asarray(dev)
+            if dev.dtype != self.dtype:
+                raise TypeError(f"CodeStore of {self.dtype} got a {dev.dtype} value")
+            if not bitline.encode_kernel(dev, self.step, self.zero, self.inv_step, dst):
+                raise NotOnGrid("a written value is not a write-DAC level (code * step - 0.45 V); "
+                                "use the float store (PowerStore) for perturbed writes")
+
+    def values(self):
+        """Stored deviations as floats: K [KV, M, d], V [KV, M, d] (for inspection and tests)."""
+        k = self.k_codes.transpose(0, 2, 1).astype(self.dtype) * self.step - self.zero
+        return k, self.v_codes.astype(self.dtype) * self.step - self.zero
+
+    def powers(self):
+        """Deviations and their powers [P, KV, M, d] for K and V, as PowerStore keeps them."""
+        return tuple(physics.stored_powers(x, self.n_pow + 1) for x in self.values())
+
+    def read(self, q, decay, valid):
+        """As PowerStore.read: S, phi [KV,G,M] and A [KV,G,n_sub,d]."""
+        q = np.ascontiguousarray(q, self.dtype)
+        kv, g, d = q.shape
+        m = self.k_codes.shape[2]
+        S = np.empty((kv, g, m), self.dtype)
+        phi = np.empty_like(S)
+        A = np.empty((kv, g, m // self.array_size, d), self.dtype)
+        bitline.bank_read_kernel(q, self.k_codes, self.v_codes, self.step, self.zero,
+                                 np.asarray(decay, self.dtype), np.asarray(valid, np.bool_), self._coeffs,
+                                 self._s_sat, self.array_size, S, phi, A)
+        return S, phi, A
+
+    def nbytes(self) -> int:
+        return int(self.k_codes.nbytes + self.v_codes.nbytes)
+
+
+def codes_exact(hw) -> bool:
+    """Whether the description's written values are exactly write-DAC levels."""
+    n = hw.numerics
+    if not n.kv_levels:
+        return False
+    lo, hi = n.kv_range_v
+    step = (hi - lo) / (n.kv_levels - 1)
+    # codes round(x / step) on the grid through 0 must fit 0..255; nothing may perturb a write
+    return lo >= 0 and round(hi / step) <= 255 and not getattr(n, "write_noise", None)
+
+
+def make_store(hw, dtype, *, kind: str = "auto", xp=np, device=None):
+    """The K/V store of one layer (one sequence) for description `hw`.
+
+    kind: 'auto' (codes where exact and numba is present, else powers), 'codes', 'powers'.
+    Another array library (xp other than numpy) always uses the powers form.
+    """
+    s, n = hw.shape, hw.numerics
+    coeffs = physics.law_coefficients(n.cell_law)
+    args = (s.kv_heads, s.window, s.d_head, dtype, coeffs, s.array_size, n.s_sat)
+    if kind == "auto":
+        kind = "codes" if (xp is np and codes_exact(hw) and bitline.AVAILABLE) else "powers"
+    if kind == "codes":
+        if not codes_exact(hw):
+            raise ValueError("compact code storage needs a quantizing write DAC (numerics.kv_levels)")
+        return CodeStore(*args, kv_range_v=n.kv_range_v, kv_levels=n.kv_levels)
+    if kind == "powers":
+        return PowerStore(*args, xp=xp, device=device)
+    raise ValueError(f"unknown store kind {kind!r}; expected 'auto', 'codes' or 'powers'")

@@ -1,0 +1,147 @@
+"""The fused kernel over compact K/V codes is a second implementation of physics' bank
+read: checked here against gcsim.physics code for code (float64), within the float32
+rounding at code boundaries, and independent of the number of threads."""
+import numpy as np
+import pytest
+
+from gcsim import load_hardware, physics
+from gcsim.datapath import dac_kv, dac_query, layer_scalers
+from gcsim.kernels import CodeStore, NotOnGrid, PowerStore, codes_exact, make_store
+
+numba = pytest.importorskip("numba")
+
+
+def _hw(**shape):
+    hw = load_hardware("paper-gpt2")
+    return hw.derive(shape=shape) if shape else hw
+
+
+def _filled(hw, dtype, seed=0, n_written=None, law="cubic"):
+    """A code store and a powers store holding the same DAC-written K/V, and a read's inputs."""
+    s = hw.shape
+    rng = np.random.default_rng(seed)
+    sc = layer_scalers(None, 0, s.heads, s.kv_heads)
+    sc["a_k"][:] = rng.uniform(0.5, 1.5, s.kv_heads)
+    stores = [make_store(hw, dtype, kind="codes"), make_store(hw, dtype, kind="powers")]
+    n_written = s.window if n_written is None else n_written
+    for j in range(n_written):
+        k = dac_kv(rng.normal(0, 0.25, (s.kv_heads, s.d_head)).astype(dtype), sc["a_k"], sc["b_k"], hw, law)
+        v = dac_kv(rng.normal(0, 0.25, (s.kv_heads, s.d_head)).astype(dtype), sc["a_v"], sc["b_v"], hw, law)
+        for st in stores:
+            st.write(j, k, v)
+    q = dac_query(rng.uniform(0, 1, (s.heads, s.d_head)).astype(dtype), sc, hw, law)
+    valid = np.arange(s.window) < n_written
+    decay = np.where(valid, rng.uniform(0.8, 1.0, s.window), 0.0).astype(dtype)
+    return stores, q.reshape(s.kv_heads, s.group_size, s.d_head), decay, valid
+
+
+def _codes(A, hw):
+    n = hw.numerics
+    return physics.quantize_code(np.clip(A.astype(np.float64) / n.out_sat, -1, 1), -1, 1, n.out_levels)
+
+
+@pytest.mark.parametrize("law, shape, n_written", [
+    ("cubic", {"window": 256}, None),                                   # GPT-2 heads, full window
+    ("cubic", {"window": 256}, 100),                                    # partly written window
+    ("linear", {"window": 128}, None),
+    ("cubic", {"heads": 6, "kv_heads": 2, "window": 128}, 90),          # GQA: 3 query heads per bank
+    ("cubic", {"d_head": 30, "window": 96, "array_size": 32}, None),    # d and rows not multiples of 4
+])
+def test_kernel_equals_physics_in_float64(law, shape, n_written):
+    hw = _hw(**shape).derive(numerics={"cell_law": law})
+    (cs, ps), q, decay, valid = _filled(hw, np.float64, n_written=n_written, law=law)
+    S, phi, A = cs.read(q, decay, valid)
+    S0, phi0, A0 = ps.read(q, decay, valid)
+    # only the order of the dot products' additions differs
+    np.testing.assert_allclose(S, S0, rtol=1e-12, atol=1e-12 * np.abs(S0).max())
+    np.testing.assert_allclose(phi, phi0, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(A, A0, rtol=1e-12, atol=1e-12 * np.abs(A0).max())
+    np.testing.assert_array_equal(_codes(A, hw), _codes(A0, hw))
+    assert (S[..., ~valid] == 0).all() and (phi[..., ~valid] == 0).all()
+    assert len(np.unique(_codes(A, hw))) > 5  # the codes spread over the range, not all clipped
+
+
+def test_kernel_equals_the_cell_law_cell_by_cell():
+    # independent of physics' expansion: f(y * decay) evaluated per cell, summed directly
+    hw = _hw(window=128)
+    (cs, _), q, decay, valid = _filled(hw, np.float64, seed=4)
+    k, v = cs.values()
+    fk = physics.cell_cubic_ua(k * decay[None, :, None])
+    S = np.einsum("kgd,kmd->kgm", q, fk) * valid
+    phi = np.clip(S / hw.numerics.s_sat, 0, 1)
+    fv = physics.cell_cubic_ua(v * decay[None, :, None])
+    n_sub, a = hw.shape.n_sub_tiles, hw.shape.array_size
+    A = np.einsum("kgsj,ksjd->kgsd", phi.reshape(*phi.shape[:2], n_sub, a), fv.reshape(fv.shape[0], n_sub, a, -1))
+    S1, phi1, A1 = cs.read(q, decay, valid)
+    np.testing.assert_allclose(S1, S, rtol=1e-12)
+    np.testing.assert_allclose(A1, A, rtol=1e-11, atol=1e-12)
+
+
+def test_float32_codes_differ_only_at_code_boundaries():
+    hw = _hw(window=256)
+    n = hw.numerics
+    step = 2 / (n.out_levels - 1)
+    mismatches = 0
+    for seed in range(4):
+        (cs64, ps64), q64, decay64, valid = _filled(hw, np.float64, seed=seed)
+        (cs32, _), q32, decay32, _ = _filled(hw, np.float32, seed=seed)
+        exact = np.clip(ps64.read(q64, decay64, valid)[2] / n.out_sat, -1, 1) / step  # in code steps
+        got = _codes(cs32.read(q32, decay32, valid)[2], hw)
+        bad = got != _codes(exact * step * n.out_sat, hw)
+        boundary = np.floor(exact) + 0.5
+        assert (np.abs(exact - boundary)[bad] <= 1e-6 * np.abs(boundary[bad])).all()
+        mismatches += int(bad.sum())
+    assert mismatches <= 2  # of 4 x 12 x 4 x 64 codes: a boundary within 1e-6 is rare
+
+
+def test_results_do_not_depend_on_the_number_of_threads():
+    hw = _hw(window=256)
+    (cs, _), q, decay, valid = _filled(hw, np.float32, seed=2)
+    before = numba.get_num_threads()
+    try:
+        runs = []
+        for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS), numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(n)
+            runs.append(cs.read(q, decay, valid))
+    finally:
+        numba.set_num_threads(before)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_codes_are_one_byte_per_cell_and_round_trip():
+    hw = _hw()
+    s = hw.shape
+    (cs, ps), _, _, _ = _filled(hw, np.float32, n_written=8)
+    assert isinstance(cs, CodeStore) and isinstance(ps, PowerStore)
+    assert cs.nbytes() == 2 * s.kv_heads * s.window * s.d_head            # 1.5 MiB per GPT-2 layer
+    assert ps.nbytes() == 2 * 3 * 4 * s.kv_heads * s.window * s.d_head    # 12x that in float32 powers
+    k, v = cs.values()
+    np.testing.assert_array_equal(k[:, :8], ps.k_pow[0, :, :8])  # the 8 slots written
+    np.testing.assert_array_equal(v[:, :8], ps.v_pow[0, :, :8])
+    # a level is code * 0.9/7 - 0.45: code 0 -> -0.45 V, code 7 -> +0.45 V
+    assert k.min() == np.float32(-0.45) and set(np.unique(cs.k_codes)) <= set(range(8))
+
+
+def test_a_value_off_the_dac_grid_is_refused():
+    hw = _hw(window=64)
+    cs = make_store(hw, np.float32, kind="codes")
+    on = np.full((hw.shape.kv_heads, hw.shape.d_head), np.float32(3 * 0.9 / 7) - np.float32(0.45), np.float32)
+    cs.write(0, on, on)
+    assert (cs.k_codes[:, :, 0] == 3).all()
+    off = on.copy()
+    off[1, 5] += np.float32(1e-4)  # e.g. write noise
+    with pytest.raises(NotOnGrid, match="not a write-DAC level"):
+        cs.write(1, off, on)
+    with pytest.raises(TypeError, match="float64"):
+        cs.write(1, on.astype(np.float64), on)
+
+
+def test_store_choice():
+    hw = _hw(window=64)
+    assert codes_exact(hw) and make_store(hw, np.float32).kind == "codes"
+    unq = hw.derive(numerics={"kv_levels": None})
+    assert not codes_exact(unq) and make_store(unq, np.float32).kind == "powers"
+    with pytest.raises(ValueError, match="quantizing write DAC"):
+        make_store(unq, np.float32, kind="codes")
