@@ -1,7 +1,9 @@
 """`gcsim profile`: where the design loses time.
 
-Prints, per component, busy / stalled by cause / idle time and utilisation, and the
-critical-path breakdown averaged per step; writes them to OUT/profile.json and
+Prints a summary that fits a screen: per component kind (the copies in every layer summed)
+busy / stalled / idle time, the largest stall causes, throughput in tokens/s, the latency
+per token of every sequence in flight and the critical path averaged per step. --by-layer
+prints the full table instead (every component of every layer). Writes them to OUT/profile.json and
 OUT/components.csv, OUT/critical_path.csv (per step). With --timeline, also
 OUT/timeline.json in the Chrome trace-event format (open in ui.perfetto.dev or
 chrome://tracing), one track per component (and unit), filtered by step range, layers
@@ -29,8 +31,45 @@ def register(sub):
     p.add_argument("--timeline-components", default=None, metavar="P,P,...",
                    help="only components whose name starts with one of these (e.g. L00.,host)")
     p.add_argument("--plots", action="store_true", help="write PNG plots (needs matplotlib)")
+    p.add_argument("--by-layer", action="store_true",
+                   help="print every component of every layer instead of the summary per component kind")
     add_feedback(p)
     p.set_defaults(func=main)
+
+
+def format_profile_summary(rep: dict, top_causes: int = 5) -> str:
+    """The default view: per component kind (layers summed), top stall causes, throughput,
+    per-sequence latency and the critical path."""
+    t = rep["time"]
+    n_seq = rep["sequences"]
+    lines = [f"profile: {rep['steps']} steps x {n_seq} sequence(s) on {rep['hardware']['name']}, "
+             f"elapsed {t['elapsed_ps'] / 1e6:.3f} us, throughput {t['throughput_tokens_per_s']:,.0f} tokens/s"]
+    for q, st in enumerate(t["token_latency_ns_by_sequence"]):
+        who = f"sequence {q}" if n_seq > 1 else "per token"
+        lines.append(f"  {who:<12} latency {st['mean']:10.1f} ns mean ({st['min']:.1f} .. {st['max']:.1f})")
+    lines += ["", f"{'component (all layers)':<26} {'units':>5} {'busy %':>7} {'stalled %':>9} {'idle %':>7}"]
+    causes: dict[str, int] = {}
+    for kind, c in sorted(rep["activity"].items()):
+        tot = t["elapsed_ps"] * c["units"] or 1
+        lines.append(f"{kind:<26} {c['units']:>5} {100 * c['busy_ps'] / tot:7.2f} {100 * c['stalled_ps'] / tot:9.2f} "
+                     f"{100 * c['idle_ps'] / tot:7.2f}")
+        for cause, v in c["stall_causes_ps"].items():
+            causes[f"{kind}: {cause}"] = causes.get(f"{kind}: {cause}", 0) + v
+    lines.append("")
+    if causes:
+        lines.append(f"top stall causes (unit-time, all units; {len(causes)} in all):")
+        for name, v in sorted(causes.items(), key=lambda kv: -kv[1])[:top_causes]:
+            lines.append(f"  {name:<50} {v / 1000:14.1f} ns")
+    else:
+        lines.append("no stalls")
+    cp = t["critical_path_ns_per_step"]
+    total = sum(cp.values()) or 1
+    lines += ["", "critical path, mean per step (sequence 0):"]
+    for k, v in sorted(cp.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {k:<36} {v:12.1f} ns  {100 * v / total:5.1f}%")
+    lines.append(f"  {'total (= mean step latency)':<36} {sum(cp.values()):12.1f} ns")
+    lines.append("(--by-layer: every component of every layer)")
+    return "\n".join(lines)
 
 
 def _timeline(args, hw):
@@ -89,6 +128,6 @@ def main(args) -> int:
         rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only,
                            provenance=provenance_of(args, hw, trace))
         written = write_profile(tmp, res, rep, plots=args.plots)
-    say(args, format_profile(rep, res))
+    say(args, format_profile(rep, res) if args.by_layer else format_profile_summary(rep))
     say(args, f"\nwrote {args.out}/ ({', '.join(written)})")
     return 0
