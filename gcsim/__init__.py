@@ -12,3 +12,10 @@ def sweep(spec, **options):
     pandas is installed, else a list of dicts. Options: jobs, ray, cache, out, progress."""
     from .sweeps import sweep as run
     return run(spec, **options)
+
+
+def __getattr__(name):  # gcsim.simulate / gcsim.SimulationResult load the simulator on first use
+    if name in ("simulate", "SimulationResult"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'gcsim' has no attribute {name!r}")
