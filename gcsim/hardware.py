@@ -61,6 +61,30 @@ def table(value_range: Range, doc="", **kw):
     return field(metadata={"value_range": value_range, "doc": doc}, **kw)
 
 
+def policy(kind, default, doc="", **kw):
+    """A plug-in choice (gcsim/sim/policies/): NAME or {impl: NAME, ...params}."""
+    return field(default_factory=lambda: Policy(default), metadata={"policy": kind, "doc": doc}, **kw)
+
+
+@dataclass(frozen=True, eq=False)
+class Policy:
+    """A plug-in choice (gcsim/sim/policies/): `NAME` or `{impl: NAME, ...params}` in YAML.
+    Compares equal to its name, so `periphery.gqa_mapping == "pipelined"` reads as before."""
+    impl: str
+    params: dict = field(default_factory=dict)
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            return self.impl == other
+        return isinstance(other, Policy) and (self.impl, self.params) == (other.impl, other.params)
+
+    def __hash__(self):
+        return hash(self.impl)
+
+    def __str__(self):
+        return self.impl
+
+
 COUNT = 1 << 16  # a generous upper bound for counts of layers, heads, sharing factors
 NS_MAX = 1e12    # 1000 s in ns: longer than any run; keeps times in int64 picoseconds
 
@@ -95,7 +119,7 @@ class Retention:
     tau_ns: float = num(1e-3, 1e18, "ns", lo_open=False, doc="retention time constant (mode time)", default=5.0e6)
     rate_per_token: float = num(0, 1e3, "1/token", doc="decay rate per token (mode per_token)", default=1.6e-4)
     # refresh policy (gcsim/sim/refresh.py): none | periodic rewrite of every valid slot
-    refresh: str = choice(("none", "periodic"), "refresh policy", default="none")
+    refresh: Policy = policy("refresh", "none", "refresh policy: none | periodic (gcsim/sim/policies/refresh.py)")
     refresh_interval_ns: float = num(0, NS_MAX, "ns", whole_ps=True, doc="time between periodic refreshes",
                                      default=0.0)
     refresh_ns_per_subtile: float = num(0, NS_MAX, "ns", whole_ps=True, doc="time to read and rewrite one sub-tile",
@@ -163,6 +187,25 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Edge:
+    """One directed link of the interconnect topology (gcsim/sim/blocks/interconnect.py)."""
+
+    src: str = field(metadata={"doc": "'host' or a node"})
+    dst: str = field(metadata={"doc": "'host' or a node"})
+    latency_ns: float = num(0, NS_MAX, "ns", whole_ps=True, doc="latency of a transfer", default=0.0)
+    gbps: float = num(0, 1e9, "Gbit/s", doc="bandwidth; 0 = unlimited", default=0.0)
+    pj_per_bit: typing.Optional[float] = num(0, 1e6, "pJ/bit", doc="energy per bit; null = energy.link_pj_per_bit",
+                                             default=None)
+
+
+@dataclass(frozen=True)
+class Node:
+    """A place in the topology holding layers (a chip, a group of head banks)."""
+
+    layers: list = field(metadata={"doc": "[first, last] layer placed on the node"})
+
+
+@dataclass(frozen=True)
 class Interconnect:
     """Bits per element and the links."""
 
@@ -171,6 +214,10 @@ class Interconnect:
     out_bits: int = num(1, 64, "bits", doc="bits per output element on the bank-to-host link", default=16)
     links: dict[str, Link] = field(default_factory=dict, metadata={
         "doc": "host_to_controller, bank_to_host: {latency_ns, gbps}"})
+    nodes: dict[str, Node] = field(default_factory=dict, metadata={
+        "doc": "topology: nodes holding layers (with edges; instead of links)"})
+    edges: dict[str, Edge] = field(default_factory=dict, metadata={
+        "doc": "topology: named directed edges {src, dst, latency_ns, gbps, pj_per_bit}"})
 
     LINKS = ("host_to_controller", "bank_to_host")
 
@@ -203,8 +250,9 @@ class Area:
 class Periphery:
     """Sharing of periphery, GQA mapping, sequences in flight."""
 
-    gqa_mapping: str = choice(("time_multiplexed", "pipelined", "replicated"),
-                              "how query heads sharing a K/V bank read it", default="time_multiplexed")
+    gqa_mapping: Policy = policy("gqa", "time_multiplexed", "how query heads sharing a K/V bank read it")
+    counters: Policy = policy("counters", "turns", "output counters: turns | double_buffered")
+    issue: Policy = policy("issue", "serial", "when another sequence's layer step may start: serial | overlap_write")
     counters_shared_by: int = num(1, COUNT, "heads", doc="heads of a layer sharing one set of output counters",
                                   default=1)
     counters_shared_by_layers: int = num(1, COUNT, "layers", doc="layers sharing one periphery bank", default=1)
@@ -247,7 +295,10 @@ def _merge(base: dict, changes: dict) -> dict:
     """`changes` over `base`: mappings merge key by key at every level, anything else replaces."""
     out = dict(base)
     for key, val in changes.items():
-        if isinstance(val, dict) and isinstance(out.get(key), dict):
+        if isinstance(val, dict) and isinstance(out.get(key), dict) and "impl" in out[key] and \
+                val.get("impl", out[key]["impl"]) != out[key]["impl"]:
+            out[key] = val  # another policy: its own parameters only
+        elif isinstance(val, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], val)
         else:
             out[key] = val
@@ -310,6 +361,20 @@ def _convert(value, tp, where: str, source: str, meta=None):
         raise HardwareError(f"{source}: field '{where}': expected {expected}, found "
                             f"{type(value).__name__} {_shown(value)}")
 
+    if tp is Policy:
+        if isinstance(value, str):
+            value = Policy(value)
+        elif isinstance(value, dict) and isinstance(value.get("impl"), str):
+            params = dict(value.get("params") or {})
+            params.update({k: v for k, v in value.items() if k not in ("impl", "params")})
+            value = Policy(value["impl"], params)
+        else:
+            fail("a policy name or a mapping {impl: NAME, ...parameters}")
+        from .sim.policies import check_policy  # the registry of plug-in classes
+        err = check_policy(meta["policy"], value)
+        if err:
+            raise HardwareError(f"{source}: field '{where}': {err}")
+        return value
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -415,6 +480,7 @@ def _check_consistency(hw: Hardware, source: str) -> None:
         bad = [a for a in acts if a not in known]
         if bad:
             raise HardwareError(f"{source}: field 'energy.items.{item}': unknown actions {bad}")
+    _check_topology(hw, source)
     extra = [k for k in hw.interconnect.links if k not in Interconnect.LINKS]
     if extra:
         raise HardwareError(f"{source}: field 'interconnect.links': unknown links {extra}; "
@@ -446,6 +512,38 @@ def _check_consistency(hw: Hardware, source: str) -> None:
     if hw.shape.heads % hw.periphery.counters_shared_by:
         raise HardwareError(f"{source}: field 'periphery.counters_shared_by': {hw.periphery.counters_shared_by} "
                             f"does not divide heads = {hw.shape.heads}")
+
+
+def _check_topology(hw: Hardware, source: str) -> None:
+    ic, L = hw.interconnect, hw.shape.layers
+    if not ic.nodes and not ic.edges:
+        return
+    if ic.links:
+        raise HardwareError(f"{source}: field 'interconnect.links': give either links or a topology "
+                            f"(nodes and edges), not both")
+    if not ic.nodes or not ic.edges:
+        raise HardwareError(f"{source}: field 'interconnect.nodes': a topology needs both nodes and edges")
+    if "host" in ic.nodes:
+        raise HardwareError(f"{source}: field 'interconnect.nodes.host': 'host' is the host port, not a node")
+    placed = []
+    for name, node in ic.nodes.items():
+        ok = len(node.layers) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in node.layers)
+        a, b = node.layers if ok else (0, -1)
+        if not 0 <= a <= b < L:
+            raise HardwareError(f"{source}: field 'interconnect.nodes.{name}.layers': expected [first, last] with "
+                                f"0 <= first <= last < {L}, found {_shown(node.layers)}")
+        placed += range(a, b + 1)
+    if sorted(placed) != list(range(L)):
+        raise HardwareError(f"{source}: field 'interconnect.nodes': every layer 0..{L - 1} must be on exactly one "
+                            f"node, found {sorted(placed)}")
+    for name, e in ic.edges.items():
+        for end in ("src", "dst"):
+            if getattr(e, end) != "host" and getattr(e, end) not in ic.nodes:
+                raise HardwareError(f"{source}: field 'interconnect.edges.{name}.{end}': unknown node "
+                                    f"{_shown(getattr(e, end))}; expected 'host' or one of {sorted(ic.nodes)}")
+        if 0 < e.gbps < 1e-3:
+            raise HardwareError(f"{source}: field 'interconnect.edges.{name}.gbps': value {e.gbps!r} is out of "
+                                "range (allowed 0 for unlimited, or 1e-3 <= x <= 1e9 Gbit/s)")
 
 
 TOP_LEVEL = tuple(f.name for f in dataclasses.fields(Hardware) if f.name != "source")

@@ -39,6 +39,7 @@ class RingBuffer:
         self._v = np.zeros(shape, dtype)
         self._last = -1          # last token written
         self._in_order = True    # every token 0..last written, one per step
+        self.writes = 0
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, t: int, time_ps: int, k_dev=None, v_dev=None) -> int:
@@ -51,6 +52,7 @@ class RingBuffer:
         self.write_ps[slot] = time_ps
         self._in_order = self._in_order and t == self._last + 1
         self._last = t
+        self.writes += 1
         return slot
 
     def store(self, slot: int, k_dev, v_dev) -> None:
@@ -111,6 +113,11 @@ class RingBuffer:
     def ages_tokens(self, t: int) -> np.ndarray:
         """Age [M] in tokens of every slot at step t."""
         return t - self.token
+
+    @property
+    def last(self) -> int:
+        """The last token written (-1: none)."""
+        return self._last
 
     def oldest_slot(self, t: int) -> int:
         """Slot of the oldest valid token at step t (tokens rise in ring order from it)."""

@@ -272,7 +272,7 @@ def test_periodic_refresh_stalls_by_hand(one_layer):
     assert counts == {"L00.refresh.k_column_read": 4 * 14, "L00.refresh.v_row_read": 4 * 14,
                       "L00.refresh.kv_write_dac": 2 * 8 * 4 * 14}
     # the refresh restores the write time: every slot read after a refresh is 5 ns old (or new)
-    assert np.all(sim.controllers[0].tiles.states[0].write_ps[:5] == 440 * NS)
+    assert np.all(sim.controllers[0].tiles.rings[0].write_ps[:5] == 440 * NS)
     check_invariants(res)
 
 

@@ -79,6 +79,11 @@ def field_rows(cls=Hardware, prefix: str = "") -> list[dict]:
             allowed += " (or null)"
         if meta.get("value_range"):
             allowed = "each value " + allowed
+        if meta.get("policy"):  # a plug-in choice: NAME or {impl: NAME, ...params}
+            from ..sim.policies import names
+            rows.append({"field": path, "type": "policy", "unit": "", "allowed": " | ".join(names(meta["policy"])),
+                         "default": str(_default_text(f)), "meaning": meta.get("doc", "")})
+            continue
         if dataclasses.is_dataclass(tp):
             rows.append({"field": path, "type": "section", "unit": "", "allowed": "", "default": "",
                          "meaning": meta.get("doc", tp.__doc__.splitlines()[0] if tp.__doc__ else "")})

@@ -120,7 +120,7 @@ def main(args) -> int:
             raise ValueError("--plots needs matplotlib: pip install -e '.[plot]' from the gcsim clone "
                              "(pip install matplotlib where gcsim is installed from a wheel)") from None
     sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline)
-    _check_components(timeline, sim.ctx.activity.units)
+    _check_components(timeline, sim.activity.units)
     if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:
         raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")
     with open_output(args) as tmp:  # checked and created before the simulation, not after

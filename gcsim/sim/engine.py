@@ -1,9 +1,17 @@
-"""Assembles the chip from a hardware description and replays a trace through it.
+"""Assembles the chip's components from a hardware description and replays a source
+(a trace, or a live model: gcsim/sim/source.py) through them.
 
-One SimPy process per sequence in flight walks its steps and layers: the host port
-hands each layer's q/k/v to that layer's controller, which sequences the components
-(writer, tiles, integrators, charge-to-pulse, counters, accumulator, links) and returns
-the layer's outputs. A step of a sequence starts when its previous step has left the
+Components (gcsim/sim/blocks/, one file each) exchange timed messages
+(gcsim/sim/messages.py); shared hardware is a resource they claim
+(gcsim/sim/kernel/resource.py), so every wait comes out of contention and is explained
+by who held what. Policies (gcsim/sim/policies/) are chosen by name in the description.
+
+SimPy processes: the host's decode loop per sequence in flight and the refresh of each
+layer (when periodic); every other component reacts to the messages it receives, each
+delivery one SimPy event at its arrival time (a direct call when it arrives at once, on a
+wire inside a bank). Event budget of a layer step without contention: write done, V phase
+done (per round), count done (per round), adder tree done, outputs at the host: 5 for
+multi-head attention. A step of a sequence starts when its previous step has left the
 last layer (decoding is autoregressive).
 """
 from __future__ import annotations
@@ -18,21 +26,19 @@ from ..datapath import layer_scalers
 from ..budget import check_run
 from ..errors import SimError
 from ..hardware import Hardware
-from .accounting import Timeline
-from .accumulator import DigitalAccumulator
-from .context import SimContext
-from .controller import LayerController
-from .counters import OutputCounters
-from .ctp import ChargeToPulse
-from .host import HostPort
-from .integrators import ChargeIntegrators
-from .interconnect import build_graph, make_links
-from .refresh import summary as refresh_summary
+from .blocks.accumulator import DigitalAccumulator
+from .blocks.controller import LayerController
+from .blocks.counters import OutputCounters
+from .blocks.ctp import ChargeToPulse
+from .blocks.host import HostPort
+from .blocks.integrators import ChargeIntegrators
+from .blocks.interconnect import Network
+from .blocks.tiles import GainCellTiles
+from .blocks.writer import TokenWriter
+from .kernel import Activity, CriticalPath, EnergyLedger, Timeline
+from .policies import make
+from .policies.refresh import summary as refresh_summary
 from .source import TraceSource, is_source
-from .tiles import GainCellTiles
-from .writer import TokenWriter
-
-
 
 
 @dataclass
@@ -79,91 +85,115 @@ class SimResult:
     path: object               # CriticalPath
     outputs: object = None     # [T, L, H, d] of sequence 0, or None
     timeline: Timeline | None = None
-    retention: dict = field(default_factory=dict)  # refresh and lost-read counts (refresh.py)
+    retention: dict = field(default_factory=dict)  # refresh and lost-read counts (policies/refresh.py)
+    resources: dict = field(default_factory=dict)  # name -> served intervals (check=True only)
 
     def step_latency_ps(self, seq: int = 0) -> np.ndarray:
         end = self.step_end_ps[seq]
         return np.diff(np.concatenate([[0], end]))
 
 
+class Record:
+    """Per sequence [T, L] times of every layer step, and step ends [T]."""
+
+    def __init__(self, n, steps, layers):
+        z = lambda: [np.zeros((steps, layers), np.int64) for _ in range(n)]  # noqa: E731
+        self.layer_start, self.layer_end, self.write, self.read = z(), z(), z(), z()
+        self.step_end = [np.zeros(steps, np.int64) for _ in range(n)]
+
+
 class Simulator:
-    """Replay `trace` on `hw`. values=False is the timing-only mode (counts kept)."""
+    """Replay `trace` (or a source) on `hw`. values=False is the timing-only mode (counts
+    kept); check=True also keeps every resource's served intervals (for validation)."""
 
     def __init__(self, hw: Hardware, trace, *, values: bool = True, steps: int | None = None,
-                 outputs=None, timeline: Timeline | None = None, stages_hook=None):
-        """trace: a decode trace (replayed) or a source (gcsim/sim/source.py, e.g. a live
-        model); outputs: [T, L, H, d] array filled with sequence 0's outputs (trace replay)."""
+                 outputs=None, timeline: Timeline | None = None, stages_hook=None, check: bool = False):
         source = trace if is_source(trace) else TraceSource(trace, outputs, hw.numerics.dtype)
         check_fit(hw, source)
         self.hw, self.trace, self.source = hw, trace, source
-        self.steps = trace.steps if steps is None else min(steps, trace.steps)
+        self.steps = source.steps if steps is None else min(steps, source.steps)
         if self.steps <= 0:
             raise SimError(f"nothing to simulate: {self.steps} steps requested")
         check_run(hw, self.steps, values=values)  # memory and int64 time fit (gcsim/budget.py)
-        ctx = self.ctx = SimContext(hw, self.steps, values=values, timeline=timeline)
+        self.values, self.check, self.stages_hook = values, check, stages_hook
         s, p = hw.shape, hw.periphery
-        self.host = HostPort(ctx, source)
-        links = make_links(ctx.env, build_graph(hw))
-        for link in links.values():
-            ctx.activity.add_component(f"link.{link.name}", 1)
+        self.env = simpy.Environment()
+        self.activity = Activity(timeline)
+        self.energy = EnergyLedger(hw.energy.actions_pj, hw.energy.link_pj_per_bit, s.layers, self.steps)
+        self.path = CriticalPath(p.sequences, self.steps)
+        self.components = {}
+        self.policies = {kind: make(kind, choice, hw) for kind, choice in
+                         (("gqa", p.gqa_mapping), ("counters", p.counters), ("issue", p.issue),
+                          ("refresh", hw.numerics.retention.refresh))}
+        self.record = Record(p.sequences, self.steps, s.layers)
+        self.host = HostPort(self, source)
+        self.network = Network(self)
         coeffs = physics.law_coefficients(hw.numerics.cell_law)
         n_powers = len(coeffs) - 1  # stored y, y^2, ... for the cell-law polynomial
-        scalers = source.scalers
+        rounds = self.policies["gqa"].rounds()
         shared = {}
-        self.controllers = []
+        self.controllers, self.tiles = [], []
         for l in range(s.layers):
             group = l // p.counters_shared_by_layers
             if group not in shared:
                 tag = f"L{l:02d}" if p.counters_shared_by_layers == 1 else f"P{group:02d}"
-                shared[group] = (OutputCounters(ctx, f"{tag}.counters"), DigitalAccumulator(ctx, f"{tag}.accumulator"),
-                                 simpy.Resource(ctx.env, 1) if p.counters_shared_by_layers > 1 else None)
-            counters, acc, per_bank = shared[group]
-            tiles = GainCellTiles(ctx, l, n_powers)
-            self.controllers.append(LayerController(
-                ctx, l, layer_scalers(scalers, l, s.heads, s.kv_heads), tiles=tiles,
-                writer=TokenWriter(ctx, l, tiles), integrators=ChargeIntegrators(ctx, l, coeffs),
-                ctp=ChargeToPulse(ctx, l), counters=counters, accumulator=acc, links=links,
-                bank=simpy.Resource(ctx.env, 1) if p.sequences > 1 else None, periphery_bank=per_bank,
-                stages_hook=stages_hook))
-        n = p.sequences
-        self.step_end = [np.zeros(self.steps, np.int64) for _ in range(n)]
-        self.write_ps = [np.zeros((self.steps, s.layers), np.int64) for _ in range(n)]
-        self.read_ps = [np.zeros((self.steps, s.layers), np.int64) for _ in range(n)]
-        self.layer_start_ps = [np.zeros((self.steps, s.layers), np.int64) for _ in range(n)]
-        self.layer_end_ps = [np.zeros((self.steps, s.layers), np.int64) for _ in range(n)]
+                counters = OutputCounters(self, f"{tag}.counters", p.counters_shared_by_layers > 1)
+                counters.plan_turns(rounds)
+                shared[group] = (counters, DigitalAccumulator(self, f"{tag}.accumulator"))
+            counters, acc = shared[group]
+            ctrl = LayerController(self, l, layer_scalers(source.scalers, l, s.heads, s.kv_heads))
+            writer = TokenWriter(self, l)
+            tiles = GainCellTiles(self, l, n_powers)
+            integ, ctp = ChargeIntegrators(self, l, coeffs), ChargeToPulse(self, l)
+            # wiring: each port to its peer
+            ctrl.writer, ctrl.tiles = writer, tiles
+            writer.tiles, writer.controller = tiles, ctrl
+            tiles.integrators, tiles.ctp, tiles.controller, tiles.counters = integ, ctp, ctrl, counters
+            integ.ctp = ctp
+            counters.tiles[l], counters.integrators[l], counters.accumulator = tiles, integ, acc
+            acc.controllers[l] = ctrl
+            for a, port, b in ((self.host, "inputs", ctrl), (ctrl, "write", writer), (writer, "store", tiles),
+                               (writer, "written", ctrl), (ctrl, "read", tiles), (tiles, "charges", integ),
+                               (integ, "charge", ctp), (tiles, "count", counters), (counters, "counted", acc),
+                               (acc, "summed", ctrl), (ctrl, "outputs", self.host)):
+                a.connect(f"{port}:{b.name}", b)
+            tiles.refresh = self.policies["refresh"].attach(self, tiles, writer)
+            self.controllers.append(ctrl)
+            self.tiles.append(tiles)
         self._bar = None
 
-    def _sequence(self, seq: int):
-        ctx, host = self.ctx, self.host
-        for t in range(self.steps):
-            for l, ctrl in enumerate(self.controllers):
-                self.layer_start_ps[seq][t, l] = ctx.env.now
-                msg = yield from host.layer_inputs(seq, t, l)
-                out = yield from ctrl.run(msg)
-                host.receive(out)
-                self.layer_end_ps[seq][t, l] = ctx.env.now
-                self.write_ps[seq][t, l] = ctrl.tiles.states[seq].write_ps[t % self.hw.shape.window]
-                self.read_ps[seq][t, l] = ctrl.last_read_ps
-            self.step_end[seq][t] = ctx.env.now
-            if seq == 0 and self._bar is not None:
-                self._bar.update(1)
+    def step_done(self, t: int) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
 
     def run(self, progress: bool = False) -> SimResult:
-        ctx = self.ctx
+        env, rec = self.env, self.record
         self._bar = feedback.bar(self.steps, "simulate", enabled=progress)
-        for seq in range(self.hw.periphery.sequences):
-            ctx.env.process(self._sequence(seq))
-        ctx.env.run()
+        done = simpy.AllOf(env, [env.process(self.host.decode(seq)) for seq in range(self.hw.periphery.sequences)])
+        env.run(until=done)
         self._bar.close()
-        elapsed = int(ctx.env.now)
+        elapsed = int(env.now)
         for block, mw in self.hw.energy.static_mw.items():
-            ctx.energy.add_static(block, mw, elapsed)
-        ctx.activity.check(elapsed)
-        totals = ctx.path.step_totals(0)
-        lat = np.diff(np.concatenate([[0], self.step_end[0]]))
-        if self.hw.periphery.sequences == 1 and not np.array_equal(totals, lat):
-            raise RuntimeError("critical path does not add up to the step latency")
-        return SimResult(self.hw, self.steps, elapsed, self.step_end, self.write_ps, self.read_ps,
-                         self.layer_start_ps, self.layer_end_ps,
-                         ctx.activity.summary(elapsed), ctx.energy, ctx.path, getattr(self.source, "outputs", None),
-                         ctx.activity.timeline, refresh_summary(self))
+            self.energy.add_static(block, mw, elapsed)
+        self.activity.check(elapsed)
+        for seq in range(self.hw.periphery.sequences):
+            lat = np.diff(np.concatenate([[0], rec.step_end[seq]]))
+            if not np.array_equal(self.path.step_totals(seq), lat):
+                raise RuntimeError(f"critical path of sequence {seq} does not add up to its step latency")
+        resources = {}
+        if self.check:
+            for t in self.tiles:
+                for b in t.banks:
+                    resources[b.name] = b.served
+            for c in self.components.values():
+                for attr in ("dacs", "res"):
+                    r = getattr(c, attr, None)
+                    if r is not None and r.served is not None:
+                        resources[r.name] = r.served
+            for ch in self.network.channels.values():
+                if ch.resource is not None:
+                    resources[ch.stat_name] = ch.resource.served
+        return SimResult(self.hw, self.steps, elapsed, rec.step_end, rec.write, rec.read,
+                         rec.layer_start, rec.layer_end, self.activity.summary(elapsed), self.energy, self.path,
+                         getattr(self.source, "outputs", None), self.activity.timeline, refresh_summary(self),
+                         resources)

@@ -1,0 +1,164 @@
+"""Layer controller / DAC front end of one layer: per-head scaling, clipping and quantization
+of q, k and v, and the issue of a layer step's requests: a write to the token writer, then a
+read to the tiles; it routes the accumulator's outputs back to the host.
+
+It issues requests; the other components do their phases. When another sequence's layer
+step holds the layer, the next waits here (issue policy, gcsim/sim/policies/issue.py).
+
+Parameters: `timing.phases_ns.routing`, `interconnect.*_bits`, the per-head scalers of the
+source, `periphery.issue`.
+Ports: in `inputs` <- host (LayerInputs); out `write` -> writer (WriteRequest); in
+`written` <- writer (WriteDone); out `read` -> tiles (ReadRequest); in `summed` <-
+accumulator (Summed); out `outputs` -> host (LayerOutputs, over the interconnect route).
+Statistics (per query head): busy while its PWM drivers fire (Q phase, booked by the
+tiles' schedule through `pwm`) and during routing/control; stalled while a layer step
+waits for the layer (another sequence), a refresh or a link.
+Energy: `q_pwm_drive` per PWM row driver firing into an active sub-tile, `control` per
+head and step.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from ...datapath import dac_kv, dac_query
+from ...finite import all_finite, raise_first_non_finite
+from ..kernel import Component
+from ..kernel.path import add
+
+
+class LayerController(Component):
+    PARAMS = ("timing.phases_ns.routing", "interconnect.q_bits", "interconnect.kv_bits", "interconnect.out_bits",
+              "periphery.issue")
+    PORTS = {"inputs": "in <- host: LayerInputs", "write": "out -> writer: WriteRequest",
+             "written": "in <- writer: WriteDone", "read": "out -> tiles: ReadRequest",
+             "summed": "in <- accumulator: Summed", "outputs": "out -> host: LayerOutputs"}
+    STATS = "busy: PWM drive (Q phase), routing/control; stalled: layer busy, refresh, link"
+    ACTIONS = ("q_pwm_drive", "control")
+
+    def __init__(self, sim, layer, scalers):
+        hw = sim.hw
+        s, ic = hw.shape, hw.interconnect
+        super().__init__(sim, f"L{layer:02d}.controller", s.heads)
+        self.layer, self.sc = layer, scalers
+        self.routing_ps = hw.timing.phase_ps("routing")
+        self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
+        self.bits_out = s.heads * s.d_head * ic.out_bits
+        self.law = hw.numerics.cell_law
+        self.write_during_read = sim.policies["issue"].WRITE_DURING_READ
+        self.serving = None        # the layer step holding the layer (issue policy)
+        self.waiting = deque()     # layer steps waiting for it
+        self.read_free = True      # overlap_write: the read path is free
+        self.read_waiting = deque()
+        self.H_d = s.heads * s.d_head
+
+    # -- in: LayerInputs ---------------------------------------------------------------------
+    def on_inputs(self, job):
+        job.arrived_ps = self.env._now
+        if self.write_during_read:
+            self._start(job)         # the writer queues writes itself
+        elif self.serving is None:
+            self.serving = job
+            self._start(job)
+        else:
+            self.waiting.append(job)
+
+    def _start(self, job):
+        now = self.env._now
+        wait = now - job.arrived_ps
+        if wait:  # waited for another sequence's layer step
+            self.sim.host.sequences.stall(job.arrived_ps, now, "layer busy (other sequence)", units=job.seq,
+                                          step=job.step, layer=self.layer)
+            add(job.path, "stall:layer busy (other sequence)", wait)
+        if self.sim.values:
+            hw, s, sc = self.sim.hw, self.sim.hw.shape, self.sc
+            job.q_pulse = dac_query(job.q, sc, hw, self.law).reshape(s.kv_heads, s.group_size, s.d_head)
+            job.k_dev = dac_kv(job.k, sc["a_k"], sc["b_k"], hw, self.law)
+            job.v_dev = dac_kv(job.v, sc["a_v"], sc["b_v"], hw, self.law)
+        self.writer.on_write(job)
+
+    # -- in: WriteDone -----------------------------------------------------------------------
+    def on_written(self, job):
+        if self.write_during_read:
+            if not self.read_free:
+                self.read_waiting.append(job)
+                return
+            self.read_free = False
+        self._read(job)
+
+    def _read(self, job):
+        now = self.env._now
+        wait = now - job.write_ps
+        if wait:  # overlap_write: the read path served another sequence
+            self.sim.host.sequences.stall(job.write_ps, now, "layer busy (other sequence)", units=job.seq,
+                                          step=job.step, layer=self.layer)
+            add(job.path, "stall:layer busy (other sequence)", wait)
+        job.read_ps = now
+        self.tiles.on_read(job)
+
+    def pwm(self, start, end, heads, job):
+        """The PWM row drivers fire during a Q phase (scheduled by the tiles)."""
+        self.busy(start, end, units=heads, step=job.step, layer=self.layer, action="PWM drive")
+
+    # -- in: Summed --------------------------------------------------------------------------
+    def on_summed(self, job):
+        sim, env, l = self.sim, self.env, self.layer
+        now = env._now
+        if sim.values:
+            self._check_finite(job)
+        end = now + self.routing_ps
+        self.busy(now, end, step=job.step, layer=l, action="routing/control")
+        add(job.path, "routing", self.routing_ps)
+        H, step = self.sim.hw.shape.heads, job.step
+        self.energy("q_pwm_drive", self.H_d * job.n_active, l, step)
+        self.energy("control", H, l, step)
+        if sim.stages_hook is not None and sim.values:
+            sim.stages_hook(job.seq, step, l, job.decay_ages, job.S, job.phi, job.codes, job.out)
+        # the outputs wait for the links at this controller
+        arrive = sim.network.transfer(sim.network.routes_out[l], self.bits_out, end, job, self, None)
+        job.done._ok = True
+        job.done._value = None
+        env.schedule(job.done, 1, arrive - now)    # LayerOutputs reach the host
+        self._release(arrive)
+
+    def _release(self, at):
+        """The layer step's outputs have left at `at`: the next may start."""
+        if self.write_during_read:
+            nxt_q = self.read_waiting
+            if nxt_q:
+                self.send(at, self._read_next, None)
+            else:
+                self.send(at, self._free_read, None)
+            return
+        if self.waiting:
+            self.send(at, self._next, None)
+        else:
+            self.send(at, self._free, None)
+
+    def _free(self, _):
+        if self.waiting:
+            self._next(None)
+        else:
+            self.serving = None
+
+    def _next(self, _):
+        job = self.waiting.popleft()
+        self.serving = job
+        self._start(job)
+
+    def _free_read(self, _):
+        if self.read_waiting:
+            self._read_next(None)
+        else:
+            self.read_free = True
+
+    def _read_next(self, _):
+        self._read(self.read_waiting.popleft())
+
+    def _check_finite(self, job):
+        if not all_finite(job.S, job.out):  # NaN/Inf is never a result (gcsim/finite.py)
+            s = self.sim.hw.shape
+            raise_first_non_finite({"q DAC": job.q_pulse.reshape(s.heads, -1), "k DAC": job.k_dev, "v DAC": job.v_dev,
+                                    "S (K-array charge)": job.S.reshape(s.heads, -1), "phi (charge-to-pulse)":
+                                    job.phi.reshape(s.heads, -1), "sub-tile output codes": job.codes,
+                                    "output (adder tree and output scaler)": job.out},
+                                   layer=self.layer, step=job.step, where=f"simulator, {self.sim.hw.source}")

@@ -1,0 +1,112 @@
+"""Output counters: signed charge-to-pulse plus pulse counter per V column of each sub-tile;
+the output code clip(A / out_sat, -1, 1) quantized on [-1, 1] (32 levels).
+
+The counter sets are a resource claimed by each read round when its V phase ends. Heads
+sharing a set (`periphery.counters_shared_by`) count in turns, one output_count phase
+each. With `counters_shared_by_layers` > 1 one periphery bank (counters and adder tree)
+serves several layers: a round claims it for its counts and, for the last round, the
+adder tree too, so layers (of different sequences) contend for it. The counter policy
+(gcsim/sim/policies/counters.py) says whether a round's count keeps its K/V bank busy.
+
+Parameters: `timing.phases_ns.output_count` (and `adder_tree` for a shared periphery),
+`periphery.counters_shared_by`, `counters_shared_by_layers`, `periphery.counters`,
+`numerics.out_sat`, `numerics.out_levels`.
+Ports: in `count` <- tiles (CountRequest); out `counted` -> accumulator (CountDone) and,
+time-multiplexed rounds, -> tiles (RoundDone), when the count ends.
+Statistics: busy per physical counter set. Waits are booked by the integrators holding
+the charge. Energy: `output_conversion` per output column of an active sub-tile.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ... import physics
+from ..kernel import Component, Resource
+from ..kernel.path import add
+
+
+class OutputCounters(Component):
+    PARAMS = ("timing.phases_ns.output_count", "periphery.counters_shared_by", "periphery.counters_shared_by_layers",
+              "periphery.counters", "numerics.out_sat", "numerics.out_levels")
+    PORTS = {"count": "in <- tiles: CountRequest", "counted": "out -> accumulator: CountDone; -> tiles: RoundDone"}
+    STATS = "busy per physical counter set"
+    ACTIONS = ("output_conversion",)
+
+    def __init__(self, sim, name, shared_by_layers: bool):
+        hw = sim.hw
+        s, p = hw.shape, hw.periphery
+        self.shared_by = p.counters_shared_by
+        super().__init__(sim, name, s.heads // self.shared_by)
+        self.count_ps = hw.timing.phase_ps("output_count")
+        self.shared_layers = shared_by_layers
+        self.adder_ps = hw.timing.phase_ps("adder_tree") if shared_by_layers else 0
+        pipelined = sim.policies["gqa"].SEPARATE_ARRAYS
+        cause = ("periphery shared by layers" if shared_by_layers else
+                 "output counters busy (GQA pipeline)" if pipelined else "output counters shared")
+        self.res = Resource(name, cause, sim.check)
+        self.n = hw.numerics
+        self.H_d, self.shape = s.heads * s.d_head, (s.heads, s.n_sub_tiles, s.d_head)
+        self.tiles, self.integrators = {}, {}   # per layer served
+        self.turns = None
+
+    def plan_turns(self, rounds):
+        """Per round: the turns (heads, counter sets used or None for all) on the shared sets."""
+        n_sets = self.units
+        out = []
+        for heads in rounds:
+            h = np.arange(self.sim.hw.shape.heads) if heads is None else heads
+            sets = h // self.shared_by
+            order = np.zeros(len(h), np.int64)
+            seen: dict[int, int] = {}
+            for i, st in enumerate(sets.tolist()):
+                order[i] = seen.get(st, 0)
+                seen[st] = order[i] + 1
+            turns = []
+            for r in range(int(order.max()) + 1):
+                th = h[order == r]
+                used = np.unique(th // self.shared_by)
+                turns.append((None if heads is None and len(th) == len(h) else th,
+                              None if len(used) == n_sets else used))
+            out.append(turns)
+        self.turns = out
+        self.n_rounds = len(rounds)
+
+    # -- in: CountRequest ------------------------------------------------------------------
+    def on_count(self, rnd):
+        job = rnd.job
+        l, step = job.layer, job.step
+        now = self.env._now
+        turns = self.turns[rnd.index]
+        n, count = len(turns), self.count_ps
+        last = rnd.index == self.n_rounds - 1
+        hold = n * count + (self.adder_ps if last else 0)
+        start, path = self.res.claim(now, hold, job, rnd.path)
+        integ = self.integrators[l]
+        if start > now:
+            integ.stall(now, start, self.res.cause, units=rnd.heads, step=step, layer=l)
+        for i, (th, sets) in enumerate(turns):
+            t0 = start + i * count
+            if i:
+                integ.stall(start, t0, "output counters shared", units=th, step=step, layer=l)
+            self.busy(t0, t0 + count, units=sets, step=step, layer=l, action="count")
+        add(path, "output_count", n * count)
+        end = start + n * count
+        self.res.release(path)
+        tiles = self.tiles[l]
+        if tiles.count_holds_bank:   # the bank was busy until the count read its charges
+            bank = tiles.bank
+            if end > bank.free_at:
+                bank.free_at = end
+            bank.release(path)
+        if rnd.index == 0:
+            if self.sim.values:
+                job.codes = physics.output_code(job.A, self.n.out_sat, self.n.out_levels).reshape(self.shape)
+            self.energy("output_conversion", self.H_d * job.n_active, l, step)
+        rnd.path = path
+        self.send(end, self._counted, rnd)
+
+    def _counted(self, rnd):
+        tiles = self.tiles[rnd.job.layer]
+        if tiles.sequential and rnd.index < self.n_rounds - 1:
+            tiles.on_round_done(rnd)
+        self.accumulator.on_counted(rnd)

@@ -1,0 +1,102 @@
+"""Interconnect: the topology of the description as a networkx graph; each edge is a
+channel (latency, bandwidth, energy per bit: gcsim/sim/kernel/channel.py), and a message
+between the host and a layer's controller travels its route hop by hop.
+
+Topology: without `interconnect.nodes`/`edges`, one node `chip` holds every layer and
+the two links of `interconnect.links` are its edges: `host_to_controller` (host -> chip)
+and `bank_to_host` (chip -> host), shared by all layers. With a topology, `nodes` place
+layers ([first, last]) and `edges` (a mapping by name, so `--set
+interconnect.edges.NAME.gbps=...` reaches each) connect the nodes and `host`; routes are
+networkx shortest paths by latency (fewest hops between equals), computed once.
+
+Parameters: `interconnect.links` or `interconnect.nodes` + `edges`, `energy.link_pj_per_bit`
+(an edge's own `pj_per_bit` replaces it for that edge).
+Statistics: per edge (`link.<name>`): busy while serialising; a message that waits for an
+edge is a stall of its sender, cause `link.<name>`. Energy: `link` per bit and hop
+(`link:<name>` for an edge with its own energy per bit).
+"""
+from __future__ import annotations
+
+import networkx as nx
+
+from ...hardware import Hardware
+from ..kernel import Channel
+from ..kernel.path import add
+
+
+def topology(hw: Hardware) -> nx.DiGraph:
+    """The description's topology: nodes (host and layer holders) and named edges."""
+    ic = hw.interconnect
+    g = nx.DiGraph()
+    g.add_node("host", layers=None)
+    if ic.nodes:
+        for name, node in ic.nodes.items():
+            g.add_node(name, layers=tuple(node.layers))
+        edges = {name: (e.src, e.dst, e.latency_ns, e.gbps, e.pj_per_bit) for name, e in ic.edges.items()}
+    else:
+        g.add_node("chip", layers=(0, hw.shape.layers - 1))
+        spec = {k: ic.links.get(k) for k in ic.LINKS}
+        edges = {"host_to_controller": ("host", "chip"), "bank_to_host": ("chip", "host")}
+        edges = {k: (a, b, spec[k].latency_ns if spec[k] else 0.0, spec[k].gbps if spec[k] else 0.0, None)
+                 for k, (a, b) in edges.items()}
+    for name, (a, b, lat, gbps, pj) in edges.items():
+        g.add_edge(a, b, name=name, latency_ns=lat, gbps=gbps, pj_per_bit=pj, weight=lat + 1e-6)
+    return g
+
+
+def node_of_layer(g: nx.DiGraph, layer: int) -> str:
+    for n, data in g.nodes(data=True):
+        if data["layers"] is not None and data["layers"][0] <= layer <= data["layers"][1]:
+            return n
+    raise KeyError(layer)
+
+
+class Network:
+    """The channels of the topology and the route of every layer to and from the host."""
+
+    def __init__(self, sim):
+        hw = sim.hw
+        self.sim, self.graph = sim, topology(hw)
+        self.channels = {}
+        for a, b, data in self.graph.edges(data=True):
+            ch = Channel(data["name"], data["latency_ns"], data["gbps"], data["pj_per_bit"], sim.check)
+            ch.action = "link" if ch.pj_per_bit is None else f"link:{ch.name}"
+            if ch.pj_per_bit is not None:
+                sim.energy.table[ch.action] = ch.pj_per_bit
+                sim.energy.add_action(ch.action)
+            sim.activity.add_component(ch.stat_name, 1)
+            self.channels[(a, b)] = ch
+        self.routes_in, self.routes_out = [], []
+        for l in range(hw.shape.layers):
+            node = node_of_layer(self.graph, l)
+            self.routes_in.append(self._route("host", node, hw.source))
+            self.routes_out.append(self._route(node, "host", hw.source))
+
+    def _route(self, a, b, source):
+        try:
+            nodes = nx.shortest_path(self.graph, a, b, weight="weight")
+        except nx.NetworkXNoPath:
+            from ...errors import HardwareError
+            raise HardwareError(f"{source}: field 'interconnect.edges': no route from {a!r} to {b!r}") from None
+        return [self.channels[(x, y)] for x, y in zip(nodes, nodes[1:])]
+
+    def transfer(self, route, bits, now, job, waiter, units):
+        """Move `bits` of `job` along `route` from `now`; returns the arrival time. Waits for
+        a busy edge are stalls of `waiter` (its `units`) and on the job's critical path."""
+        sim, t = self.sim, now
+        layer, step = job.layer, job.step
+        for ch in route:
+            sim.energy.book(ch.stat_name, ch.action, bits, layer, step)
+            ser = ch.serialize_ps(bits)
+            if ser:
+                start, job.path = ch.resource.claim(t, ser, job, job.path)
+                if start > t:
+                    waiter.stall(t, start, ch.stat_name, units=units, step=step, layer=layer)
+                sim.activity._book(ch.stat_name, start, start + ser, None, step, layer, "busy", "serialize")
+                add(job.path, ch.stat_name, ser)
+                t = start + ser
+            if ch.latency_ps:
+                add(job.path, ch.stat_name, ch.latency_ps)
+                t += ch.latency_ps
+            ch.bits += bits
+        return t

@@ -1,0 +1,182 @@
+"""Gain-cell tiles of one layer: the K and V arrays of all sub-tiles of its K/V banks, for
+every sequence in flight (each its own ring buffer, gcsim/ringbuffer.py), and the
+schedule of a read through them.
+
+A read is served in rounds (GQA mapping policy): each round's Q phase (PWM query pulses on
+the K arrays, charges integrated) and V phase (phi pulses on the V arrays) claim the
+arrays as resources: the K/V bank (time-multiplexed: held from Q through the round's
+count unless the counters are double-buffered) or the K arrays and the V arrays apart
+(pipelined). A round that finds them busy waits; the schedule comes from the claims.
+Retention: the values of a read decay by the simulated age of each slot at the start of
+the read (the tens of ns between phases are < 1e-5 of tau).
+
+Parameters: shape (window M, array size), `numerics.retention` (mode, loss_fraction),
+`timing.phases_ns.q_phase` / `v_phase`, `periphery.gqa_mapping`, `periphery.counters`.
+Ports: in `store` <- writer; in `read` <- controller (ReadRequest); out `count` -> counters
+(CountRequest per round, when its V phase ends); in `round_done` <- counters.
+Statistics (per K/V bank and sequence): busy while written, read and refreshed.
+Energy: `k_column_read` per active K column, `v_row_read` per active V row (per query head).
+Counts lost reads (a slot read whose retention factor < loss_fraction) for refresh.summary.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...datapath import retention_decay
+from ...kernels import make_store
+from ...ringbuffer import RingBuffer
+from ..kernel import Component, Resource
+from ..kernel.path import add
+from ..messages import Round
+
+
+class GainCellTiles(Component):
+    PARAMS = ("shape.window", "shape.array_size", "numerics.retention", "timing.phases_ns.q_phase",
+              "timing.phases_ns.v_phase", "periphery.gqa_mapping", "periphery.counters")
+    PORTS = {"store": "in <- writer: values + write time", "read": "in <- controller: ReadRequest",
+             "count": "out -> counters: CountRequest", "round_done": "in <- counters: RoundDone"}
+    STATS = "busy while written, read (Q, V phases) and refreshed; per K/V bank and sequence"
+    ACTIONS = ("k_column_read", "v_row_read")
+
+    def __init__(self, sim, layer, n_powers):
+        hw = sim.hw
+        s = hw.shape
+        n_seq = hw.periphery.sequences
+        super().__init__(sim, f"L{layer:02d}.tiles", s.kv_heads * n_seq)
+        self.layer, self.kv = layer, s.kv_heads
+        # values: DAC codes read by the fused kernel where exact, else float powers (gcsim/kernels/)
+        dtype = self.dtype = np.dtype(hw.numerics.dtype)
+        self.rings = [RingBuffer(s.window, s.array_size, n_powers=n_powers, dtype=dtype,
+                                 storage=make_store(hw, dtype) if sim.values else None)
+                      for _ in range(n_seq)]
+        self.q_ps, self.v_ps = hw.timing.phase_ps("q_phase"), hw.timing.phase_ps("v_phase")
+        gqa, counters = sim.policies["gqa"], sim.policies["counters"]
+        self.rounds = gqa.rounds()
+        self.separate = gqa.SEPARATE_ARRAYS
+        self.count_holds_bank = counters.HOLDS_BANK and not self.separate
+        self.sequential = self.count_holds_bank and len(self.rounds) > 1   # next round after this count
+        check = sim.check
+        if self.separate:
+            self.k_arrays = Resource(f"{self.name}.K", "K/V bank shared (GQA)", check)
+            self.v_arrays = Resource(f"{self.name}.V", "V arrays busy (GQA pipeline)", check)
+            self.banks = (self.k_arrays, self.v_arrays)
+        else:
+            self.bank = Resource(f"{self.name}.bank", "K/V bank shared (GQA)", check)
+            self.banks = (self.bank,)
+        self.busy_until = [0] * n_seq    # per sequence's arrays: end of their reserved activity
+        self.open_steps = 0          # layer steps between write and their last V phase
+        self.refresh = None          # set by the engine (refresh policy of this layer)
+        self.unit_of = [None] * n_seq if n_seq == 1 else [slice(i * s.kv_heads, (i + 1) * s.kv_heads) for i in range(n_seq)]
+        ret = hw.numerics.retention
+        self.retention_mode = ret.mode
+        if ret.mode == "time":
+            self.loss_age = hw.decay_tau_ps * math.log(1.0 / ret.loss_fraction)     # ps
+        elif ret.mode == "per_token" and ret.rate_per_token > 0:
+            self.loss_age = math.log(1.0 / ret.loss_fraction) / ret.rate_per_token  # tokens
+        else:
+            self.loss_age = None                                                    # never lost
+        self.lost_reads = self.slot_reads = 0
+        self.H = s.heads
+
+    def _book(self, start, end, seq, step, action):
+        """Busy over the union of reserved intervals (pipelined rounds overlap)."""
+        until = self.busy_until[seq]
+        if end <= until:
+            return
+        self.busy(start if start >= until else until, end, units=self.unit_of[seq], step=step, layer=self.layer,
+                  action=action)
+        self.busy_until[seq] = end
+
+    # -- in: store (from the writer) -------------------------------------------------------
+    def store(self, job, start, end):
+        self.open_steps += 1
+        self._book(start, end, job.seq, job.step, "write")
+        self.rings[job.seq].write(job.step, end, job.k_dev, job.v_dev)
+
+    # -- in: ReadRequest -------------------------------------------------------------------
+    def on_read(self, job):
+        seq, step, l = job.seq, job.step, self.layer
+        ring = self.rings[seq]
+        read_ps = job.read_ps
+        n_valid, n_active = ring.counts(step)
+        job.n_valid, job.n_active = n_valid, n_active
+        self._count_lost(ring, step, read_ps, n_valid)
+        if self.sim.values:
+            valid = ring.valid(step)
+            ages = job.decay_ages = ring.ages_ps(read_ps)   # as the arrays saw them (refresh included)
+            decay = retention_decay(ages, ring.ages_tokens(step), self.sim.hw)
+            self.integrators.integrate(job, ring, valid, np.where(valid, decay, 0.0).astype(self.dtype))
+        hn = self.H * n_valid
+        self.energy("k_column_read", hn, l, step)
+        self.energy("v_row_read", hn, l, step)
+        job.rounds_left = len(self.rounds)
+        if self.sequential:
+            self._round(job, 0, read_ps, job.path)
+        else:
+            path = job.path
+            for r in range(len(self.rounds)):
+                self._round(job, r, read_ps, path if r == 0 else dict(path))
+
+    def on_round_done(self, rnd):
+        """Time-multiplexed rounds: the next round starts when this one's count is over."""
+        job = rnd.job
+        self._round(job, rnd.index + 1, self.env._now, dict(rnd.path))
+
+    def _round(self, job, r, ready, path):
+        heads = self.rounds[r]
+        step, seq = job.step, job.seq
+        integ = self.integrators
+        q_ps, v_ps = self.q_ps, self.v_ps
+        if self.separate:
+            q0, path = self.k_arrays.claim(ready, q_ps, job, path)
+            q1 = q0 + q_ps
+            add(path, "q_phase", q_ps)
+            self.k_arrays.release(path)
+            v0, path = self.v_arrays.claim(q1, v_ps, job, path)
+            if v0 > q1:
+                integ.stall(q1, v0, "V arrays busy (GQA pipeline)", units=heads, step=step, layer=self.layer)
+        else:
+            q0, path = self.bank.claim(ready, q_ps + v_ps, job, path)
+            q1 = v0 = q0 + q_ps
+            add(path, "q_phase", q_ps)
+        v1 = v0 + v_ps
+        add(path, "v_phase", v_ps)
+        if q0 > job.read_ps:  # these heads waited for the K/V bank
+            integ.stall(job.read_ps, q0, "K/V bank shared (GQA)", units=heads, step=step, layer=self.layer)
+        if self.separate:
+            self.v_arrays.release(path)
+        elif not self.count_holds_bank:
+            self.bank.release(path)
+        self.controller.pwm(q0, q1, heads, job)
+        self._book(q0, q1, seq, step, "K read")
+        self._book(v0, v1, seq, step, "V read")
+        integ.busy(q0, q1, units=heads, step=step, layer=self.layer, action="integrate K")
+        integ.busy(v0, v1, units=heads, step=step, layer=self.layer, action="integrate V")
+        self.ctp.busy(v0, v1, units=heads, step=step, layer=self.layer, action="drive V rows")
+        if r == len(self.rounds) - 1:
+            self.open_steps -= 1
+            if self.open_steps == 0 and self.refresh is not None:
+                self.refresh.tiles_free(v1)
+        rnd = Round(job, r, heads, path)
+        rnd.v_end = v1
+        self.send(v1, self.counters.on_count, rnd)
+
+    def _count_lost(self, ring, step, read_ps, n_valid):
+        """Count the valid slots read at read_ps whose retention factor < loss_fraction."""
+        self.slot_reads += n_valid
+        if self.loss_age is None or not n_valid:
+            return
+        # write times (and tokens) rise in ring order from the oldest slot: check it first
+        oldest = ring.oldest_slot(step)
+        if self.retention_mode == "time":
+            if read_ps - int(ring.write_ps[oldest]) <= self.loss_age:
+                return
+            valid = ring.valid(step)
+            self.lost_reads += int(((read_ps - ring.write_ps) > self.loss_age)[valid].sum())
+        else:
+            if step - int(ring.token[oldest]) <= self.loss_age:
+                return
+            valid = ring.valid(step)
+            self.lost_reads += int(((step - ring.token) > self.loss_age)[valid].sum())
