@@ -150,8 +150,8 @@ class Simulator:
             writer.tiles, writer.controller = tiles, ctrl
             tiles.integrators, tiles.ctp, tiles.controller, tiles.counters = integ, ctp, ctrl, counters
             integ.ctp = ctp
-            counters.tiles[l], counters.integrators[l], counters.accumulator = tiles, integ, acc
-            acc.controllers[l] = ctrl
+            counters.serve(l, tiles, integ, acc)
+            acc.serve(l, ctrl)
             for a, port, b in ((self.host, "inputs", ctrl), (ctrl, "write", writer), (writer, "store", tiles),
                                (writer, "written", ctrl), (ctrl, "read", tiles), (tiles, "charges", integ),
                                (integ, "charge", ctp), (tiles, "count", counters), (counters, "counted", acc),

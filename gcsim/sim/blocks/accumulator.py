@@ -30,6 +30,12 @@ class DigitalAccumulator(Component):
         self.d, self.H_d = s.d_head, s.heads * s.d_head
         self.controllers = {}   # per layer served
 
+    def serve(self, layer, controller):
+        self.controllers[layer] = controller
+        # per layer step: (active sub-tiles - 1) x d adds per head (a read has >= 1 active sub-tile)
+        self.ledger.declare(self.name, "adder_tree_add", layer, const=-self.H_d, per_active=self.H_d)
+        self.ledger.declare(self.name, "output_scaler", layer, const=self.H_d)
+
     # -- in: CountDone ---------------------------------------------------------------------
     def on_counted(self, rnd):
         job = rnd.job
@@ -47,6 +53,4 @@ class DigitalAccumulator(Component):
         ctrl = self.controllers[l]
         if self.sim.values:
             job.out = readout(job.codes, ctrl.sc)
-        self.energy("adder_tree_add", self.H_d * max(job.n_active - 1, 0), l, step)
-        self.energy("output_scaler", self.H_d, l, step)
         self.send(end, ctrl.on_summed, job)

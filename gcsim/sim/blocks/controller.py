@@ -50,6 +50,8 @@ class LayerController(Component):
         self.read_free = True      # overlap_write: the read path is free
         self.read_waiting = deque()
         self.H_d = s.heads * s.d_head
+        self.ledger.declare(self.name, "q_pwm_drive", layer, per_active=self.H_d)   # per layer step
+        self.ledger.declare(self.name, "control", layer, const=s.heads)
 
     # -- in: LayerInputs ---------------------------------------------------------------------
     def on_inputs(self, job):
@@ -108,9 +110,7 @@ class LayerController(Component):
         end = now + self.routing_ps
         self.busy(now, end, step=job.step, layer=l, action="routing/control")
         add(job.path, "routing", self.routing_ps)
-        H, step = self.sim.hw.shape.heads, job.step
-        self.energy("q_pwm_drive", self.H_d * job.n_active, l, step)
-        self.energy("control", H, l, step)
+        step = job.step
         if sim.stages_hook is not None and sim.values:
             sim.stages_hook(job.seq, step, l, job.decay_ages, job.S, job.phi, job.codes, job.out)
         # the outputs wait for the links at this controller

@@ -49,6 +49,10 @@ class OutputCounters(Component):
         self.tiles, self.integrators = {}, {}   # per layer served
         self.turns = None
 
+    def serve(self, layer, tiles, integrators, accumulator):
+        self.tiles[layer], self.integrators[layer], self.accumulator = tiles, integrators, accumulator
+        self.ledger.declare(self.name, "output_conversion", layer, per_active=self.H_d)   # per layer step
+
     def plan_turns(self, rounds):
         """Per round: the turns (heads, counter sets used or None for all) on the shared sets."""
         n_sets = self.units
@@ -98,10 +102,8 @@ class OutputCounters(Component):
             if end > bank.free_at:
                 bank.free_at = end
             bank.release(path)
-        if rnd.index == 0:
-            if self.sim.values:
-                job.codes = physics.output_code(job.A, self.n.out_sat, self.n.out_levels).reshape(self.shape)
-            self.energy("output_conversion", self.H_d * job.n_active, l, step)
+        if rnd.index == 0 and self.sim.values:
+            job.codes = physics.output_code(job.A, self.n.out_sat, self.n.out_levels).reshape(self.shape)
         rnd.path = path
         self.send(end, self._counted, rnd)
 

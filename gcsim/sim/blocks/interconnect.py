@@ -67,10 +67,16 @@ class Network:
             sim.activity.add_component(ch.stat_name, 1)
             self.channels[(a, b)] = ch
         self.routes_in, self.routes_out = [], []
+        s, ic = hw.shape, hw.interconnect
+        bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
+        bits_out = s.heads * s.d_head * ic.out_bits
         for l in range(hw.shape.layers):
             node = node_of_layer(self.graph, l)
             self.routes_in.append(self._route("host", node, hw.source))
             self.routes_out.append(self._route(node, "host", hw.source))
+            for route, bits in ((self.routes_in[l], bits_in), (self.routes_out[l], bits_out)):
+                for ch in route:  # every layer step moves its inputs and outputs over each hop
+                    sim.energy.declare(ch.stat_name, ch.action, l, const=bits)
 
     def _route(self, a, b, source):
         try:
@@ -86,7 +92,6 @@ class Network:
         sim, t = self.sim, now
         layer, step = job.layer, job.step
         for ch in route:
-            sim.energy.book(ch.stat_name, ch.action, bits, layer, step)
             ser = ch.serialize_ps(bits)
             if ser:
                 start, job.path = ch.resource.claim(t, ser, job, job.path)

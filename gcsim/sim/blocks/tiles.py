@@ -79,6 +79,8 @@ class GainCellTiles(Component):
             self.loss_age = None                                                    # never lost
         self.lost_reads = self.slot_reads = 0
         self.H = s.heads
+        self.ledger.declare(self.name, "k_column_read", layer, per_valid=s.heads)   # per layer step
+        self.ledger.declare(self.name, "v_row_read", layer, per_valid=s.heads)
 
     def _book(self, start, end, seq, step, action):
         """Busy over the union of reserved intervals (pipelined rounds overlap)."""
@@ -108,9 +110,7 @@ class GainCellTiles(Component):
             ages = job.decay_ages = ring.ages_ps(read_ps)   # as the arrays saw them (refresh included)
             decay = retention_decay(ages, ring.ages_tokens(step), self.sim.hw)
             self.integrators.integrate(job, ring, valid, np.where(valid, decay, 0.0).astype(self.dtype))
-        hn = self.H * n_valid
-        self.energy("k_column_read", hn, l, step)
-        self.energy("v_row_read", hn, l, step)
+        self.ledger.layer_step(l, step, n_valid, n_active)   # the declared per-layer-step actions
         job.rounds_left = len(self.rounds)
         if self.sequential:
             self._round(job, 0, read_ps, job.path)
@@ -150,10 +150,14 @@ class GainCellTiles(Component):
         elif not self.count_holds_bank:
             self.bank.release(path)
         self.controller.pwm(q0, q1, heads, job)
-        self._book(q0, q1, seq, step, "K read")
-        self._book(v0, v1, seq, step, "V read")
-        integ.busy(q0, q1, units=heads, step=step, layer=self.layer, action="integrate K")
-        integ.busy(v0, v1, units=heads, step=step, layer=self.layer, action="integrate V")
+        if v0 == q1 and self.activity.timeline is None:   # one interval each (no timeline to show)
+            self._book(q0, v1, seq, step, "K, V read")
+            integ.busy(q0, v1, units=heads, step=step, layer=self.layer, action="integrate K, V")
+        else:
+            self._book(q0, q1, seq, step, "K read")
+            self._book(v0, v1, seq, step, "V read")
+            integ.busy(q0, q1, units=heads, step=step, layer=self.layer, action="integrate K")
+            integ.busy(v0, v1, units=heads, step=step, layer=self.layer, action="integrate V")
         self.ctp.busy(v0, v1, units=heads, step=step, layer=self.layer, action="drive V rows")
         if r == len(self.rounds) - 1:
             self.open_steps -= 1

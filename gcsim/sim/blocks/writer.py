@@ -30,6 +30,7 @@ class TokenWriter(Component):
         self.layer = layer
         self.write_ps = hw.timing.phase_ps("write")
         self.cells_per_write = 2 * s.kv_heads * s.d_head * sim.policies["gqa"].copies()
+        self.ledger.declare(self.name, "kv_write_dac", layer, const=self.cells_per_write)   # per layer step
         self.dacs = Resource(self.name, "writer busy (other sequence)", sim.check)
 
     def on_write(self, job):
@@ -49,7 +50,6 @@ class TokenWriter(Component):
         end = start + self.write_ps
         self.busy(start, end, step=job.step, layer=l, action="write")
         add(job.path, "write", self.write_ps)
-        self.energy("kv_write_dac", self.cells_per_write, l, job.step)
         job.write_ps = end   # the value is in the cell when the write ends: its age-0 time
         self.tiles.store(job, start, end)
         self.send(end, self.controller.on_written, job)

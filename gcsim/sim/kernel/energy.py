@@ -1,9 +1,12 @@
 """The one place that counts actions for energy (Accelergy style: energy = count x table).
 
-Components book their own actions (`book(component, action, count, layer, step)`); the
-reports read the ledger. Bookings are Python-int additions: per (component, action) a
-count per layer, and per step a count per action, flushed to a numpy row when the step
-changes (several sequences interleave steps; a flush then only costs a row addition).
+Components book their own actions. Most are paid once per layer step with a count that
+depends only on how many slots the read found valid and how many sub-tiles hold one: a
+component *declares* those once (`declare(component, action, layer, const, per_valid,
+per_active)`), and the tiles report each layer step's two numbers (`layer_step`), so a
+layer step costs three integer additions whatever the number of actions. Anything else
+(refresh, links) is booked as it happens (`book`). Counts per step are kept per layer in
+Python ints for the current step and flushed to numpy rows when the step changes.
 """
 from __future__ import annotations
 
@@ -25,6 +28,47 @@ class EnergyLedger:
         self._cur_step = 0
         self._cur = [0] * len(self.actions)
         self.static_pj: dict[str, float] = {}
+        self._formulas: list[tuple] = []                       # (component, action, layer, c, a, b)
+        self._ls = np.zeros((steps, 3, layers), np.int64)       # per step: layer steps, sum n_valid, sum n_active
+        self._ls_step = 0
+        self._ls_cur = [[0] * layers for _ in range(3)]
+        self._ls_dirty = False
+
+    def declare(self, component: str, action: str, layer: int, const: int = 0, per_valid: int = 0,
+                per_active: int = 0) -> None:
+        """`component` pays `action` const + per_valid x n_valid + per_active x n_active times
+        per layer step of `layer`."""
+        self._formulas.append((component, action, layer, const, per_valid, per_active))
+
+    def layer_step(self, layer: int, step: int, n_valid: int, n_active: int) -> None:
+        if step != self._ls_step:
+            self._ls_flush()
+            self._ls_step = step
+        cur = self._ls_cur
+        cur[0][layer] += 1
+        cur[1][layer] += n_valid
+        cur[2][layer] += n_active
+        self._ls_dirty = True
+
+    def _ls_flush(self) -> None:
+        if self._ls_dirty:
+            self._ls[self._ls_step] += self._ls_cur
+            self._ls_cur = [[0] * self.layers for _ in range(3)]
+            self._ls_dirty = False
+
+    def _declared(self):
+        """Per (component, action): counts per layer [L], and per step [T] (all layers)."""
+        self._ls_flush()
+        per_layer, per_step = {}, {}
+        tot = self._ls.sum(axis=0)   # [3, L]
+        for comp, action, l, c, a, b in self._formulas:
+            key = (comp, action)
+            if key not in per_layer:
+                per_layer[key] = np.zeros(self.layers, np.int64)
+                per_step[key] = np.zeros(len(self._ls), np.int64)
+            per_layer[key][l] += c * tot[0, l] + a * tot[1, l] + b * tot[2, l]
+            per_step[key] += c * self._ls[:, 0, l] + a * self._ls[:, 1, l] + b * self._ls[:, 2, l]
+        return per_layer, per_step
 
     def book(self, component: str, action: str, count: int, layer: int, step: int) -> None:
         key = (component, action)
@@ -53,13 +97,19 @@ class EnergyLedger:
 
     @property
     def counts(self) -> dict[tuple[str, str], np.ndarray]:
-        return {k: np.array(v, np.int64) for k, v in self._counts.items()}
+        out = {k: np.array(v, np.int64) for k, v in self._counts.items()}
+        for k, v in self._declared()[0].items():
+            out[k] = out[k] + v if k in out else v
+        return out
 
     @property
     def step_action_pj(self) -> np.ndarray:
         """Energy [T, actions] (pJ) by step and action, all sequences and layers."""
         self._flush()
-        return self._step_counts * np.array(self._pj)
+        counts = self._step_counts.copy()
+        for (_, action), per_step in self._declared()[1].items():
+            counts[:, self._col[action]] += per_step
+        return counts * np.array(self._pj)
 
     def step_pj(self) -> np.ndarray:
         """Dynamic energy of each step [T] (summed over sequences and layers)."""
