@@ -288,7 +288,14 @@ class Hardware:
 
 
 def to_dict(obj) -> dict:
-    return dataclasses.asdict(obj)
+    """Plain data; a policy is its name, or {impl: NAME, ...params} when it has parameters."""
+    def plain(x):
+        if isinstance(x, dict):
+            if set(x) == {"impl", "params"} and isinstance(x["impl"], str):
+                return {"impl": x["impl"], **x["params"]} if x["params"] else x["impl"]
+            return {k: plain(v) for k, v in x.items()}
+        return x
+    return plain(dataclasses.asdict(obj))
 
 
 def _merge(base: dict, changes: dict) -> dict:
