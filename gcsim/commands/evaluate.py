@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..progress import add_feedback, say, wanted
 from .common import add_output, add_overrides, open_output, overrides, write_json
 
 COLUMNS = ("variant", "perplexity", "top1_agreement", "kl", "latency_ns_per_token", "energy_nj_per_token", "tokens")
@@ -38,7 +39,7 @@ def register(sub):
     p.add_argument("--sensitivity-windows", type=int, default=4,
                    help="windows for the per-layer sensitivity table (0: skip it; default: %(default)s)")
     p.add_argument("--plots", action="store_true", help="also write PNG charts (needs the [plot] extra)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_feedback(p)
     add_output(p, "out/eval")
     p.set_defaults(func=main)
 
@@ -113,12 +114,12 @@ def _fmt(v, spec):
 
 
 def format_table(rows) -> str:
-    head = f"{'variant':<44} {'perplexity':>10} {'top-1':>7} {'KL':>8} {'ns/token':>9} {'nJ/token':>9}"
+    head = f"{'variant':<44} {'perplexity':>10} {'top-1':>7} {'KL':>8} {'ns/token':>9} {'nJ/token':>9} {'tokens':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['variant']:<44} {r['perplexity']:>10.3f} {100 * r['top1_agreement']:>6.1f}% "
                      f"{r['kl']:>8.4f} {_fmt(r.get('latency_ns_per_token'), '9.1f'):>9} "
-                     f"{_fmt(r.get('energy_nj_per_token'), '9.2f'):>9}")
+                     f"{_fmt(r.get('energy_nj_per_token'), '9.2f'):>9} {r['tokens']:>7}")
     return "\n".join(lines)
 
 
@@ -168,7 +169,7 @@ def main(args) -> int:
     for v in variants:
         if v.kind != "software":
             v.chip_layers = chip_layers
-    progress = not args.no_progress
+    progress = wanted(args)
     with open_output(args) as tmp:
         res = evaluate(lm, ids, hw, variants, window=window, scalers=scalers, max_windows=args.windows,
                        sim_windows=args.sim_windows, progress=progress)
@@ -190,22 +191,22 @@ def main(args) -> int:
                 w.writerows(sens)
         if args.plots:
             plot_eval(report, tmp)
-    print(f"{lm.name} on {hw.name}: {res['windows']} windows of {window} tokens, each from an empty state; "
+    say(args, f"{lm.name} on {hw.name}: {res['windows']} windows of {window} tokens, each from an empty state; "
           f"scalers {scaler_source}")
     if lm.negative_control:
-        print(f"NOTE: {NEGATIVE_CONTROL_NOTE}")
-    print(format_table(res["rows"]))
+        say(args, f"NOTE: {NEGATIVE_CONTROL_NOTE}")
+    say(args, format_table(res["rows"]))
     if "subset" in res:
-        print(f"\nover the {res['subset']['windows']} windows the simulator ran:")
-        print(format_table(res["subset"]["rows"]))
-    print("latency and energy: the simulated chip's attention per token (all chip layers); '-' where not simulated")
+        say(args, f"\nover the {res['subset']['windows']} windows the simulator ran:")
+        say(args, format_table(res["subset"]["rows"]))
+    say(args, "latency and energy: the simulated chip's attention per token (all chip layers); '-' where not simulated")
     if sens:
-        print(f"\nper-layer sensitivity ({hw.numerics.cell_law} reference on one layer, the rest in software, "
+        say(args, f"\nper-layer sensitivity ({hw.numerics.cell_law} reference on one layer, the rest in software, "
               f"{args.sensitivity_windows} windows):")
         for r in sens:
-            print(f"  layer {r['layer']:>2}  perplexity {r['perplexity']:9.3f}  top-1 {100 * r['top1_agreement']:5.1f}%  "
+            say(args, f"  layer {r['layer']:>2}  perplexity {r['perplexity']:9.3f}  top-1 {100 * r['top1_agreement']:5.1f}%  "
                   f"KL {r['kl']:.4f}")
-    print(f"\nwrote {args.out}/ (eval.json, eval.csv{', sensitivity.csv' if sens else ''}{', *.png' if args.plots else ''})")
+    say(args, f"\nwrote {args.out}/ (eval.json, eval.csv{', sensitivity.csv' if sens else ''}{', *.png' if args.plots else ''})")
     return 0
 
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from ..hardware import Hardware
+from ..progress import bar as progress_bar
 from .live import run_in_loop
 from .loop import chip_attention, own_attention, window_logits
 
@@ -104,7 +104,7 @@ def evaluate(model, ids, hw: Hardware, variants: list[Variant], *, window: int, 
     n_sim = len(wins) if sim_windows is None else min(sim_windows, len(wins))
     tallies = {v.name: Tally() for v in variants}
     subset = {v.name: Tally() for v in variants}
-    bar = tqdm(total=len(wins) * len(variants), unit="pass", desc="gcsim eval", disable=not progress, leave=False)
+    bar = progress_bar(len(wins) * len(variants), "gcsim eval", enabled=progress, unit="pass")
     for w_i, win in enumerate(wins):
         inp, tgt = win[:-1], win[1:]
         soft = log_softmax(software_logits(model, inp, hw))
