@@ -138,9 +138,16 @@ def test_memory_is_estimated_before_allocating(capsys):
     (None, "found NoneType None"),
     (12, "found int 12"),
 ])
-def test_model_names_resolve_only_in_models(name, message):
+def test_model_names_resolve_only_in_models(name, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)        # '../../etc/passwd' must not depend on where the suite runs
     with pytest.raises(HardwareError, match=message):
         load_hardware(name)
+
+
+def test_a_path_to_a_foreign_file_is_refused_without_quoting_it():
+    with pytest.raises(HardwareError) as err:
+        load_hardware("/etc/passwd")
+    assert "not a gcsim hardware description" in str(err.value) and "root:" not in str(err.value)
 
 
 def test_names_never_leave_the_models_folder(tmp_path, monkeypatch):
