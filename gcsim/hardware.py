@@ -202,7 +202,8 @@ class Edge:
 class Node:
     """A place in the topology holding layers (a chip, a group of head banks)."""
 
-    layers: list = field(metadata={"doc": "[first, last] layer placed on the node"})
+    first_layer: int = num(0, COUNT, "layer", doc="first layer placed on the node")
+    last_layer: int = num(0, COUNT, "layer", doc="last layer placed on the node")
 
 
 @dataclass(frozen=True)
@@ -525,20 +526,19 @@ def _check_topology(hw: Hardware, source: str) -> None:
     ic, L = hw.interconnect, hw.shape.layers
     if not ic.nodes and not ic.edges:
         return
-    if ic.links:
-        raise HardwareError(f"{source}: field 'interconnect.links': give either links or a topology "
-                            f"(nodes and edges), not both")
+    if any(link.latency_ns or link.gbps for link in ic.links.values()):  # zero links (an extended base's) are unused
+        raise HardwareError(f"{source}: field 'interconnect.links': a topology (nodes and edges) replaces the links; "
+                            f"give link latencies and bandwidths on the edges (links must be absent or all zero)")
     if not ic.nodes or not ic.edges:
         raise HardwareError(f"{source}: field 'interconnect.nodes': a topology needs both nodes and edges")
     if "host" in ic.nodes:
         raise HardwareError(f"{source}: field 'interconnect.nodes.host': 'host' is the host port, not a node")
     placed = []
     for name, node in ic.nodes.items():
-        ok = len(node.layers) == 2 and all(isinstance(x, int) and not isinstance(x, bool) for x in node.layers)
-        a, b = node.layers if ok else (0, -1)
-        if not 0 <= a <= b < L:
-            raise HardwareError(f"{source}: field 'interconnect.nodes.{name}.layers': expected [first, last] with "
-                                f"0 <= first <= last < {L}, found {_shown(node.layers)}")
+        a, b = node.first_layer, node.last_layer
+        if not a <= b < L:
+            raise HardwareError(f"{source}: field 'interconnect.nodes.{name}': expected first_layer <= last_layer "
+                                f"< {L}, found {a} and {b}")
         placed += range(a, b + 1)
     if sorted(placed) != list(range(L)):
         raise HardwareError(f"{source}: field 'interconnect.nodes': every layer 0..{L - 1} must be on exactly one "

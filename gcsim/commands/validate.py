@@ -6,6 +6,12 @@
     exactly, unquantized values (out_levels null) and S, phi, outputs within a relative
     tolerance of 1e-9 of the stage's scale (float64 rounding differences of summation
     order are ~1e-16). At least one step must be compared.
+(t) timing: the write and read times the simulator produced against a schedule computed
+    separately from the description (gcsim/sim/schedule.py): a closed formula per layer
+    step for contention-free descriptions, else invariants (a read never starts before its
+    write ends, no negative age, a resource never serves two at once). A mismatch exits 1:
+    (a) alone would pass a simulator that stamps its writes at the wrong time, since it
+    takes the ages from the simulator.
 (b) nominal: the reference at the description's nominal token period, which reports how
     much the chip's real timing moved the outputs.
 Also reported per layer: the hardware output's distance from ideal softmax attention
@@ -22,6 +28,7 @@ import sys
 from ..budget import check_run
 from ..errors import EXIT_MISMATCH, EXIT_OK, UsageError, silence_stdout
 from ..reference import layer_attention
+from ..sim.schedule import check as timing_check
 from ..sim import Simulator
 from ..progress import add_feedback, iterate, say, wanted
 from .common import provenance_of, add_inputs, load_inputs, write_json
@@ -120,9 +127,10 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False):
              + T * s.layers * s.heads * s.d_head * (s.n_sub_tiles + 1)),
         "trace steps x shape.layers x shape.heads x shape.window (S and phi of --stage-steps)")})
     rec = StageRecorder(hw64, T, sample)
-    Simulator(hw64, trace, steps=T, stages_hook=rec).run(progress=progress)
+    res = Simulator(hw64, trace, steps=T, stages_hook=rec, check=True).run(progress=progress)
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
-    ok = True
+    report["timing"] = timing_check(res, rec.ages_ps)
+    ok = report["timing"]["pass"]
     scalers = getattr(trace, "scalers", None)
     for l in iterate(range(hw.shape.layers), "reference", enabled=progress, unit="layer"):
         q = np.asarray(trace.q[:T, l], np.float64)
@@ -171,9 +179,13 @@ def format_validation(rep) -> str:
                      f"{s['cosine']:12.4f} {s['affine_fit_rel_rmse']:9.4f}")
     total = sum(r["exact"]["codes"] for r in rep["layers"])
     nominal = sum(r["nominal"]["code_mismatches"] for r in rep["layers"])
-    lines.append(f"(a) exact ages: {'PASS' if rep['pass'] else 'FAIL'} "
+    exact_ok = all(r["pass"] for r in rep["layers"])
+    lines.append(f"(a) exact ages: {'PASS' if exact_ok else 'FAIL'} "
                  f"({sum(r['exact']['code_mismatches'] for r in rep['layers'])} of {total} codes differ; "
                  f"codes compared {rep['tolerance']['codes']}, S/phi/out within {rep['tolerance']['S, phi, out']})")
+    tm = rep["timing"]
+    lines.append(f"(t) timing against the description's {tm['mode']}: {'PASS' if tm['pass'] else 'FAIL'}"
+                 + "".join(f"\n    {v}" for v in tm["violations"][:5]))
     lines.append(f"(b) nominal token period: {nominal} of {total} output codes moved by the chip's real timing")
     lines.append(f"softmax distance source: {rep['layers'][0]['vs_softmax']['source']}")
     return "\n".join(lines)

@@ -80,6 +80,7 @@ class LayerController(Component):
 
     # -- in: WriteDone -----------------------------------------------------------------------
     def on_written(self, job):
+        job.arrived_ps = self.env._now   # ready to read
         if self.write_during_read:
             if not self.read_free:
                 self.read_waiting.append(job)
@@ -89,9 +90,9 @@ class LayerController(Component):
 
     def _read(self, job):
         now = self.env._now
-        wait = now - job.write_ps
+        wait = now - job.arrived_ps
         if wait:  # overlap_write: the read path served another sequence
-            self.sim.host.sequences.stall(job.write_ps, now, "layer busy (other sequence)", units=job.seq,
+            self.sim.host.sequences.stall(job.arrived_ps, now, "layer busy (other sequence)", units=job.seq,
                                           step=job.step, layer=self.layer)
             add(job.path, "stall:layer busy (other sequence)", wait)
         job.read_ps = now

@@ -5,7 +5,7 @@ between the host and a layer's controller travels its route hop by hop.
 Topology: without `interconnect.nodes`/`edges`, one node `chip` holds every layer and
 the two links of `interconnect.links` are its edges: `host_to_controller` (host -> chip)
 and `bank_to_host` (chip -> host), shared by all layers. With a topology, `nodes` place
-layers ([first, last]) and `edges` (a mapping by name, so `--set
+layers (`first_layer`..`last_layer`) and `edges` (a mapping by name, so `--set
 interconnect.edges.NAME.gbps=...` reaches each) connect the nodes and `host`; routes are
 networkx shortest paths by latency (fewest hops between equals), computed once.
 
@@ -31,7 +31,7 @@ def topology(hw: Hardware) -> nx.DiGraph:
     g.add_node("host", layers=None)
     if ic.nodes:
         for name, node in ic.nodes.items():
-            g.add_node(name, layers=tuple(node.layers))
+            g.add_node(name, layers=(node.first_layer, node.last_layer))
         edges = {name: (e.src, e.dst, e.latency_ns, e.gbps, e.pj_per_bit) for name, e in ic.edges.items()}
     else:
         g.add_node("chip", layers=(0, hw.shape.layers - 1))

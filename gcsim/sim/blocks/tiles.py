@@ -95,7 +95,9 @@ class GainCellTiles(Component):
     def store(self, job, start, end):
         self.open_steps += 1
         self._book(start, end, job.seq, job.step, "write")
-        self.rings[job.seq].write(job.step, end, job.k_dev, job.v_dev)
+        ring = self.rings[job.seq]
+        slot = ring.write(job.step, end, job.k_dev, job.v_dev)
+        job.write_ps = int(ring.write_ps[slot])   # the age-0 time the arrays hold
 
     # -- in: ReadRequest -------------------------------------------------------------------
     def on_read(self, job):

@@ -50,6 +50,5 @@ class TokenWriter(Component):
         end = start + self.write_ps
         self.busy(start, end, step=job.step, layer=l, action="write")
         add(job.path, "write", self.write_ps)
-        job.write_ps = end   # the value is in the cell when the write ends: its age-0 time
-        self.tiles.store(job, start, end)
+        self.tiles.store(job, start, end)   # the value is in the cell when the write ends: its age-0 time
         self.send(end, self.controller.on_written, job)

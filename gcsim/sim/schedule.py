@@ -1,0 +1,126 @@
+"""An independent timing check of a simulation: the write and read times it produced
+against a schedule computed separately from the description, not from the simulator.
+
+Contention-free descriptions (one sequence, no refresh, no periphery shared by layers):
+every layer step takes the same closed-form time, so the start of layer l of step t, the
+end of its write (the age-0 time of token t's k, v) and the start of its read follow from
+the description's phases by sums:
+
+  layer step = host + link in + write + read rounds + adder tree + routing + link out
+  read rounds (G query heads per K/V bank, n counter turns of `output_count` each):
+    replicated or G = 1:                        Q + V + n x count
+    time_multiplexed:                      G x (Q + V + n x count)
+    time_multiplexed, double-buffered counters: (Q + V) + n x count + (G - 1) x max(Q + V, n x count)
+    pipelined:                    Q + V + count + (G - 1) x max(Q, V, count)
+  a link hop: latency + ceil(bits / bandwidth), summed over the route's hops.
+
+Everything else: invariants that hold whatever the contention: a read never starts before
+its own write has ended, no stored value is read at a negative age, a resource never
+serves two claims at once (intervals recorded with `Simulator(check=True)`), and layer
+l + 1 of a step never starts before layer l has ended.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from ..hardware import PS_PER_NS
+
+
+def _ps(ns):
+    return round(ns * PS_PER_NS)
+
+
+def _route_ps(hw, layer: int, bits: int, inbound: bool) -> int:
+    """Latency + serialisation over the description's route (its own shortest path)."""
+    ic = hw.interconnect
+    if not ic.edges:
+        link = ic.links.get("host_to_controller" if inbound else "bank_to_host")
+        hops = [(link.latency_ns, link.gbps)] if link else []
+    else:
+        g = nx.DiGraph()
+        for e in ic.edges.values():
+            g.add_edge(e.src, e.dst, w=e.latency_ns + 1e-6, lat=e.latency_ns, gbps=e.gbps)
+        node = next(n for n, v in ic.nodes.items() if v.first_layer <= layer <= v.last_layer)
+        a, b = ("host", node) if inbound else (node, "host")
+        path = nx.shortest_path(g, a, b, weight="w")
+        hops = [(g[x][y]["lat"], g[x][y]["gbps"]) for x, y in zip(path, path[1:])]
+    return sum(_ps(lat) + (-(-bits * PS_PER_NS // gbps) if gbps else 0) for lat, gbps in hops)
+
+
+def contention_free(hw) -> bool:
+    p = hw.periphery
+    return p.sequences == 1 and hw.numerics.retention.refresh == "none" and p.counters_shared_by_layers == 1
+
+
+def closed_form(hw, steps: int):
+    """(layer start, write end, read start) [T, L] ps of a contention-free description."""
+    s, t, p, ic = hw.shape, hw.timing, hw.periphery, hw.interconnect
+    ph = {k: _ps(v) for k, v in t.phases_ns.items()}
+    Q, V, C = ph["q_phase"], ph["v_phase"], ph["output_count"]
+    G, H = s.group_size, s.heads
+    if p.gqa_mapping == "replicated" or G == 1:
+        rounds = Q + V + _turns(np.arange(H), p.counters_shared_by) * C
+    else:  # round r: one query head of each bank, heads r, r + G, r + 2G, ...
+        n = [_turns(np.arange(r, H, G), p.counters_shared_by) for r in range(G)]
+        if p.gqa_mapping == "pipelined":
+            rounds = Q + V + C + (G - 1) * max(Q, V, C)
+        elif p.counters == "double_buffered":
+            rounds = (Q + V) + max(n) * C + (G - 1) * max(Q + V, max(n) * C)
+        else:
+            rounds = sum(Q + V + k * C for k in n)
+    host = _ps(t.host_ns_per_layer)
+    bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
+    bits_out = s.heads * s.d_head * ic.out_bits
+    lin = np.array([_route_ps(hw, l, bits_in, True) for l in range(s.layers)], np.int64)
+    lout = np.array([_route_ps(hw, l, bits_out, False) for l in range(s.layers)], np.int64)
+    layer = host + lin + ph["write"] + rounds + ph["adder_tree"] + ph["routing"] + lout   # [L]
+    starts = np.concatenate([[0], np.cumsum(np.tile(layer, steps))[:-1]]).reshape(steps, s.layers)
+    write_end = starts + host + lin + ph["write"]
+    return starts, write_end, write_end.copy()
+
+
+def _turns(heads, shared_by: int) -> int:
+    """Turns of a round of `heads` on counter sets of `shared_by` consecutive heads: the most
+    heads of the round on one set."""
+    return int(np.bincount(np.asarray(heads) // shared_by).max())
+
+
+def check(res, ages_ps=None) -> dict:
+    """The simulated times of `res` (a SimResult, run with check=True for the resource
+    invariant) against the independent schedule. ages_ps: [T, L, M] ages at each read (the
+    validation's recorder), for the no-negative-age invariant."""
+    hw, T = res.hw, res.steps
+    out = {"mode": "closed form" if contention_free(hw) else "invariants", "violations": []}
+    bad = out["violations"]
+    if out["mode"] == "closed form":
+        starts, w, r = closed_form(hw, T)
+        for name, sim, ref in (("layer start", res.layer_start_ps[0], starts), ("write end", res.write_ps[0], w),
+                               ("read start", res.read_ps[0], r)):
+            diff = np.abs(np.asarray(sim, np.int64) - ref)
+            out[f"{name} max |diff| ps"] = int(diff.max())
+            if diff.max():
+                t, l = np.unravel_index(int(diff.argmax()), diff.shape)
+                bad.append(f"{name} of step {t} layer {l}: simulated {int(sim[t, l])} ps, schedule {int(ref[t, l])} ps")
+    for seq in range(len(res.write_ps)):
+        w, r = res.write_ps[seq], res.read_ps[seq]
+        early = np.argwhere(r < w)
+        if len(early):
+            t, l = early[0]
+            bad.append(f"sequence {seq} step {t} layer {l}: read at {int(r[t, l])} ps before its write ended at "
+                       f"{int(w[t, l])} ps")
+        order = np.argwhere(res.layer_start_ps[seq][:, 1:] < res.layer_end_ps[seq][:, :-1])
+        if len(order):
+            bad.append(f"sequence {seq} step {order[0][0]}: a layer started before the previous one ended")
+    if ages_ps is not None and (np.asarray(ages_ps) < 0).any():
+        t, l, m = np.argwhere(np.asarray(ages_ps) < 0)[0]
+        bad.append(f"step {t} layer {l} slot {m}: read at a negative age {int(ages_ps[t, l, m])} ps")
+    for name, served in (res.resources or {}).items():
+        if served:
+            iv = np.array(sorted(served), np.int64)
+            overlap = np.argwhere(iv[1:, 0] < iv[:-1, 1])
+            if len(overlap):
+                i = overlap[0][0]
+                bad.append(f"{name} serves [{iv[i][0]}, {iv[i][1]}) and [{iv[i + 1][0]}, {iv[i + 1][1]}) ps at once")
+    out["pass"] = not bad
+    return out
