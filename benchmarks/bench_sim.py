@@ -1,7 +1,7 @@
 """Simulator speed on the GPT-2 shape at full window (issue: >= 256 steps after the window
-is full). Prints steps/s for: the reference model alone (decode-step form, float32, the
-same arithmetic per step), the simulator with functional numerics, the timing-only
-mode, and the peak memory (RSS growth) of the simulator for two trace lengths.
+is full). Prints steps/s of the timing-only mode and the peak memory of functional runs
+for several trace lengths. Functional speed (values computed): benchmarks/bench_values.py,
+which times segments of steps inside one run (no subtraction of two runs).
 
 Run: python benchmarks/bench_sim.py [--after 256]
 """
@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from gcsim import load_hardware  # noqa: E402
-from gcsim.reference import DecodeState  # noqa: E402
 from gcsim.sim import Simulator  # noqa: E402
 from gcsim.traces import open_trace, write_synthetic  # noqa: E402
 
@@ -59,34 +58,13 @@ def main():
         write_synthetic(path, steps=long_steps, seed=0)
         trace = open_trace(path)
 
-        # reference model alone, decode-step form over all layers, float32
-        states = [DecodeState(hw, scalers=trace.scalers, layer=l, dtype=np.float32) for l in range(12)]
-        per = hw.timing.nominal_token_period_ps
-
-        def ref_steps(a, b):
-            for t in range(a, b):
-                q, k, v = trace.step(t)
-                for l, st in enumerate(states):
-                    st.write(t, k[l], v[l], t * per)
-                    st.read(q[l], t, t * per)
-        ref_steps(0, M)
-        ref_s = timed(lambda: ref_steps(M, T))
-
-        # simulator, functional (float32): whole run, then the steps after the window fills
-        full = timed(lambda: Simulator(hw, trace, steps=T).run())
-        # the full-window part: the whole run minus a run over the first M steps
-        head = timed(lambda: Simulator(hw, trace, steps=M).run())
-        func_s = full - head
-
         timing_only = timed(lambda: Simulator(hw, trace, values=False, steps=T).run())
         # the K/V arrays' pages become resident as slots are first written, so memory grows
         # until the window is full, then must stay flat
         rss = {n: peak_rss_mb(str(path), n) for n in (M // 2, M + 64, long_steps)}
 
     print(f"GPT-2 shape (12 layers x 12 heads x 64), window {M}, {args.after} steps timed after it is full")
-    print(f"  reference model alone (step form): {args.after / ref_s:8.1f} steps/s")
-    print(f"  simulator, functional numerics:    {args.after / func_s:8.1f} steps/s  "
-          f"({func_s / ref_s:.2f}x the reference time)")
+    print("  functional numerics: see benchmarks/bench_values.py (per-step segments, numpy floors, previous version)")
     print(f"  simulator, timing only:            {T / timing_only:8.1f} steps/s  (all {T} steps)")
     print("  peak RSS of a functional run:      " + ", ".join(f"{n} steps {mb:.0f} MB" for n, mb in rss.items()))
     print("  (the window fills at step 1024: before it, the K/V arrays' pages are still being touched)")

@@ -20,6 +20,8 @@ import numpy as np
 
 from . import physics
 
+EMPTY = np.iinfo(np.int64).min // 2  # token of a slot never written: below any window
+
 
 class RingBuffer:
     """Slots of a sliding window of M tokens in sub-tiles of `array_size` slots."""
@@ -31,14 +33,15 @@ class RingBuffer:
         None keeps the powers arrays here (n_powers of them; 0 heads: no values)."""
         self.window, self.array_size = window, array_size
         self.n_sub_tiles = window // array_size
-        self.token = np.full(window, -1, np.int64)       # token held by each slot
+        self.token = np.full(window, EMPTY, np.int64)    # token held by each slot
         self.write_ps = np.zeros(window, np.int64)       # when its value was written (age 0)
         self._storage = storage
         shape = (n_powers, kv_heads, window, d_head) if storage is None else (0, 0, 0, 0)
         self._k = np.zeros(shape, dtype)
         self._v = np.zeros(shape, dtype)
+        self._first = 0          # first token written (negative after `prefill`)
         self._last = -1          # last token written
-        self._in_order = True    # every token 0..last written, one per step
+        self._in_order = True    # every token first..last written, one per step
         self.writes = 0
 
     # -- writing ---------------------------------------------------------------------------
@@ -54,6 +57,19 @@ class RingBuffer:
         self._last = t
         self.writes += 1
         return slot
+
+    def prefill(self, tokens: int, period_ps: int, values=None) -> None:
+        """Fill the window as if tokens -tokens .. -1 had been written one per period_ps
+        before time 0 (values(u) -> (k_dev, v_dev) for token u, or None): a run then
+        starts at full window (benchmarks of long windows, without replaying them)."""
+        if self._last != -1 or tokens >= self.window:
+            raise ValueError(f"prefill needs an empty buffer and fewer than {self.window} tokens")
+        self._first = self._last = -tokens - 1
+        for u in range(-tokens, 0):
+            k_dev, v_dev = values(u) if values is not None else (None, None)
+            self.write(u, u * period_ps, k_dev, v_dev)
+        self._first = -tokens
+        self.writes = 0  # what was there before time 0 is not this run's work
 
     def store(self, slot: int, k_dev, v_dev) -> None:
         if self._storage is not None:
@@ -85,20 +101,24 @@ class RingBuffer:
     def restore(self, time_ps: int) -> int:
         """Refresh: every written slot is rewritten with its level, age 0 at time_ps.
         Returns the number of slots rewritten."""
-        written = self.token >= 0
+        written = self.written()
         self.write_ps[written] = time_ps
         return int(written.sum())
 
     # -- reading ---------------------------------------------------------------------------
+    def written(self) -> np.ndarray:
+        """Bool [M]: the slots that hold a token."""
+        return self.token != EMPTY
+
     def valid(self, t: int) -> np.ndarray:
         """Bool [M]: the slots the read at step t takes part in."""
         tok = self.token
-        return (tok >= 0) & (tok <= t) & (tok > t - self.window)
+        return (tok <= t) & (tok > t - self.window)  # never written: EMPTY, below any window
 
     def counts(self, t: int) -> tuple[int, int]:
         """(valid slots, sub-tiles holding a valid slot) for the read at step t."""
         if self._in_order and t == self._last:
-            n = min(t + 1, self.window)
+            n = min(t - self._first + 1, self.window)
             return n, -(-n // self.array_size)
         v = self.valid(t)
         return int(v.sum()), int(v.reshape(self.n_sub_tiles, self.array_size).any(axis=1).sum())
@@ -121,4 +141,4 @@ class RingBuffer:
 
     def oldest_slot(self, t: int) -> int:
         """Slot of the oldest valid token at step t (tokens rise in ring order from it)."""
-        return (t + 1) % self.window if t >= self.window - 1 else 0
+        return (t + 1) % self.window if t - self._first >= self.window - 1 else self._first % self.window

@@ -145,3 +145,27 @@ def test_store_choice():
     assert not codes_exact(unq) and make_store(unq, np.float32).kind == "powers"
     with pytest.raises(ValueError, match="quantizing write DAC"):
         make_store(unq, np.float32, kind="codes")
+
+
+def test_prefilled_window_equals_replaying_the_tokens_before():
+    """RingBuffer.prefill (benchmarks start long windows full): tokens -P..-1 written one
+    per period before time 0, then steps 0.. read them as a sequence M tokens longer would
+    (token u there is token u + M, in the same slot)."""
+    from gcsim.reference import DecodeState, layer_attention
+
+    hw = _hw(window=128)
+    s, M, n = hw.shape, 128, 6
+    P = M - 1
+    period = hw.timing.nominal_token_period_ps
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.normal(0, 0.3, (M + n, h, s.d_head)) for h in (s.heads, s.kv_heads, s.kv_heads))
+    want = layer_attention(q, k, v, hw, stages=False).out[M:]  # token u + M read at (u + M) x period
+    st = DecodeState(hw)
+    sc = st.sc
+    st.ring.prefill(P, period, lambda u: (dac_kv(k[u + M], sc["a_k"], sc["b_k"], hw, "cubic"),
+                                          dac_kv(v[u + M], sc["a_v"], sc["b_v"], hw, "cubic")))
+    assert st.ring.counts(-1) == (P, s.n_sub_tiles) and st.ring.oldest_slot(0) == 1  # token -127 sits in slot 1
+    for t in range(n):
+        st.write(t, k[M + t], v[M + t], t * period)
+        assert st.ring.valid(t).all() and st.ring.counts(t) == (M, s.n_sub_tiles)
+        np.testing.assert_allclose(st.read(q[M + t], t, t * period).out, want[t], rtol=1e-9, atol=1e-12)

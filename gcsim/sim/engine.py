@@ -162,6 +162,12 @@ class Simulator:
             self.tiles.append(tiles)
         self._bar = None
 
+    def rings(self):
+        """(layer, sequence, RingBuffer) of every layer's tiles, e.g. to pre-fill a window."""
+        for l, tiles in enumerate(self.tiles):
+            for seq, ring in enumerate(tiles.rings):
+                yield l, seq, ring
+
     def step_done(self, t: int) -> None:
         if self._bar is not None:
             self._bar.update(1)

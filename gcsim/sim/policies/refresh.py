@@ -107,7 +107,7 @@ class LayerRefresh(Component):
         writer.busy(start, end, step=step, layer=l, action="refresh")
         n_slots = 0
         for ring in tiles.rings:
-            valid = ring.token >= 0
+            valid = ring.written()
             if valid.any() and start - int(ring.write_ps[valid].min()) > self.safe_age_ps:
                 self.assumption_violations += 1
             n_slots += ring.restore(end)   # the rewritten level is the one written: age 0 from here
