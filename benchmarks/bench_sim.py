@@ -1,35 +1,121 @@
-"""Simulator speed on the GPT-2 shape at full window (issue: >= 256 steps after the window
-is full). Prints steps/s of the timing-only mode and the peak memory of functional runs
-for several trace lengths. Functional speed (values computed): benchmarks/bench_values.py,
-which times segments of steps inside one run (no subtraction of two runs).
+"""Simulator speed on the GPT-2 shape at full window (models/paper-gpt2.yaml, 12 layers x 12
+heads x 64, window 1024), side by side in one run:
 
-Run: python benchmarks/bench_sim.py [--after 256]
+- this tree and the previous simulator (the one-process sequencer of main at b1385e8, taken
+  with `git archive` into a temporary directory and imported in its own process);
+- timing-only mode: whole runs of 1024 + AFTER steps, repeated (median, min, max);
+- functional mode (float32): per-step times of the steps after the window is full, read from
+  the moments the simulator asks for each step's inputs (no subtraction of two runs), in
+  chunks (median, min, max over the chunks); next to the reference model's step form
+  (`DecodeState`, float32) over the same steps in the same process;
+- wall-clock and CPU (process) time: on a shared machine the wall figure includes time the
+  process waited for a core, the CPU figure does not;
+- peak memory of a functional run at three trace lengths.
+benchmarks/bench_values.py measures the functional path further (numpy floors, kernel
+threads, larger descriptions).
+
+Run: python benchmarks/bench_sim.py [--after 256] [--repeats 5] [--no-previous]
 """
 import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PREVIOUS = "b1385e8"   # main before the components model
 
-import numpy as np  # noqa: E402
+CHILD = r"""
+import json, sys, time
+import numpy as np
+sys.path.insert(0, TREE)
+from gcsim import load_hardware
+from gcsim.sim import ArrayTrace, Simulator
+hw = load_hardware(TREE + "/models/paper-gpt2.yaml")
+M, L, H, d = hw.shape.window, hw.shape.layers, hw.shape.heads, hw.shape.d_head
+T = M + AFTER
+rng = np.random.default_rng(0)
+q = rng.normal(0.4, 0.4, (T, L, H, d)).astype(np.float16)
+k = rng.normal(0, 0.3, (T, L, H, d)).astype(np.float16)
+v = rng.normal(0, 0.3, (T, L, H, d)).astype(np.float16)
+out = {}
 
-from gcsim import load_hardware  # noqa: E402
-from gcsim.sim import Simulator  # noqa: E402
-from gcsim.traces import open_trace, write_synthetic  # noqa: E402
+def rate(n, dt):
+    return n / dt
+
+if MODE == "timing":
+    wall, cpu = [], []
+    for _ in range(REPEATS):
+        sim = Simulator(hw, ArrayTrace(q, k, v), values=False)
+        w0, c0 = time.perf_counter(), time.process_time()
+        sim.run()
+        wall.append(T / (time.perf_counter() - w0)); cpu.append(T / (time.process_time() - c0))
+    out["timing"] = {"wall": wall, "cpu": cpu}
+else:
+    class Stamped:   # q as the simulator reads it: one read per step, time-stamped
+        def __init__(self, a):
+            self.a, self.shape, self.stamps = a, a.shape, {}
+        def __getitem__(self, t):
+            if isinstance(t, (int, np.integer)) and t not in self.stamps:
+                self.stamps[int(t)] = (time.perf_counter(), time.process_time())
+            return self.a[t]
+    sq = Stamped(q)
+    Simulator(hw, ArrayTrace(sq, k, v), steps=T).run()
+    chunk = AFTER // REPEATS
+    def chunks(stamps):
+        wall, cpu = [], []
+        for i in range(REPEATS):
+            a, b = M + i * chunk, M + (i + 1) * chunk
+            if b >= T:
+                b = T - 1
+            wall.append((b - a) / (stamps[b][0] - stamps[a][0])); cpu.append((b - a) / (stamps[b][1] - stamps[a][1]))
+        return {"wall": wall, "cpu": cpu}
+    out["functional"] = chunks(sq.stamps)
+    if REFERENCE:
+        from gcsim.reference import DecodeState
+        states = [DecodeState(hw, layer=l, dtype=np.float32) for l in range(L)]
+        per = hw.timing.nominal_token_period_ps
+        stamps = {}
+        for t in range(T):
+            stamps[t] = (time.perf_counter(), time.process_time())
+            for l, st in enumerate(states):
+                st.write(t, k[t, l].astype(np.float32), v[t, l].astype(np.float32), t * per)
+                st.read(q[t, l].astype(np.float32), t, t * per)
+        out["reference"] = chunks(stamps)
+print(json.dumps(out))
+"""
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+def child(tree: str, mode: str, after: int, repeats: int, reference: bool = False) -> dict:
+    code = (f"TREE = {tree!r}; MODE = {mode!r}; AFTER = {after}; REPEATS = {repeats}; REFERENCE = {reference}\n"
+            + CHILD)
+    env = dict(os.environ, PYTHONPATH=tree)
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env, cwd=tree)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def previous_tree(tmp: str) -> str | None:
+    """main at PREVIOUS, extracted with git archive (None if git or the commit is missing)."""
+    dest = Path(tmp) / "previous"
+    dest.mkdir()
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return str(dest)
+
+
+def stats(xs) -> str:
+    import statistics
+    return f"{statistics.median(xs):8.0f}  ({min(xs):.0f} - {max(xs):.0f})"
 
 
 def peak_rss_mb(trace_path: str, steps: int) -> float:
@@ -45,29 +131,47 @@ def peak_rss_mb(trace_path: str, steps: int) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--after", type=int, default=256, help="steps timed after the window is full")
+    ap.add_argument("--after", type=int, default=250, help="steps after the window is full (default 250)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats / chunks (default 5)")
+    ap.add_argument("--no-previous", action="store_true", help="skip the previous simulator")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     args = ap.parse_args()
-    hw = load_hardware("paper-gpt2")
-    M = hw.shape.window
-    T = M + args.after
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
-          f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
+    import numpy as np
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
+          f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
+          f"load average at start {' '.join(load)}")
+    print(f"GPT-2 shape (12 layers x 12 heads x 64), window 1024; steps/s, median (min - max) of "
+          f"{args.repeats} repeats (timing-only: whole runs of {1024 + args.after} steps; functional: "
+          f"chunks of the {args.after} steps after the window is full)")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "gpt2.gctrace"
-        long_steps = 2 * M + 512  # for the memory check: well past the window filling up
-        write_synthetic(path, steps=long_steps, seed=0)
-        trace = open_trace(path)
-
-        timing_only = timed(lambda: Simulator(hw, trace, values=False, steps=T).run())
-        # the K/V arrays' pages become resident as slots are first written, so memory grows
-        # until the window is full, then must stay flat
-        rss = {n: peak_rss_mb(str(path), n) for n in (M // 2, M + 64, long_steps)}
-
-    print(f"GPT-2 shape (12 layers x 12 heads x 64), window {M}, {args.after} steps timed after it is full")
-    print("  functional numerics: see benchmarks/bench_values.py (per-step segments, numpy floors, previous version)")
-    print(f"  simulator, timing only:            {T / timing_only:8.1f} steps/s  (all {T} steps)")
-    print("  peak RSS of a functional run:      " + ", ".join(f"{n} steps {mb:.0f} MB" for n, mb in rss.items()))
-    print("  (the window fills at step 1024: before it, the K/V arrays' pages are still being touched)")
+        prev = None if args.no_previous else previous_tree(tmp)
+        trees = [("this tree", str(ROOT))] + ([(f"previous ({PREVIOUS})", prev)] if prev else [])
+        for name, tree in trees:   # interleaved per mode so that both see the same load
+            rows.append((name, "timing only", child(tree, "timing", args.after, args.repeats)["timing"]))
+        for name, tree in trees:
+            res = child(tree, "functional", args.after, args.repeats, reference=tree == str(ROOT))
+            rows.append((name, "functional (float32)", res["functional"]))
+            if "reference" in res:
+                rows.append((name, "reference step form DecodeState (float32), same process", res["reference"]))
+    print(f"{'simulator':<22} {'mode':<58} {'wall steps/s':>24}   {'CPU steps/s':>24}")
+    for name, mode, r in rows:
+        print(f"{name:<22} {mode:<58} {stats(r['wall']):>24}   {stats(r['cpu']):>24}")
+    func = next(r for n, m, r in rows if n == "this tree" and m.startswith("functional"))
+    ref = next(r for n, m, r in rows if m.startswith("reference"))
+    import statistics
+    print(f"functional / reference time (median of per-chunk ratios, CPU): "
+          f"{statistics.median(b / a for a, b in zip(func['cpu'], ref['cpu'])):.2f}x")
+    if not args.no_memory:
+        with tempfile.TemporaryDirectory() as tmp:
+            from gcsim.traces import write_synthetic
+            path = Path(tmp) / "gpt2.gctrace"
+            long_steps = 2 * 1024 + 512
+            write_synthetic(path, steps=long_steps, seed=0)
+            rss = {n: peak_rss_mb(str(path), n) for n in (512, 1024 + 64, long_steps)}
+        print("peak RSS of a functional run: " + ", ".join(f"{n} steps {mb:.0f} MB" for n, mb in rss.items()))
 
 
 if __name__ == "__main__":

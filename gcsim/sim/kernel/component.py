@@ -13,12 +13,25 @@ the architecture document is generated from these.
 """
 from __future__ import annotations
 
+from heapq import heappush
+
 from simpy.events import NORMAL, Event
 
 
+class _Delivery:
+    """A message on its way: the SimPy queue entry that hands it to `handler` at its time.
+    Lighter than a simpy Event (no environment, no value checks); env.step needs only
+    `callbacks` and `_ok`."""
+    __slots__ = ("callbacks", "_ok", "handler", "msg")
+
+    def __init__(self, handler, msg):
+        self.callbacks = [_dispatch]
+        self._ok = True
+        self.handler, self.msg = handler, msg
+
+
 def _dispatch(ev):
-    handler, msg = ev._value
-    handler(msg)
+    ev.handler(ev.msg)
 
 
 class Component:
@@ -35,25 +48,27 @@ class Component:
         sim.activity.add_component(name, units)
         sim.components[name] = self
         self.peers: dict[str, "Component"] = {}   # port name -> connected component (for the graph)
+        self._bank = sim.activity.banks[name]
+        self._fast = sim.activity.timeline is None
 
     # -- messages ----------------------------------------------------------------------------
     def send(self, at_ps: int, handler, msg) -> None:
         env = self.env
-        delay = at_ps - env._now
-        if delay <= 0:
+        if at_ps <= env._now:
             handler(msg)
             return
-        ev = Event(env)
-        ev._ok = True
-        ev._value = (handler, msg)
-        ev.callbacks.append(_dispatch)
-        env.schedule(ev, NORMAL, delay)
+        heappush(env._queue, (at_ps, NORMAL, next(env._eid), _Delivery(handler, msg)))
 
     def connect(self, port: str, peer: "Component") -> None:
         self.peers[port] = peer
 
     # -- own statistics and energy -----------------------------------------------------------
     def busy(self, start, end, units=None, step=-1, layer=-1, action=""):
+        b = self._bank
+        if units is None and self._fast and b.end <= start <= end and b.unit_end <= start:
+            b.end = end   # the common case: whole bank, no timeline (same checks as Activity._book)
+            b.busy += end - start
+            return
         self.activity._book(self.name, start, end, units, step, layer, "busy", action)
 
     def stall(self, start, end, cause, units=None, step=-1, layer=-1):

@@ -19,6 +19,14 @@ class AccountingError(RuntimeError):
     """An accounting invariant was violated: the simulator has a bug."""
 
 
+class Bank:
+    """Whole-bank bookings of one component, in Python ints (the common case: no array work)."""
+    __slots__ = ("busy", "end", "unit_end")
+
+    def __init__(self):
+        self.busy = self.end = self.unit_end = 0   # busy ps; end of the last booking; latest end over units
+
+
 class Activity:
     """Busy / stalled(cause) intervals of every unit of every component."""
 
@@ -27,10 +35,7 @@ class Activity:
         self.busy_ps: dict[str, np.ndarray] = {}
         self.stall_ps: dict[str, dict[str, np.ndarray]] = {}
         self.last_end_ps: dict[str, np.ndarray] = {}
-        # whole-bank bookings (the common case) stay in Python ints: no array work per event
-        self.bank_busy_ps: dict[str, int] = {}
-        self.bank_end_ps: dict[str, int] = {}
-        self.unit_end_ps: dict[str, int] = {}   # the latest end over the units (Python int)
+        self.banks: dict[str, Bank] = {}
         self.timeline = timeline
 
     def add_component(self, name: str, n_units: int = 1) -> None:
@@ -38,33 +43,32 @@ class Activity:
         self.busy_ps[name] = np.zeros(n_units, np.int64)
         self.stall_ps[name] = {}
         self.last_end_ps[name] = np.zeros(n_units, np.int64)
-        self.bank_busy_ps[name] = 0
-        self.bank_end_ps[name] = 0
-        self.unit_end_ps[name] = 0
+        self.banks[name] = Bank()
 
     def _book(self, name, start, end, units, step, layer, kind, cause):
         if end < start:
             raise AccountingError(f"{name}: interval ends before it starts ({start} > {end} ps)")
         if end == start:
             return
-        bank_end = self.bank_end_ps[name]
+        bank = self.banks[name]
+        bank_end = bank.end
         last = self.last_end_ps[name]
         if units is None:
-            latest = max(bank_end, self.unit_end_ps[name])
+            latest = max(bank_end, bank.unit_end)
         else:
             latest = max(bank_end, int(last[units].max()))
         if latest > start:
             raise AccountingError(f"{name}: {kind} interval [{start}, {end}) ps overlaps earlier activity "
                                   f"ending at {latest} ps (step {step}, layer {layer})")
         if units is None:
-            self.bank_end_ps[name] = end
+            bank.end = end
         else:
             last[units] = end
-            if end > self.unit_end_ps[name]:
-                self.unit_end_ps[name] = end
+            if end > bank.unit_end:
+                bank.unit_end = end
         if kind == "busy":
             if units is None:
-                self.bank_busy_ps[name] += end - start
+                bank.busy += end - start
             else:
                 self.busy_ps[name][units] += end - start
         else:
@@ -85,7 +89,7 @@ class Activity:
         """Per component: busy, stalled by cause and idle (ps), per bank and per unit."""
         out = {}
         for name, n in self.units.items():
-            busy = self.busy_ps[name] + self.bank_busy_ps[name]
+            busy = self.busy_ps[name] + self.banks[name].busy
             stalls = {c: a for c, a in sorted(self.stall_ps[name].items())}
             stalled = sum(stalls.values()) if stalls else np.zeros(n, np.int64)
             idle = elapsed_ps - busy - stalled
@@ -111,7 +115,7 @@ class Activity:
                     raise AccountingError(f"{name}: negative stall time for {cause}")
             if comp["busy_ps"] + comp["stalled_ps"] + comp["idle_ps"] != elapsed_ps * comp["units"]:
                 raise AccountingError(f"{name}: bank totals do not add up to units x elapsed")
-            if np.any(self.last_end_ps[name] > elapsed_ps) or self.bank_end_ps[name] > elapsed_ps:
+            if np.any(self.last_end_ps[name] > elapsed_ps) or self.banks[name].end > elapsed_ps:
                 raise AccountingError(f"{name}: activity booked past the end of the run")
 
 
