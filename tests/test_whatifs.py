@@ -116,3 +116,43 @@ def test_whatif_examples_print_their_hand_calculation(script, capsys):
             got = line.split("(hand: ")[0]
             hand = line.split("(hand: ")[1].split(")")[0]
             assert hand.split(";")[0].split(" ns")[0].replace(", ", " ").split()[0] in got, line
+
+
+def test_a_new_policy_is_a_small_class(monkeypatch):
+    # docs/architecture.md's example: two of the three query heads of a bank read it together
+    from gcsim.sim.policies import REGISTRY, register
+    from gcsim.sim.policies.gqa import GQAMapping
+
+    monkeypatch.setitem(REGISTRY, "gqa", dict(REGISTRY["gqa"]))   # registered for this test only
+
+    @register("gqa", "two_at_a_time")
+    class TwoAtATime(GQAMapping):
+        PARAMS = {"width": (int, 2, (lambda v: v >= 1, ">= 1"))}
+
+        def rounds(self):
+            s = self.hw.shape
+            heads = np.arange(s.heads)
+            n = -(-s.group_size // self.width)
+            return [heads[(heads % s.group_size) // self.width == r] for r in range(n)]
+
+    hw = load_hardware("smollm2").derive(periphery={"gqa_mapping": {"impl": "two_at_a_time", "width": 2}})
+    # rounds {heads 0,1 of each bank} then {head 2}: 5 + 2 x (15 + 15 + 15) + 10 + 5
+    assert set(run(hw, 2).step_latency_ps()) == {30 * 110 * NS}
+    with pytest.raises(HardwareError, match="parameter 'width': value 0 is out of range"):
+        hw.derive(periphery={"gqa_mapping": {"impl": "two_at_a_time", "width": 0}})
+
+
+def test_component_graph_of_a_live_simulator():
+    from gcsim.sim.graph import component_graph
+
+    hw = load_hardware("gpt2-two-chips").derive(
+        shape={"layers": 2}, interconnect={"nodes": {"chip0": {"first_layer": 0, "last_layer": 0},
+                                                     "chip1": {"first_layer": 1, "last_layer": 1}}})
+    g = component_graph(Simulator(hw, zeros(hw, 1), values=False))
+    kinds = [k for _, k in g.nodes(data="kind")]
+    assert kinds.count("LayerController") == 2 and kinds.count("Channel") == 4 and kinds.count("HostPort") == 1
+    assert g.number_of_nodes() == 1 + 2 * 7 + 4
+    # layer 1's inputs cross both links; its outputs come back the same way
+    assert g.has_edge("host", "link.host_to_chip0") and g.has_edge("link.chip0_to_chip1", "L01.controller")
+    assert g.has_edge("L01.controller", "link.chip1_to_chip0") and g.has_edge("link.chip0_to_host", "host")
+    assert g.edges["L00.tiles", "L00.counters"]["port"] == "count"

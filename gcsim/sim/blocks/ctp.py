@@ -20,6 +20,7 @@ class ChargeToPulse(Component):
 
     def __init__(self, sim, layer):
         super().__init__(sim, f"L{layer:02d}.ctp", sim.hw.shape.heads)
+        self.layer = layer
         self.s_sat = sim.hw.numerics.s_sat
 
     def convert(self, S):
