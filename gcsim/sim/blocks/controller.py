@@ -25,6 +25,8 @@ from ...finite import all_finite, raise_first_non_finite
 from ..kernel import Component
 from ..kernel.path import add
 
+INF = 1 << 62
+
 
 class LayerController(Component):
     PARAMS = ("timing.phases_ns.routing", "interconnect.q_bits", "interconnect.kv_bits", "interconnect.out_bits",
@@ -45,10 +47,11 @@ class LayerController(Component):
         self.bits_out = s.heads * s.d_head * ic.out_bits
         self.law = hw.numerics.cell_law
         self.write_during_read = sim.policies["issue"].WRITE_DURING_READ
-        self.serving = None        # the layer step holding the layer (issue policy)
-        self.waiting = deque()     # layer steps waiting for it
-        self.read_free = True      # overlap_write: the read path is free
-        self.read_waiting = deque()
+        # issue policy: the layer (serial) or its read path (overlap_write) is busy until
+        # `busy_until` ps (INF while a layer step's end is not yet known); steps queue meanwhile
+        self.busy_until = 0
+        self.waiting = deque()
+        self.wake_pending = False
         self.H_d = s.heads * s.d_head
         self.ledger.declare(self.name, "q_pwm_drive", layer, per_active=self.H_d)   # per layer step
         self.ledger.declare(self.name, "control", layer, const=s.heads)
@@ -58,9 +61,14 @@ class LayerController(Component):
         job.arrived_ps = self.env._now
         if self.write_during_read:
             self._start(job)         # the writer queues writes itself
-        elif self.serving is None:
-            self.serving = job
-            self._start(job)
+        else:
+            self._admit(job, self._start)
+
+    def _admit(self, job, go):
+        """Start `job` now if the layer (or read path) is free, else queue it."""
+        if not self.waiting and self.env._now >= self.busy_until:
+            self.busy_until = INF
+            go(job)
         else:
             self.waiting.append(job)
 
@@ -82,11 +90,9 @@ class LayerController(Component):
     def on_written(self, job):
         job.arrived_ps = self.env._now   # ready to read
         if self.write_during_read:
-            if not self.read_free:
-                self.read_waiting.append(job)
-                return
-            self.read_free = False
-        self._read(job)
+            self._admit(job, self._read)
+        else:
+            self._read(job)
 
     def _read(self, job):
         now = self.env._now
@@ -122,38 +128,17 @@ class LayerController(Component):
         self._release(arrive)
 
     def _release(self, at):
-        """The layer step's outputs have left at `at`: the next may start."""
-        if self.write_during_read:
-            nxt_q = self.read_waiting
-            if nxt_q:
-                self.send(at, self._read_next, None)
-            else:
-                self.send(at, self._free_read, None)
-            return
-        if self.waiting:
+        """The layer step's outputs have left at `at`: the next may start then."""
+        self.busy_until = at
+        if self.waiting and not self.wake_pending:
+            self.wake_pending = True
             self.send(at, self._next, None)
-        else:
-            self.send(at, self._free, None)
-
-    def _free(self, _):
-        if self.waiting:
-            self._next(None)
-        else:
-            self.serving = None
 
     def _next(self, _):
+        self.wake_pending = False
         job = self.waiting.popleft()
-        self.serving = job
-        self._start(job)
-
-    def _free_read(self, _):
-        if self.read_waiting:
-            self._read_next(None)
-        else:
-            self.read_free = True
-
-    def _read_next(self, _):
-        self._read(self.read_waiting.popleft())
+        self.busy_until = INF
+        (self._read if self.write_during_read else self._start)(job)
 
     def _check_finite(self, job):
         if not all_finite(job.S, job.out):  # NaN/Inf is never a result (gcsim/finite.py)
