@@ -92,7 +92,7 @@ class LayerRefresh(Component):
                 yield self.waiting
             now = env._now
             free = max([now, writer.dacs.free_at] + tiles.busy_until + [b.free_at for b in tiles.banks])
-            active = max(r.counts(r.last)[1] if r.last >= 0 else 0 for r in tiles.rings)
+            active = max(r.counts(r.last)[1] if r.written().any() else 0 for r in tiles.rings)
             dur = active * self.per_subtile_ps
             if dur:
                 self._refresh(free, free + dur)
