@@ -14,6 +14,7 @@ import shlex
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from . import __version__
@@ -64,8 +65,18 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(["run"] + (argv or []))
     # recorded in every output's provenance (gcsim/provenance.py)
     args.command_line = shlex.join(["gcsim", *(sys.argv[1:] if argv is None else argv)])
-    with _signals_as_exceptions():
+    with _signals_as_exceptions(), _one_line_warnings():
         return _run(args, argv)
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Warnings (e.g. an old trace format) as one line on stderr, without source lines."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"gcsim: warning: {message}", file=sys.stderr)
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def _run(args, argv) -> int:

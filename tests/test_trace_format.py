@@ -1,4 +1,4 @@
-"""The .gctrace format v1: round trip, streaming, atomicity, validation, lazy reading, summary."""
+"""The .gctrace format v2: round trip, streaming, atomicity, validation, lazy reading, summary."""
 
 import hashlib
 import json
@@ -51,14 +51,19 @@ def read_header(path):
     return json.loads(raw[16:16 + n]), n
 
 
-def rewrite_header(path, edit):
-    """Apply edit(header) in place; the JSON is padded with spaces to its old length."""
+def rewrite_header(path, edit, seal=True):
+    """Apply edit(header) in place; the JSON is padded with spaces to its old length. seal:
+    recompute the header checksum (as a tool that knows the format would), so that the
+    reader's field checks, not the checksum, are what reject the edit."""
     raw = bytearray(path.read_bytes())
     header, n = read_header(path)
     edit(header)
     new = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert len(new) <= n
-    raw[16:16 + n] = new + b" " * (n - len(new))
+    new = new + b" " * (n - len(new))
+    if seal and b'"header_sha256":"' in new:
+        new = new.replace(header["header_sha256"].encode(), fmt.header_checksum(new).encode(), 1)
+    raw[16:16 + n] = new
     path.write_bytes(bytes(raw))
 
 
@@ -78,9 +83,9 @@ def test_round_trip_values_and_header(tmp_path, dtype):
         assert tr.attn_out is None
         assert tr.model == MODEL and tr.steps == STEPS and tr.dtype == dtype
         h = tr.header
-        assert h["format"] == "gcsim-trace" and h["version"] == 1
+        assert h["format"] == "gcsim-trace" and h["version"] == 2
         assert set(h) == {"format", "version", "model", "steps", "dtype", "scalers",
-                          "clip_fraction", "provenance", "arrays"}
+                          "clip_fraction", "provenance", "arrays", "header_sha256"}
         assert tr.provenance["prompt"] == "Hello, wörld" and tr.provenance["seed"] == 7
         assert tr.provenance["synthetic"] is False and tr.provenance["gcsim_version"] == "0.1.0"
         assert tr.provenance["source_sha256"] is None
@@ -261,11 +266,11 @@ def test_missing_nested_field(good):
 
 
 def test_newer_version(good):
-    rewrite_header(good, lambda h: h.update(version=2))
+    rewrite_header(good, lambda h: h.update(version=3))
     with pytest.raises(TraceError) as e:
         open_trace(good)
-    assert str(e.value) == (f"{good}: trace format version 2 is newer than this gcsim "
-                            "supports (1); upgrade gcsim")
+    assert str(e.value) == (f"{good}: trace format version 3 is newer than this gcsim "
+                            "supports (2); upgrade gcsim")
 
 
 def test_array_missing(good):

@@ -3,6 +3,7 @@
     gcsim trace record --prompt TEXT | --prompt-file F  --new N  -o OUT  [--dtype float16|float32]
     gcsim trace synth  [--model NAME_OR_PATH] --steps N [--seed S]  -o OUT  [--dtype ...]
     gcsim trace info   TRACE [--json]
+    gcsim trace upgrade TRACE -o OUT        (version 1 -> 2: adds the header checksum)
 
 User mistakes raise ValueError (subclasses) so that gcsim.cli prints one line and exits 2.
 Outputs are written to a temporary file and renamed (TraceWriter), so a failed command
@@ -61,6 +62,16 @@ def register(subparsers) -> None:
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_feedback(i)
     i.set_defaults(func=_info)
+
+    u = sub.add_parser("upgrade", help="rewrite an older trace (format version 1) as the current version",
+                       description="Rewrite a trace in the current format version (2: header checksum). "
+                                   "The arrays, scalers and provenance are copied unchanged; OUT may be TRACE "
+                                   "itself (replaced atomically).")
+    u.add_argument("trace", type=Path, metavar="TRACE")
+    u.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    u.add_argument("--force", action="store_true", help="replace OUT even if it is not a gcsim trace")
+    add_feedback(u)
+    u.set_defaults(func=_upgrade)
 
 
 def _check_output(path: Path, force: bool = False) -> None:
@@ -133,4 +144,13 @@ def _info(args: argparse.Namespace) -> int:
 
     summary = summarize(args.trace)
     say(args, json.dumps(summary, indent=1) if args.json else format_summary(summary))
+    return 0
+
+
+def _upgrade(args: argparse.Namespace) -> int:
+    from .format import upgrade_trace
+
+    _check_output(args.output, args.force)
+    path = upgrade_trace(args.trace, args.output)
+    say(args, f"wrote {path} (trace format version 2)")
     return 0

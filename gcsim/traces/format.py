@@ -1,4 +1,4 @@
-"""The decode-trace file format, version 1 (``.gctrace``).
+"""The decode-trace file format, version 2 (``.gctrace``); version 1 files still open.
 
 A trace holds, for every decode step t and layer, the q vector of every query head and the k
 and v vectors of every K/V head (projection outputs in the model's own units, post-RoPE), the
@@ -14,6 +14,11 @@ File layout (all integers little-endian)::
     q, k, v, [attn_out], token_ids  raw C-order arrays, each at a 64-byte-aligned offset,
                                     zero padding between them
 
+Version 2 adds ``header_sha256`` to the header: the sha256 of the header bytes with that
+field's 64 hex digits set to "0" (so the header, scalers included, cannot change unnoticed),
+and requires zero padding and no bytes after the last array. Version 1 files open with a
+warning that their header is unchecked; ``gcsim trace upgrade`` rewrites them as version 2.
+
 The header length is fixed before any data is written: every field is known up front except the
 array checksums, which are fixed-width hex strings. So the streaming writer writes a header with
 placeholder checksums, streams the steps into their precomputed offsets, then overwrites the
@@ -24,7 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +41,10 @@ from ..datapath import KV_SCALERS, SCALER_KEYS as SCALER_NAMES
 
 MAGIC = b"GCTRACE\0"
 FORMAT_NAME = "gcsim-trace"
-VERSION = 1
+VERSION = 2
+HEADER_SHA_KEY = b'"header_sha256":"'
+MAX_HEADER_BYTES = 64 << 20  # a header holds scalers of at most a few thousand heads
+MAX_STEPS = 1 << 40
 ALIGN = 64
 FLOAT_DTYPES = ("float16", "float32")
 PROVENANCE_KEYS = ("source", "source_sha256", "prompt", "command", "seed",
@@ -87,16 +97,40 @@ def _check_model(model: dict, where: str) -> dict:
     if model["heads"] % model["kv_heads"]:
         raise TraceError(f"{where}: model.kv_heads ({model['kv_heads']}) must divide "
                          f"model.heads ({model['heads']})")
-    return {"name": str(model["name"]), **{key: int(model[key]) for key in MODEL_KEYS[1:]}}
+    if not isinstance(model["name"], str):
+        raise TraceError(f"{where}: model.name must be a string, got {type(model['name']).__name__}")
+    return {"name": model["name"], **{key: int(model[key]) for key in MODEL_KEYS[1:]}}
+
+
+class TraceFormatWarning(UserWarning):
+    """An old trace format that opens but is checked less (version 1: no header checksum)."""
+
+
+def _numbers(value, where: str, field: str) -> np.ndarray:
+    """A header field that must be a (nested list of) numbers, as float64."""
+    def plain(v):
+        return all(plain(x) for x in v) if isinstance(v, list) else (
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool))
+    if not isinstance(value, np.ndarray) and not plain(value):
+        raise TraceError(f"{where}: field '{field}' must hold numbers only")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise TraceError(f"{where}: field '{field}' is not a rectangular array of numbers") from None
 
 
 def _check_scalers(scalers, clip_fraction, model: dict, where: str):
     """Validate and convert scalers (and clip fractions) to dicts of float64 arrays."""
     out = {}
+    if not isinstance(scalers, dict):
+        raise TraceError(f"{where}: field 'scalers' must be an object, got {type(scalers).__name__}")
+    if clip_fraction is not None and not isinstance(clip_fraction, dict):
+        raise TraceError(f"{where}: field 'clip_fraction' must be an object or null, got "
+                         f"{type(clip_fraction).__name__}")
     for name in SCALER_NAMES:
         if name not in scalers:
             raise TraceError(f"{where}: missing required field 'scalers.{name}'")
-        arr = np.asarray(scalers[name], dtype=np.float64)
+        arr = _numbers(scalers[name], where, f"scalers.{name}")
         if arr.shape != scaler_shape(name, model):
             raise TraceError(f"{where}: scaler '{name}' has shape {arr.shape}, expected "
                              f"{scaler_shape(name, model)} [layers, {_kv_group(name)}]")
@@ -109,10 +143,13 @@ def _check_scalers(scalers, clip_fraction, model: dict, where: str):
         for name in ("q", "k", "v"):
             if name not in clip_fraction:
                 raise TraceError(f"{where}: missing required field 'clip_fraction.{name}'")
-            arr = np.asarray(clip_fraction[name], dtype=np.float64)
+            arr = _numbers(clip_fraction[name], where, f"clip_fraction.{name}")
             if arr.shape != scaler_shape(name, model):
                 raise TraceError(f"{where}: clip_fraction '{name}' has shape {arr.shape}, "
                                  f"expected {scaler_shape(name, model)}")
+            if not np.all((arr >= 0) & (arr <= 1)):  # NaN fails too
+                bad = arr[~((arr >= 0) & (arr <= 1))].flat[0]
+                raise TraceError(f"{where}: clip_fraction '{name}' holds {bad}, expected a fraction in [0, 1]")
             clip[name] = arr
     return out, clip
 
@@ -168,7 +205,7 @@ class TraceWriter:
             "steps": self.steps, "dtype": dtype,
             "scalers": {k: a.tolist() for k, a in scalers.items()},
             "clip_fraction": None if clip is None else {k: a.tolist() for k, a in clip.items()},
-            "provenance": prov, "arrays": {},
+            "provenance": prov, "arrays": {}, "header_sha256": _PLACEHOLDER_SHA,
         }
         # Offsets follow from the header length, which is fixed now (placeholder checksums).
         # Offsets' digits can lengthen the header; iterate until the header fits before them.
@@ -259,6 +296,8 @@ class TraceWriter:
             old_len = len(self._encode_header())
             for name, h in self._hashes.items():
                 self._header["arrays"][name]["sha256"] = h.hexdigest()
+            self._header["header_sha256"] = _PLACEHOLDER_SHA
+            self._header["header_sha256"] = header_checksum(self._encode_header())
             header = self._encode_header()
             assert len(header) == old_len, "checksums must not change the header length"
             self._file.seek(_PREFIX)
@@ -334,6 +373,29 @@ def write_trace(path, *, q, k, v, token_ids, model: dict, scalers: dict, clip_fr
     return Path(path)
 
 
+def upgrade_trace(src, dst) -> Path:
+    """Rewrite trace `src` (any supported version, verified first) as the current version at
+    `dst`; the arrays' bytes, scalers, clip fractions and provenance are unchanged."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TraceFormatWarning)  # upgrading is the answer to it
+        tr = open_trace(src)
+    try:
+        h = tr.header
+        has_attn = tr.attn_out is not None
+        with TraceWriter(dst, model=tr.model, steps=tr.steps, scalers=h["scalers"],
+                         clip_fraction=h["clip_fraction"], provenance=h["provenance"], dtype=tr.dtype,
+                         attn_out=has_attn) as w:
+            for t in range(tr.steps):
+                w.append_step(tr.q[t], tr.k[t], tr.v[t], int(tr.token_ids[t]),
+                              tr.attn_out[t] if has_attn else None)
+        for name, entry in w._header["arrays"].items():
+            if entry["sha256"] != h["arrays"][name]["sha256"]:  # the same bytes, or a bug
+                raise TraceError(f"{dst}: array '{name}' changed while upgrading")
+    finally:
+        tr.close()
+    return Path(dst)
+
+
 # --------------------------------------------------------------------------------------------
 # Reading
 
@@ -400,23 +462,38 @@ def _regular_file_size(path: Path, where: str) -> int:
     return st.st_size
 
 
-def _read_header(path: Path, where: str, file_size: int) -> dict:
+def header_checksum(raw: bytes) -> str:
+    """sha256 (hex) of the header bytes with the 64 hex digits of header_sha256 set to "0"."""
+    at = raw.find(HEADER_SHA_KEY)
+    if at < 0 or raw.find(HEADER_SHA_KEY, at + 1) >= 0:
+        raise TraceError("the header must hold exactly one 'header_sha256' field")
+    start = at + len(HEADER_SHA_KEY)
+    return hashlib.sha256(raw[:start] + b"0" * 64 + raw[start + 64:]).hexdigest()
+
+
+def _read_header(path: Path, where: str, file_size: int) -> tuple[dict, int]:
+    """The header (format and version checked; v2: checksum verified) and its length."""
     with open(path, "rb") as f:
         prefix = f.read(_PREFIX)
         if len(prefix) < len(MAGIC) or prefix[:len(MAGIC)] != MAGIC:
-            raise TraceError(f"{where}: not a gcsim trace (bad magic bytes {prefix[:8]!r}, "
-                             f"expected {MAGIC!r})")
+            # never quote the bytes: the file may be anything (and anyone's)
+            raise TraceError(f"{where}: not a gcsim trace (its first bytes are not {MAGIC!r})")
         if len(prefix) < _PREFIX:
             raise TraceError(f"{where}: truncated before the header length field")
         header_len = int(np.frombuffer(prefix[len(MAGIC):], dtype="<u8")[0])
         if _PREFIX + header_len > file_size:
             raise TraceError(f"{where}: header truncated: header length says {header_len} bytes "
                              f"but the file has only {file_size - _PREFIX} after the prefix")
+        if header_len > MAX_HEADER_BYTES:
+            raise TraceError(f"{where}: header length {header_len} bytes is more than a trace header "
+                             f"can be ({MAX_HEADER_BYTES} bytes)")
         raw = f.read(header_len)
     try:
         header = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TraceError(f"{where}: header is not valid JSON ({e})") from None
+        raise TraceError(f"{where}: header is not valid JSON (at byte {e.pos if isinstance(e, json.JSONDecodeError) else e.start})") from None
+    except RecursionError:
+        raise TraceError(f"{where}: header is not a trace header (nested too deeply)") from None
     if not isinstance(header, dict):
         raise TraceError(f"{where}: header is not valid JSON object (got {type(header).__name__})")
     # format and version first: a newer version may legitimately have other fields.
@@ -424,18 +501,29 @@ def _read_header(path: Path, where: str, file_size: int) -> dict:
         if key not in header:
             raise TraceError(f"{where}: missing required field '{key}'")
     if header["format"] != FORMAT_NAME:
-        raise TraceError(f"{where}: not a gcsim trace (format {header['format']!r}, "
-                         f"expected {FORMAT_NAME!r})")
+        raise TraceError(f"{where}: not a gcsim trace (field 'format' is not {FORMAT_NAME!r})")
     version = header["version"]
-    if not isinstance(version, int) or version < 1:
-        raise TraceError(f"{where}: invalid trace format version {version!r}")
+    if type(version) is not int or version < 1:
+        raise TraceError(f"{where}: field 'version' must be a positive integer, got {type(version).__name__} "
+                         f"{str(version)[:20]}")
     if version > VERSION:
         raise TraceError(f"{where}: trace format version {version} is newer than this gcsim "
                          f"supports ({VERSION}); upgrade gcsim")
+    if version >= 2:
+        stored = header.get("header_sha256")
+        if not isinstance(stored, str):
+            raise TraceError(f"{where}: missing required field 'header_sha256'")
+        if header_checksum(raw) != stored:
+            raise TraceError(f"{where}: header checksum mismatch: the header (scalers, shapes, offsets or "
+                             "provenance) was changed or is corrupt")
+    else:
+        warnings.warn(f"{where}: trace format version 1 has no header checksum, so its header is not "
+                      f"verified; `gcsim trace upgrade {where} -o NEW` rewrites it as version {VERSION}",
+                      TraceFormatWarning, stacklevel=3)
     for key in REQUIRED_FIELDS:
         if key not in header:
             raise TraceError(f"{where}: missing required field '{key}'")
-    return header
+    return header, header_len
 
 
 def open_trace(path, verify: bool = True) -> Trace:
@@ -447,13 +535,16 @@ def open_trace(path, verify: bool = True) -> Trace:
     path = Path(path)
     where = str(path)
     file_size = _regular_file_size(path, where)
-    header = _read_header(path, where, file_size)
+    header, header_len = _read_header(path, where, file_size)
     model = _check_model(header["model"], where)
     steps, dtype = header["steps"], header["dtype"]
-    if not isinstance(steps, int) or steps < 1:
-        raise TraceError(f"{where}: steps must be a positive integer, got {steps!r}")
-    if dtype not in FLOAT_DTYPES:
-        raise TraceError(f"{where}: dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+    if type(steps) is not int or not 1 <= steps <= MAX_STEPS:
+        raise TraceError(f"{where}: field 'steps' must be an integer in [1, {MAX_STEPS}], got "
+                         f"{type(steps).__name__} {str(steps)[:20]}")
+    if not isinstance(dtype, str) or dtype not in FLOAT_DTYPES:
+        raise TraceError(f"{where}: field 'dtype' must be one of {FLOAT_DTYPES}")
+    if not isinstance(header["provenance"], dict):
+        raise TraceError(f"{where}: field 'provenance' must be an object")
     for key in PROVENANCE_KEYS:
         if key not in header["provenance"]:
             raise TraceError(f"{where}: missing required field 'provenance.{key}'")
@@ -463,7 +554,12 @@ def open_trace(path, verify: bool = True) -> Trace:
     if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
         raise TraceError(f"{where}: field 'arrays' must map array names to objects")
     specs = array_specs(model, steps, dtype, "attn_out" in entries)
+    unknown = sorted(set(entries) - set(specs))
+    if unknown:
+        raise TraceError(f"{where}: unknown arrays {unknown[:3]} in the header")
     arrays = {}
+    end = _PREFIX + header_len  # data must follow the header, in file order, without overlap
+    gaps = []
     for name, (dt, shape) in specs.items():
         if name not in entries:
             raise TraceError(f"{where}: array '{name}' is missing from the header")
@@ -472,29 +568,51 @@ def open_trace(path, verify: bool = True) -> Trace:
             if key not in entry:
                 raise TraceError(f"{where}: missing required field 'arrays.{name}.{key}'")
         if entry["dtype"] != dt:
-            raise TraceError(f"{where}: array '{name}' has dtype {entry['dtype']}, "
+            raise TraceError(f"{where}: array '{name}' has dtype {str(entry['dtype'])[:20]}, "
                              f"expected {dt}")
+        if not isinstance(entry["shape"], list) or any(type(n) is not int for n in entry["shape"]):
+            raise TraceError(f"{where}: field 'arrays.{name}.shape' must be a list of integers")
         if tuple(entry["shape"]) != shape:
             raise TraceError(f"{where}: array '{name}' has shape {tuple(entry['shape'])}, "
                              f"expected {shape} from model and steps")
-        nbytes = int(np.prod(shape)) * np.dtype(dt).itemsize
+        nbytes = math.prod(shape) * np.dtype(dt).itemsize
         offset = entry["offset"]
-        if entry["nbytes"] != nbytes:
-            raise TraceError(f"{where}: array '{name}' declares {entry['nbytes']} bytes, "
+        if type(entry["nbytes"]) is not int or entry["nbytes"] != nbytes:
+            raise TraceError(f"{where}: array '{name}' declares {str(entry['nbytes'])[:20]} bytes, "
                              f"expected {nbytes} for shape {shape} {dt}")
-        if not isinstance(offset, int) or offset < _PREFIX or offset % ALIGN:
-            raise TraceError(f"{where}: array '{name}' has invalid offset {offset!r} "
-                             f"(must be a multiple of {ALIGN} after the header)")
+        if type(offset) is not int or offset < end or offset % ALIGN:
+            raise TraceError(f"{where}: array '{name}' has invalid offset {str(offset)[:20]} "
+                             f"(must be a multiple of {ALIGN} after the header and the previous array)")
+        if not isinstance(entry["sha256"], str) or len(entry["sha256"]) != 64:
+            raise TraceError(f"{where}: field 'arrays.{name}.sha256' must be 64 hex digits")
         if offset + nbytes > file_size:
             raise TraceError(f"{where}: array '{name}' is truncated: expected {nbytes} bytes at "
                              f"offset {offset} (file of at least {offset + nbytes} bytes), "
                              f"actual file size {file_size} bytes")
+        gaps.append((end, offset))
+        end = offset + nbytes
         arrays[name] = np.memmap(path, dtype=np.dtype(dt).newbyteorder("<"), mode="r",
                                  offset=offset, shape=shape)
+    gaps.append((end, _align(end)))
+    if file_size != _align(end):
+        raise TraceError(f"{where}: {file_size - _align(end)} bytes after the last array "
+                         f"(file of {file_size} bytes, expected {_align(end)})")
+    _check_padding(path, where, gaps)
     if verify:
         for name, arr in arrays.items():
             _verify_array(path, where, name, arr, entries[name])
     return Trace(path, header, arrays, scalers, clip)
+
+
+def _check_padding(path: Path, where: str, gaps: list) -> None:
+    """The bytes between header and arrays, and after the last array, must be zero."""
+    with open(path, "rb") as f:
+        for lo, hi in gaps:
+            if hi - lo > ALIGN:  # a writer pads less than one alignment unit
+                raise TraceError(f"{where}: {hi - lo} bytes of padding at offset {lo}; expected fewer than {ALIGN}")
+            f.seek(lo)
+            if f.read(hi - lo).strip(b"\0"):
+                raise TraceError(f"{where}: the padding at offsets {lo}..{hi} is not zero; the file is corrupt")
 
 
 def iter_chunks(arr: np.ndarray, chunk_bytes: int | None = None):
@@ -522,7 +640,11 @@ def _verify_array(path: Path, where: str, name: str, arr: np.memmap, entry: dict
         raise TraceError(f"{where}: checksum mismatch for array '{name}' (sha256 "
                          f"{h.hexdigest()[:16]}…, header says {str(entry['sha256'])[:16]}…); "
                          "the file is corrupt")
-    if arr.dtype.kind != "f":
+    if arr.dtype.kind != "f":  # token ids: int32 ids are never negative
+        for t0, chunk in iter_chunks(arr):
+            if (chunk < 0).any():
+                t = t0 + int(np.argmax(np.asarray(chunk) < 0))
+                raise TraceError(f"{where}: array '{name}' holds a negative token id at step {t}")
         return
     for t0, chunk in iter_chunks(arr):
         bad = _first_bad(chunk, t0)
