@@ -115,6 +115,8 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     """
     variant = variant or hw.numerics.cell_law
     _check_variant(variant)
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise ReferenceModelError(f"dtype: expected float32 or float64, found {np.dtype(dtype)}")
     hw = hardware_for_variant(hw, variant)
     shp = hw.shape
     q = _check("q", q, (None, shp.heads, shp.d_head)).astype(dtype, copy=False)
@@ -125,10 +127,18 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     steps = np.arange(T, dtype=np.int64)
     wt = steps * period if write_times_ps is None else _times("write_times_ps", write_times_ps, T)
     rt = steps * period if read_times_ps is None else _times("read_times_ps", read_times_ps, T)
+    # a read before the write, or writes going back in time, would give ages < 0 and decay > 1
+    if T and (np.any(rt < wt) or np.any(np.diff(wt) < 0)):
+        bad = int(np.argmax(rt < wt)) if np.any(rt < wt) else int(np.argmax(np.diff(wt) < 0)) + 1
+        raise ReferenceModelError(f"read_times_ps / write_times_ps: step {bad} is read at {int(rt[bad])} ps, before "
+                                  f"its write at {int(wt[bad])} ps, or written before step {bad - 1}; "
+                                  "times must not go back")
     if ages_ps is not None:
         ages = np.asarray(ages_ps)
         if ages.shape != (T, hw.shape.window):
             raise ReferenceModelError(f"ages_ps: expected shape [{T}, {hw.shape.window}], found {list(ages.shape)}")
+        if ages.dtype.kind not in "iuf" or not np.all(ages >= 0):  # NaN fails too
+            raise ReferenceModelError("ages_ps: expected ages >= 0 ps (a negative age would give decay > 1)")
     sc = layer_scalers(scalers, layer, shp.heads, shp.kv_heads)
 
     q_in = dac_query(q, sc, hw, variant)
@@ -215,6 +225,8 @@ def _times(name, arr, T):
     arr = np.asarray(arr)
     if arr.shape != (T,):
         raise ReferenceModelError(f"{name}: expected shape [{T}], found {list(arr.shape)}")
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
+        raise ReferenceModelError(f"{name}: expected finite times in ps, found dtype {arr.dtype}")
     return arr.astype(np.int64)
 
 

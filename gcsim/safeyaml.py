@@ -91,8 +91,9 @@ def load(text: str | bytes):
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise YamlLimitError(f"not UTF-8 text (byte {exc.start})") from None
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader rejects control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -103,9 +104,13 @@ def load(text: str | bytes):
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise YamlLimitError(f"not valid YAML: {where}{exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:
+        raise YamlLimitError(f"not valid YAML: character #x{exc.character:04x} at position {exc.position} "
+                             "is not allowed") from None
     except yaml.YAMLError:
         raise YamlLimitError("not valid YAML") from None
     except RecursionError:  # a recursive alias reached the constructor
         raise YamlLimitError(f"nested deeper than {MAX_DEPTH} levels") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

@@ -186,3 +186,45 @@ def test_a_signal_leaves_the_previous_output_and_no_temporary_files(tmp_path, si
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+# --- the reference and simulator APIs refuse nonsense ------------------------------------------
+
+def test_a_read_before_its_write_is_refused(small):
+    trace = random_trace(small, 4, seed=2)
+    q, k, v = trace.q[:, 0], trace.k[:, 0], trace.v[:, 0]
+    wt = np.array([0, 1000, 2000, 3000])
+    with pytest.raises(ReferenceModelError, match="step 2 is read at 1500 ps, before its write at 2000 ps"):
+        layer_attention(q, k, v, small, write_times_ps=wt, read_times_ps=np.array([0, 1000, 1500, 3000]))
+    with pytest.raises(ReferenceModelError, match="ages_ps: expected ages >= 0"):
+        layer_attention(q, k, v, small, ages_ps=-np.ones((4, 16)))
+    out = layer_attention(q, k, v, small, write_times_ps=wt, read_times_ps=wt + 10).out
+    assert np.isfinite(out).all()
+
+
+def test_integer_dtypes_are_refused(small):
+    trace = random_trace(small, 2)
+    with pytest.raises(SimError, match=r"ArrayTrace.q: expected a 4-d float array .* found 4-d int64"):
+        type(trace)(trace.q.astype(np.int64), trace.k, trace.v)
+    with pytest.raises(ReferenceModelError, match="dtype: expected float32 or float64, found int32"):
+        layer_attention(trace.q[:, 0], trace.k[:, 0], trace.v[:, 0], small, dtype=np.int32)
+
+
+def test_validate_json_is_checked_before_the_comparison(tmp_path, capsys):
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "data"}')
+    assert cli(["validate", "--steps", "1", "--json", str(mine)]) == EXIT_BAD_INPUT
+    assert "is not a gcsim validate report" in capsys.readouterr().err and mine.read_text() == '{"my": "data"}'
+    assert cli(["validate", "--steps", "1", "--json", str(tmp_path / "no" / "r.json")]) == EXIT_BAD_INPUT
+    assert "does not exist or is not writable" in capsys.readouterr().err
+    rep = tmp_path / "r.json"
+    assert cli(["validate", "--steps", "1", "--stage-steps", "1", "--json", str(rep)]) == EXIT_OK
+    assert cli(["validate", "--steps", "1", "--stage-steps", "1", "--json", str(rep)]) == EXIT_OK  # its own report
+
+
+def test_a_trace_larger_than_the_file_system_allows(tmp_path, capsys):
+    out = tmp_path / "big.gctrace"
+    assert cli(["trace", "synth", "--steps", str(10**13), "-o", str(out)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write a trace of " in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no temporary file left

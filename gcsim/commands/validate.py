@@ -191,7 +191,30 @@ def format_validation(rep) -> str:
     return "\n".join(lines)
 
 
+def _check_json_path(path_text: str) -> None:
+    """Before the (long) comparison: --json must be writable and may replace only an earlier
+    validate report, never a user's file."""
+    import json
+    import os
+    from pathlib import Path
+    path = Path(path_text)
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a directory")
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise UsageError(f"--json {path}: the directory {path.parent} does not exist or is not writable")
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+            ours = isinstance(old, dict) and {"layers", "pass", "stage_steps"} <= set(old)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            raise UsageError(f"--json {path}: exists and is not a gcsim validate report; choose another path")
+
+
 def main(args) -> int:
+    if args.json:
+        _check_json_path(args.json)
     hw, trace = load_inputs(args)
     rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args))
     rep["provenance"] = provenance_of(args, hw, trace)

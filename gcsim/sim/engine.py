@@ -52,6 +52,11 @@ class ArrayTrace:
     attn_out: np.ndarray | None = None
 
     def __post_init__(self):
+        for name in ("q", "k", "v"):  # integer arrays would be silently truncated by the DACs' math
+            arr = np.asarray(getattr(self, name))
+            if arr.ndim != 4 or arr.dtype.kind != "f":
+                raise SimError(f"ArrayTrace.{name}: expected a 4-d float array [T, L, heads, d], found "
+                               f"{arr.ndim}-d {arr.dtype}")
         T, L, H, d = self.q.shape
         self.model = self.model or {"layers": L, "heads": H, "kv_heads": self.k.shape[2], "d_head": d}
 

@@ -232,6 +232,10 @@ class TraceWriter:
             self._file.write(MAGIC + np.uint64(header_len).astype("<u8").tobytes())
             self._file.write(self._encode_header())
             self._file.truncate(self._total)  # zero fill: padding and not-yet-written data
+        except OSError as exc:
+            self.abort()
+            raise TraceError(f"{where}: cannot write a trace of {self._total} bytes here "
+                             f"({exc.strerror})") from None
         except BaseException:
             self.abort()
             raise
