@@ -312,3 +312,29 @@ def test_sweep_plot_adds_charts_to_the_output(tmp_path):
     assert (out / "results.csv").read_bytes() == before
     # OUT stays gcsim's: the sweep may replace it again
     assert cli(["sweep", str(path), "-o", str(out), "--cache", str(tmp_path / "c"), "--no-progress"]) == 0
+
+
+# --- layers in parallel (gcsim validate / gcsim reference) --------------------------------
+
+def test_validate_and_reference_layers_in_parallel_give_the_same_results(tmp_path):
+    """Layer-parallel runs (2 worker processes) against the same commands in one process."""
+    import numpy as np
+    from gcsim import load_hardware
+    from gcsim.commands.validate import validate
+    from gcsim.parallel import MIN_STEPS, worth_it
+    from gcsim.traces import open_trace, write_synthetic
+    hw = load_hardware("paper-gpt2").derive(shape={"layers": 3, "heads": 2, "kv_heads": 2, "window": 128})
+    s = hw.shape
+    path = write_synthetic(tmp_path / "t.gctrace", layers=3, heads=2, kv_heads=2, steps=MIN_STEPS, seed=3)
+    trace = open_trace(path)
+    assert worth_it(2, MIN_STEPS, 3, trace) and not worth_it(1, MIN_STEPS, 3, trace)
+    one, two = validate(hw, trace, jobs=1), validate(hw, trace, jobs=2)
+    assert one == two and one["pass"] and [r["layer"] for r in two["layers"]] == [0, 1, 2]
+    model = tmp_path / "m.yaml"
+    model.write_text(yaml.safe_dump({"extends": "paper-gpt2", "shape": {"layers": 3, "heads": 2, "kv_heads": 2,
+                                                                         "window": 128}}))
+    for j in ("1", "2"):
+        assert cli(["reference", str(path), "-m", str(model), "-o", str(tmp_path / f"r{j}"), "-j", j, "-q"]) == 0
+    assert np.array_equal(np.load(tmp_path / "r1" / "outputs.npy"), np.load(tmp_path / "r2" / "outputs.npy"))
+    s1, s2 = (json.loads((tmp_path / f"r{j}" / "summary.json").read_text())["layers"] for j in "12")
+    assert s1 == s2 and len(s1) == s.layers

@@ -21,14 +21,18 @@ cosine similarity and the relative RMS error after a per-head least-squares affi
 """
 from __future__ import annotations
 
-import numpy as np
-
+import copy
+import functools
 import sys
+
+import numpy as np
 
 from ..budget import check_run
 from ..errors import EXIT_MISMATCH, EXIT_OK, UsageError, silence_stdout
+from ..parallel import add_jobs_option, check_jobs, map_layers, worth_it
 from ..reference import layer_attention
 from ..sim.schedule import check as timing_check
+from ..traces import open_trace
 from ..sim import Simulator
 from ..progress import add_feedback, iterate, say, wanted
 from .common import provenance_of, add_inputs, load_inputs, write_json
@@ -42,6 +46,7 @@ def register(sub):
     p.add_argument("--stage-steps", type=int, default=32,
                    help="steps (evenly spaced, last included) whose S and phi are compared, >= 1 (default 32)")
     p.add_argument("--json", default=None, help="also write the comparison as JSON here")
+    add_jobs_option(p)
     add_feedback(p)
     p.set_defaults(func=main)
 
@@ -73,6 +78,13 @@ class StageRecorder:
             return int((got != ref_codes).sum())
         tol = FLOAT_TOL * max(1.0, float(np.abs(ref_codes).max()) if ref_codes.size else 0.0)
         return int((np.abs(got - ref_codes) > tol).sum())
+
+    def layer(self, l: int) -> "StageRecorder":
+        """The same recorder holding layer l only (arrays without the layer axis; views)."""
+        one = copy.copy(self)
+        for name in ("codes", "out", "S", "phi", "ages_ps"):
+            setattr(one, name, getattr(self, name)[:, l])
+        return one
 
     def __call__(self, seq, step, layer, ages_ps, S, phi, codes, out):
         if seq:
@@ -112,7 +124,9 @@ def _cosine(a, b):
     return float((num[ok] / den[ok]).mean()) if ok.any() else 0.0
 
 
-def validate(hw, trace, steps=None, stage_steps=32, progress=False):
+def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1):
+    """The report of the comparison. jobs: worker processes for the layers' reference runs on
+    a trace file of >= parallel.MIN_STEPS steps (None: every core; 1: in this process)."""
     if isinstance(stage_steps, bool) or not isinstance(stage_steps, (int, np.integer)) or stage_steps < 1:
         raise UsageError(f"--stage-steps must be >= 1 (S and phi of at least one step are compared), "
                          f"found {stage_steps!r}")
@@ -131,37 +145,16 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False):
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
     report["timing"] = timing_check(res, rec.ages_ps)
     ok = report["timing"]["pass"]
-    scalers = getattr(trace, "scalers", None)
-    for l in iterate(range(hw.shape.layers), "reference", enabled=progress, unit="layer"):
-        q = np.asarray(trace.q[:T, l], np.float64)
-        k = np.asarray(trace.k[:T, l], np.float64)
-        v = np.asarray(trace.v[:T, l], np.float64)
-        ages = rec.ages_ps[:, l]
-        if not report["timing"]["pass"]:  # already FAIL; the reference refuses negative ages
-            ages = np.maximum(ages, 0)
-        exact = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, ages_ps=ages)
-        row = {"layer": l}
-        ref_codes = rec.as_codes(exact.sub_out)
-        row["exact"] = {"S": _err(rec.S[:, l], exact.S[sample]), "phi": _err(rec.phi[:, l], exact.phi[sample]),
-                        "out": _err(rec.out[:, l], exact.out),
-                        "code_mismatches": rec.code_mismatches(rec.codes[:, l], ref_codes),
-                        "codes": int(exact.sub_out.size)}
-        if rec.code_step is not None:  # the codes must be exact multiples of the step
-            row["exact"]["off_grid"] = float(np.abs(exact.sub_out / rec.code_step - ref_codes).max())
-        del exact
-        nominal = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, stages=False)
-        row["nominal"] = {"out": _err(rec.out[:, l], nominal.out),
-                          "code_mismatches": rec.code_mismatches(rec.codes[:, l], rec.as_codes(nominal.sub_out))}
-        del nominal
-        if trace.attn_out is not None and T <= hw.shape.window:
-            ideal, source = np.asarray(trace.attn_out[:T, l], np.float64), "trace softmax"
-        else:
-            ideal, source = layer_attention(q, k, v, hw64, variant="softmax", stages=False).out, "reference softmax"
-        row["vs_softmax"] = {"source": source, "cosine": _cosine(rec.out[:, l], ideal),
-                             "affine_fit_rel_rmse": _affine_fit_distance(rec.out[:, l], ideal)}
-        ex = row["exact"]
-        row["pass"] = ex["code_mismatches"] == 0 and all(
-            ex[k]["max_abs"] <= FLOAT_TOL * max(1.0, ex[k]["scale"]) for k in ("S", "phi", "out"))
+    if not report["timing"]["pass"]:  # already FAIL; the reference refuses negative ages
+        rec.ages_ps = np.maximum(rec.ages_ps, 0)
+    source = str(trace.path) if worth_it(jobs, T, s.layers, trace) else trace
+    if source is trace:
+        rows = (_compare_layer(l, trace=trace, hw64=hw64, T=T, sample=sample, rec=rec.layer(l))
+                for l in range(s.layers))
+    else:        # layers in parallel worker processes (gcsim/parallel.py), each given its layer's records
+        rows = map_layers(functools.partial(_layer_job, trace=source, hw64=hw64, T=T, sample=sample),
+                          [(l, rec.layer(l)) for l in range(s.layers)], jobs)
+    for row in iterate(rows, "reference", enabled=progress, unit="layer"):
         ok &= row["pass"]
         report["layers"].append(row)
     report["pass"] = bool(ok)
@@ -169,6 +162,48 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False):
     report["tolerance"] = {"codes": "exact" if rec.code_step is not None else f"{FLOAT_TOL:g} x max(1, scale)",
                            "S, phi, out": f"{FLOAT_TOL:g} x max(1, scale)"}
     return report
+
+
+def _layer_job(item, **kw):
+    l, rec = item                    # a worker gets its layer's records only
+    return _compare_layer(l, rec=rec, **kw)
+
+
+def _compare_layer(l, *, trace, hw64, T, sample, rec):
+    """Layer l of the simulator's records (rec: StageRecorder.layer(l)) against the reference
+    model: exact ages, nominal period, distance from softmax. A trace path is reopened (in a
+    worker)."""
+    if not hasattr(trace, "q"):
+        trace = open_trace(trace, verify=False)     # the command verified it already
+    hw = hw64
+    scalers = getattr(trace, "scalers", None)
+    q = np.asarray(trace.q[:T, l], np.float64)
+    k = np.asarray(trace.k[:T, l], np.float64)
+    v = np.asarray(trace.v[:T, l], np.float64)
+    exact = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, ages_ps=rec.ages_ps)
+    row = {"layer": l}
+    ref_codes = rec.as_codes(exact.sub_out)
+    row["exact"] = {"S": _err(rec.S, exact.S[sample]), "phi": _err(rec.phi, exact.phi[sample]),
+                    "out": _err(rec.out, exact.out),
+                    "code_mismatches": rec.code_mismatches(rec.codes, ref_codes),
+                    "codes": int(exact.sub_out.size)}
+    if rec.code_step is not None:  # the codes must be exact multiples of the step
+        row["exact"]["off_grid"] = float(np.abs(exact.sub_out / rec.code_step - ref_codes).max())
+    del exact
+    nominal = layer_attention(q, k, v, hw64, scalers=scalers, layer=l, stages=False)
+    row["nominal"] = {"out": _err(rec.out, nominal.out),
+                      "code_mismatches": rec.code_mismatches(rec.codes, rec.as_codes(nominal.sub_out))}
+    del nominal
+    if trace.attn_out is not None and T <= hw.shape.window:
+        ideal, source = np.asarray(trace.attn_out[:T, l], np.float64), "trace softmax"
+    else:
+        ideal, source = layer_attention(q, k, v, hw64, variant="softmax", stages=False).out, "reference softmax"
+    row["vs_softmax"] = {"source": source, "cosine": _cosine(rec.out, ideal),
+                         "affine_fit_rel_rmse": _affine_fit_distance(rec.out, ideal)}
+    ex = row["exact"]
+    row["pass"] = ex["code_mismatches"] == 0 and all(
+        ex[k]["max_abs"] <= FLOAT_TOL * max(1.0, ex[k]["scale"]) for k in ("S", "phi", "out"))
+    return row
 
 
 def format_validation(rep) -> str:
@@ -216,10 +251,11 @@ def _check_json_path(path_text: str) -> None:
 
 
 def main(args) -> int:
+    check_jobs(args.jobs)
     if args.json:
         _check_json_path(args.json)
     hw, trace = load_inputs(args)
-    rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args))
+    rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args), jobs=args.jobs)
     rep["provenance"] = provenance_of(args, hw, trace)
     verdict = EXIT_OK if rep["pass"] else EXIT_MISMATCH
     if args.json:

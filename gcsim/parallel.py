@@ -1,0 +1,56 @@
+"""Layers in parallel worker processes, for the commands that treat layers independently
+(`gcsim validate`'s reference comparison, `gcsim reference`).
+
+`map_layers(fn, layers, jobs)` returns fn(l) for every layer, in layer order. With jobs > 1
+the calls run in spawned worker processes (the standard library's ProcessPoolExecutor), each
+pinned to one BLAS thread (the workers are the parallelism), so `fn` must be picklable: a
+module-level function, or functools.partial of one, whose arguments are plain data, a
+description and a trace *path* (workers reopen the file; memory-mapped, nothing copied).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+MIN_STEPS = 256     # below this a layer takes well under a worker's start-up (~1 s): stay in-process
+
+
+def add_jobs_option(p) -> None:
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
+                   help=f"layers in parallel on N worker processes when the trace has >= {MIN_STEPS} steps "
+                        "(default: every core)")
+
+
+def check_jobs(jobs) -> None:
+    if jobs is not None and jobs < 1:
+        from .errors import UsageError
+        raise UsageError(f"-j/--jobs must be >= 1, got {jobs}")
+
+
+def default_jobs() -> int:
+    """The CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def worth_it(jobs: int | None, steps: int, layers: int, trace) -> bool:
+    """Whether to start workers: more than one job and layer, a trace file the workers can
+    reopen, and a trace long enough that a layer outweighs starting a worker."""
+    jobs = default_jobs() if jobs is None else jobs
+    path = getattr(trace, "path", None)
+    return jobs > 1 and layers > 1 and steps >= MIN_STEPS and path is not None and os.path.isfile(path)
+
+
+def map_layers(fn, layers, jobs: int | None = None):
+    """Yield fn(item) for each item of `layers` (layer numbers, or per-layer tuples), in order;
+    on `jobs` worker processes if jobs > 1."""
+    layers = list(layers)
+    jobs = min(default_jobs() if jobs is None else jobs, len(layers))
+    if jobs <= 1:
+        for l in layers:
+            yield fn(l)
+        return
+    from .sweeps.point import pin_threads
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=pin_threads) as pool:
+        yield from pool.map(fn, layers)
