@@ -69,7 +69,7 @@ def main(args) -> int:
     with open_output(args) as tmp:
         result = run_sweep(spec, jobs=args.jobs, ray=args.ray, cache=args.cache,
                            progress=wanted(args),
-                           retry_failed=args.retry_failed)
+                           retry_failed=args.retry_failed, command=getattr(args, "command_line", None))
         written = write_outputs(tmp, result)
     c = result.counts
     say(args, f"sweep {spec.source}: {c['points']} points: {c['ok']} ok, {c['failed']} failed, "

@@ -7,14 +7,12 @@ contains the point (a rerun, a larger grid, another spec) finds it.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
 import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent
 CACHE_FORMAT = 1
 
 
@@ -29,21 +27,16 @@ def default_cache_dir() -> Path:
     return root / "sweep"
 
 
-@functools.lru_cache(maxsize=1)
 def source_hash() -> str:
-    """sha256 over gcsim's own Python source files (paths and bytes), so results computed by
+    """sha256 over gcsim's own Python source files (gcsim.provenance), so results computed by
     another version of the code, committed or not, are never reused."""
-    h = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(PACKAGE).as_posix()
-        if "__pycache__" in rel:
-            continue
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
+    from ..provenance import source_sha256
+    return source_sha256()
 
 
 def trace_checksum(trace) -> str:
-    """sha256 of a trace's header, which holds every array's sha256, the scalers and shape."""
+    """sha256 of a trace's whole header: every array's sha256 and also the scalers, which
+    change the results (provenance.trace_sha256 covers the arrays only)."""
     return hashlib.sha256(json.dumps(trace.header, sort_keys=True).encode()).hexdigest()
 
 

@@ -17,7 +17,8 @@ import traceback
 # Numeric libraries read these when they load: one thread per worker, the workers are the
 # parallelism (set before numpy is imported in the worker, see pin_threads).
 THREAD_ENV = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+                                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                                     "NUMBA_NUM_THREADS")}
 
 
 _numeric_loaded_before_pin = None

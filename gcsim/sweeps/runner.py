@@ -11,7 +11,6 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import __version__
 from ..hardware import to_dict
 from .cache import ResultCache, point_key, source_hash, trace_checksum
 from .spec import SweepSpec, load_spec
@@ -86,13 +85,13 @@ def _cell(value):
 
 
 def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, cache=None,
-              progress: bool = False, retry_failed: bool = False) -> SweepResult:
+              progress: bool = False, retry_failed: bool = False, command: str | None = None) -> SweepResult:
     """Run every point of `spec` (a path, a dict or a SweepSpec).
 
     jobs: worker processes (default: the CPUs this process may use). ray: False/None for
     local workers, True (or "local") for a local Ray cluster, or a Ray address. cache: the
     cache folder (default: the user's cache directory). retry_failed: compute again the
-    points whose cached result is a failure.
+    points whose cached result is a failure. command: the command line, for the provenance.
     """
     spec = load_spec(spec)
     if jobs is None:
@@ -162,10 +161,10 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         stream.close()
         if bar is not None:
             bar.close()
-    return _assemble(spec, points, records, keys, n_cached, backend, started)
+    return _assemble(spec, points, records, keys, n_cached, backend, started, command)
 
 
-def _assemble(spec, points, records, keys, n_cached, backend, started) -> SweepResult:
+def _assemble(spec, points, records, keys, n_cached, backend, started, command) -> SweepResult:
     fields = spec.fields
     rows = []
     for p in points:
@@ -195,8 +194,8 @@ def _assemble(spec, points, records, keys, n_cached, backend, started) -> SweepR
               "failed": sum(r["status"] == "failed" for r in rows),
               "skipped": sum(r["status"] == "skipped" for r in rows),
               "cached": n_cached, "computed": len(records) - n_cached}
-    prov = {"gcsim_version": __version__, "gcsim_source_sha256": source_hash(), "git_commit": _git_commit(),
-            "python": platform.python_version(), "host": platform.node(), **backend,
-            "started_utc": started.isoformat(timespec="seconds"),
-            "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    from ..provenance import provenance
+    prov = provenance(hw=spec.hardware, seed=spec.seed, command=command, git_commit=_git_commit(),
+                      host=platform.node(), **backend, started_utc=started.isoformat(timespec="seconds"),
+                      finished_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
     return SweepResult(spec, rows, columns, counts, prov)
