@@ -338,3 +338,30 @@ def test_validate_and_reference_layers_in_parallel_give_the_same_results(tmp_pat
     assert np.array_equal(np.load(tmp_path / "r1" / "outputs.npy"), np.load(tmp_path / "r2" / "outputs.npy"))
     s1, s2 = (json.loads((tmp_path / f"r{j}" / "summary.json").read_text())["layers"] for j in "12")
     assert s1 == s2 and len(s1) == s.layers
+
+
+# --- the shipped examples -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["sweep_window_law", "sweep_sequences", "sweep_shared_counters",
+                                  "sweep_link_bandwidth"])
+def test_example_specs_stay_valid(name):
+    """Every example spec parses (its trace replaced by a short synthetic one: the window-law
+    trace is made by its script)."""
+    from gcsim.sweeps import parse_spec
+    data = yaml.safe_load((ROOT / "examples" / f"{name}.yaml").read_text())
+    data["traces"] = [{"synthetic": {"steps": 4, "seed": 0}}]
+    s = parse_spec(data, source=name)
+    assert s.points() and s.fields
+
+
+def test_shared_counters_example_matches_the_hand_calculation(tmp_path):
+    data = yaml.safe_load((ROOT / "examples" / "sweep_shared_counters.yaml").read_text())
+    data["traces"] = [{"synthetic": {"steps": 3, "seed": 0}}]
+    res = run_sweep(data, cache=tmp_path / "c", jobs=2)
+    by_n = {r["periphery.counters_shared_by"]: r for r in res.rows}
+    for n, r in by_n.items():
+        if 12 % n:
+            assert r["status"] == "skipped" and r["error"] == "the counters must serve whole groups of heads"
+        else:
+            assert r["status"] == "ok" and r["latency_per_layer_ns"] == 65 + (n - 1) * 15
+    assert res.counts == {"points": 12, "ok": 6, "failed": 0, "skipped": 6, "cached": 0, "computed": 6}

@@ -48,15 +48,31 @@ def plot_sweep(src: Path, dest: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     xs, ys = [r[X] for r in rows], [r[Y] / 1000 for r in rows]
+    # points at the same place (e.g. designs differing only in numerics) are drawn as
+    # concentric rings, the first of the table outermost, so every colour stays visible
+    spot: dict = {}
+    for i in range(len(rows)):
+        spot.setdefault((xs[i], ys[i]), []).append(i)
+    sizes = [0.0] * len(rows)
+    for group in spot.values():
+        for k, i in enumerate(group):
+            sizes[i] = 36.0 * (len(group) - k) ** 2
+    order = sorted(range(len(rows)), key=lambda i: -sizes[i])     # big rings first, small on top
+    colour = dict(c=[rows[i].get(ERROR) for i in order], cmap="viridis") if has_err else dict(color="tab:blue")
+    sc = ax.scatter([xs[i] for i in order], [ys[i] for i in order], s=[sizes[i] for i in order],
+                    edgecolors="white", linewidths=0.6, zorder=3, **colour)
     if has_err:
-        sc = ax.scatter(xs, ys, c=[r.get(ERROR) for r in rows], cmap="viridis", s=36, zorder=3)
         fig.colorbar(sc, ax=ax, label="output error: rel. RMS vs softmax (affine fit)")
-    else:
-        ax.scatter(xs, ys, color="tab:blue", s=36, zorder=3)
     front = pareto_front(list(zip(xs, ys)))
-    ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:red", lw=1.2, zorder=2, label="Pareto front")
-    for i in front:
-        ax.annotate(_label(rows[i], fields), (xs[i], ys[i]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:red", lw=1.2, zorder=4,
+            marker="x" if len(front) == 1 else None, label="Pareto front")
+    if len(spot) <= 16:
+        for (x, y), group in spot.items():
+            ax.annotate("\n".join(_label(rows[i], fields) for i in group), (x, y), fontsize=7, xytext=(8, -3),
+                        textcoords="offset points", va="top")
+    else:
+        for i in front:
+            ax.annotate(_label(rows[i], fields), (xs[i], ys[i]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("latency per token (ns)")
     ax.set_ylabel("energy per token (nJ)")
     ax.set_title(f"{meta.get('spec', {}).get('name') or Path(meta['spec_source']).name}: "
