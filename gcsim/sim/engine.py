@@ -16,6 +16,7 @@ last layer (decoding is autoregressive).
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -181,7 +182,13 @@ class Simulator:
         env, rec = self.env, self.record
         self._bar = feedback.bar(self.steps, "simulate", enabled=progress)
         done = simpy.AllOf(env, [env.process(self.host.decode(seq)) for seq in range(self.hw.periphery.sequences)])
-        env.run(until=done)
+        # the run allocates many small short-lived objects (messages, paths); keep the objects
+        # already alive (numba, numpy, the trace) out of the garbage collector's full passes
+        gc.freeze()
+        try:
+            env.run(until=done)
+        finally:
+            gc.unfreeze()
         self._bar.close()
         elapsed = int(env.now)
         for block, mw in self.hw.energy.static_mw.items():
