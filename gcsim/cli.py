@@ -120,7 +120,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:  # the path and the reason, never the content
         paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
         return f"{' -> '.join(paths) + ': ' if paths else ''}{exc.strerror}"
-    return str(exc)
+    return str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever the user typed
 
 
 def _internal_error(where: str, argv) -> int:

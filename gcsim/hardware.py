@@ -313,6 +313,9 @@ def _merge(base: dict, changes: dict) -> dict:
     return out
 
 
+FIELD_PART = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def parse_overrides(items: list[str]) -> dict:
     """['a.b=1', ...] (the --set option) -> {'a': {'b': 1}}, values parsed by the safe YAML
     loader. A field set twice, or set both whole and inside, is an error."""
@@ -320,8 +323,9 @@ def parse_overrides(items: list[str]) -> dict:
     for item in items:
         key, sep, text = item.partition("=")
         parts = key.split(".")
-        if not sep or not all(parts):
-            raise HardwareError(f"--set: expected FIELD=VALUE (e.g. numerics.q_levels=null), found {_shown(item)}")
+        if not sep or not all(FIELD_PART.fullmatch(part) for part in parts):
+            raise HardwareError(f"--set: expected FIELD=VALUE with FIELD a dotted field name (e.g. "
+                                f"numerics.q_levels=null), found {_shown(item)}")
         try:
             value = safeyaml.load(text)
         except safeyaml.YamlLimitError as exc:

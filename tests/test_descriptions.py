@@ -239,3 +239,12 @@ def test_python_m_gcsim_describe_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-c", "import sys; from gcsim.cli import main; sys.exit(main())",
                            "describe", "paper-gpt2"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0 and "name: paper-gpt2" in proc.stdout
+
+
+def test_set_field_names_are_plain_and_errors_stay_on_one_line(capsys):
+    # found by the nightly fuzz run: a carriage return in the field name split the error line
+    with pytest.raises(HardwareError, match="FIELD a dotted field name"):
+        parse_overrides(["\r=1"])
+    assert cli(["describe", "paper-gpt2", "--set", "shape.\nwindow=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\\n" in err

@@ -64,14 +64,19 @@ def run_cli(argv):
     """(exit code, stdout, stderr) of `gcsim ARGV`, in this process, with a time limit."""
     out, err = io.StringIO(), io.StringIO()
     with time_limit(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = cli(argv)
+        try:
+            rc = cli(argv)
+        except SystemExit as exc:  # argparse: a malformed command line (usage line + error line)
+            rc = exc.code
     return rc, out.getvalue(), err.getvalue()
 
 
 def assert_clean_error(rc, err):
     assert rc == 2, err
     assert "Traceback" not in err and "internal error" not in err
-    assert err.count("\n") == 1 and err.startswith("gcsim "), err
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("gcsim ") and "error: " in lines[-1], err
+    assert len(lines) == 1 or lines[0].startswith("usage: "), err  # one line, or argparse's usage + error
 
 
 def leaf_paths(d, prefix=""):
