@@ -148,6 +148,7 @@ def test_a_signal_leaves_the_previous_output_and_no_temporaries(tmp_path, sig, c
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
+    assert "Traceback" not in err and err.count("\n") == 1  # one line: "gcsim run: terminated by signal N"
     assert _snapshot(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
 
