@@ -248,3 +248,13 @@ def test_set_field_names_are_plain_and_errors_stay_on_one_line(capsys):
     assert cli(["describe", "paper-gpt2", "--set", "shape.\nwindow=1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\\n" in err
+
+
+def test_a_description_path_that_is_not_a_regular_file(tmp_path):
+    with pytest.raises(HardwareError, match="not a regular file"):
+        load_hardware(tmp_path)                       # a directory
+    import os
+    fifo = tmp_path / "d.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(HardwareError, match="not a regular file"):
+        load_hardware(fifo)                           # a FIFO: refused, not read (it would block)
