@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import noise as gnoise
 from . import physics
 from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, readout, retention_decay
 from .errors import ReferenceModelError
@@ -101,7 +102,7 @@ class Stages:
 
 def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
                     layer: int = 0, write_times_ps=None, read_times_ps=None, ages_ps=None,
-                    stages: bool = True, dtype=np.float64, block: int = 128) -> Stages:
+                    stages: bool = True, dtype=np.float64, block: int = 128, noise=None) -> Stages:
     """Attention of one layer over a whole sequence, all heads at once.
 
     q: [T, H, d]; k, v: [T, KV, d] (grouped-query: head h reads K/V head h // (H/KV)).
@@ -112,6 +113,8 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     period), from which retention ages follow. ages_ps: [T, M] the age of every slot at
     each step's read, in slot layout, instead of the times (when something other than
     the token's own write set a slot's age, e.g. a refresh). stages=False skips S and phi.
+    noise: a gcsim.noise.Noise (read noise on S and A, write noise on stored k', v'; hardware
+    variants only), each value keyed by its position and step.
     """
     variant = variant or hw.numerics.cell_law
     _check_variant(variant)
@@ -146,6 +149,12 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     v_in = dac_kv(v, sc["a_v"], sc["b_v"], hw, variant)
 
     M, G, KV, d = shp.window, shp.group_size, shp.kv_heads, shp.d_head
+    noisy = noise is not None and variant != "softmax" and noise.active
+    if noisy:  # write noise: keyed by (layer, K/V head, slot, row, step of the write)
+        wkeys = (layer, np.arange(KV)[None, :, None], (steps % M)[:, None, None], np.arange(d)[None, None, :],
+                 steps[:, None, None])
+        k_in = gnoise.write_noise(k_in, noise, "write_k", *wkeys)
+        v_in = gnoise.write_noise(v_in, noise, "write_v", *wkeys)
     out = np.empty((T, shp.heads, d), dtype)
     S_all = np.zeros((T, shp.heads, M), dtype) if stages else None
     phi_all = np.zeros((T, shp.heads, M), dtype) if stages else None
@@ -186,6 +195,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                 pows.append(d_pow)
                 yk = _pad_tokens(yk_pow[i - 1], u0, u1)  # [U,KV,d]
                 s_tok = s_tok + (dtype(coeffs[i]) * d_pow) * np.matmul(qb, yk.transpose(1, 2, 0)[:, None])
+            if noisy:  # read noise on S: keyed by (layer, head, slot, step)
+                heads = (np.arange(KV)[:, None] * G + np.arange(G)[None, :])[:, :, None, None]
+                s_tok = gnoise.read_noise(s_tok, noise, "read_s", layer, heads, (us % M)[None, None, None, :],
+                                          ts[None, None, :, None])
             phi_tok = physics.hard_sigmoid(s_tok, hw.numerics.s_sat)
             # per sub-tile sums: group tokens as [windows, sub-tile, row] and contract
             # per array block of `a` tokens, then blocks summed into their sub-tile
@@ -202,6 +215,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                 blocks = blocks + np.matmul(wi, yv)  # [KV, nb, G*tb, d]
             acc = np.matmul(to_sub.T, blocks.reshape(KV, nb, G * tb * d))  # [KV, n_sub, G*tb*d]
             acc = acc.reshape(KV, n_sub, G, tb, d).transpose(0, 2, 3, 1, 4)
+            if noisy:  # read noise on A: keyed by (layer, head, sub-tile, column, step)
+                heads = (np.arange(KV)[:, None] * G + np.arange(G)[None, :])[:, :, None, None, None]
+                acc = gnoise.read_noise(acc, noise, "read_a", layer, heads, np.arange(n_sub)[None, None, None, :, None],
+                                        np.arange(d), ts[None, None, :, None, None])
             sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels)  # [KV,G,tb,n_sub,d]
             sub_all[t0:t1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
             out[t0:t1] = readout(sub_all[t0:t1], sc)

@@ -84,6 +84,7 @@ def test_training_resumes_exactly(tmp_path):
     a = train("chip", tmp_path / "a", iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1, log=quiet)
     assert train("chip", tmp_path / "b", iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1,
                  stop_at=2, log=quiet) is None
+    assert load_weights(tmp_path / "b" / "chipgpt-chip.npz").meta["stopped_at"] == 2  # --stop-at writes weights
     b = train("chip", tmp_path / "b", iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1, log=quiet)
     wa, wb = load_weights(a), load_weights(b)
     init = init_params(wa.cfg, 1337)

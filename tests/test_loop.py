@@ -145,3 +145,22 @@ def test_smollm2_in_the_loop():
     ref = window_logits(m, ids, chip_attention(hw, "cubic", scalers, (2,), own_attention(m, hw)))
     assert (src.logits.argmax(1) == ref.argmax(1)).mean() > 0.9
     assert np.abs(src.logits - soft).max() > 0.1  # the chip layer changed the model's outputs
+
+
+def test_a_trace_recorded_from_the_chip_model_replays_to_its_outputs(chip_model, tmp_path):
+    """The recorded attention outputs are the reference model's; the simulator replaying the
+    trace with the trace's (learned) scalers reproduces them."""
+    from gcsim.llm.record import record_model_trace
+    from gcsim.sim import Simulator
+    from gcsim.traces import open_trace
+    m = chip_model
+    hw = model_hardware(m)
+    path = record_model_trace(tmp_path / "c.gctrace", m, hw, "ROMEO:", 10, command="test")
+    tr = open_trace(path)
+    assert tr.steps == 16 and tr.model["layers"] == 4 and tr.provenance["prompt"] == "ROMEO:"
+    for key, val in m.scalers.items():
+        np.testing.assert_allclose(np.asarray(tr.scalers[key]), val)
+    out = np.zeros((16, 4, 2, 64), np.float32)
+    Simulator(hw, tr, outputs=out).run()
+    np.testing.assert_allclose(out, np.asarray(tr.attn_out), atol=1e-4)
+    assert np.abs(out).max() > 0.5

@@ -105,7 +105,8 @@ def train(name: str, out_dir: Path, *, iters: int | None = None, max_minutes: fl
     """Train experiment `name` ('chip' or 'softmax') in out_dir, resuming from its checkpoint.
 
     Returns the weights file when the last iteration is done, None when the time limit
-    (max_minutes) or stop_at (an iteration) stopped the chunk first (run again to resume).
+    (max_minutes) or stop_at (an iteration) stopped the chunk first (run again to resume);
+    stop_at also writes the weights of that iteration (OUT/chipgpt-NAME.npz).
     changes: fields of TrainConfig to change (e.g. batch_size for a smoke test).
     """
     jax, jnp = _jax()
@@ -160,12 +161,24 @@ def train(name: str, out_dir: Path, *, iters: int | None = None, max_minutes: fl
     elapsed += time.perf_counter() - t_start
     _save_checkpoint(ckpt, params, m, v, it, elapsed)
     logf.close()
-    if it < tc.iters:
+    if it < tc.iters and (stop_at is None or it < stop_at):
         log(f"{name}: stopped at iteration {it}/{tc.iters} after the time limit; run again to resume")
         return None
+    path = export_checkpoint(name, ckpt, out_dir / f"chipgpt-{name}.npz", **changes)
+    log(f"{name}: wrote {path}" + (f" (iteration {it} of the {tc.iters}-iteration schedule)" if it < tc.iters else ""))
+    return path if it >= tc.iters else None
+
+
+def export_checkpoint(name: str, ckpt: Path, out: Path, **changes) -> Path:
+    """The weights file of experiment `name` from a checkpoint (at the end of the schedule, or
+    where --stop-at stopped it), with how it was trained."""
+    jax, _ = _jax()
+    cfg, tc = EXPERIMENTS[name]
+    tc = replace(tc, **changes)
+    vocab = data.vocabulary(data.read_corpus())
+    params, _, _, it, elapsed = _load_checkpoint(Path(ckpt))
     meta = {"experiment": name, "train": tc.to_dict(), "iterations": it, "train_seconds": round(elapsed, 1),
             "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", "")}
-    path = save_weights(out_dir / f"chipgpt-{name}.npz", {k: np.asarray(a) for k, a in params.items()},
-                        cfg, vocab, meta)
-    log(f"{name}: wrote {path}")
-    return path
+    if it < tc.iters:
+        meta["stopped_at"] = it
+    return save_weights(out, params, replace(cfg, vocab=len(vocab)), vocab, meta)

@@ -28,11 +28,8 @@ def register(sub):
 
 
 def software_decode(lm, hw, ids, n_new: int) -> list[int]:
-    from ..llm.evaluate import software_logits
-    ids = [int(i) for i in ids]
-    for _ in range(n_new):
-        ids.append(int(np.argmax(software_logits(lm, np.array(ids), hw)[-1])))
-    return ids
+    from ..llm.record import greedy_decode
+    return greedy_decode(lm, hw, ids, n_new)
 
 
 def first_difference(a, b):

@@ -38,6 +38,13 @@ def register(sub):
                    help="windows run with the simulator in the loop (the slow part; default: %(default)s)")
     p.add_argument("--sensitivity-windows", type=int, default=4,
                    help="windows for the per-layer sensitivity table (0: skip it; default: %(default)s)")
+    p.add_argument("--read-sigma", default=None, metavar="LIST",
+                   help="device noise sweep: relative sigma of each bit-line charge read, e.g. 0,0.02,0.05 "
+                        "(numeric reference model, --noise-seed)")
+    p.add_argument("--write-sigma", default=None, metavar="LIST",
+                   help="device noise sweep: sigma in V of each stored k', v' write, e.g. 0,0.01,0.03")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws (default: %(default)s)")
+    p.add_argument("--noise-windows", type=int, default=4, help="windows per noise point (default: %(default)s)")
     p.add_argument("--plots", action="store_true", help="also write PNG charts (needs the [plot] extra)")
     add_feedback(p)
     add_output(p, "out/eval")
@@ -54,6 +61,18 @@ def add_lm_arguments(p):
     p.add_argument("--scalers", default=None,
                    help="per-head scalers: 'learned' (the chip model's own, its default), 'prompt' (calibrated on the "
                         "first window / the prompt, SmolLM2's default) or a .gctrace file whose scalers to take")
+
+
+def parse_sigmas(text, option: str):
+    if text is None:
+        return None
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{option}: expected comma-separated numbers like 0,0.02,0.05, found {text!r}") from None
+    if not vals or any(not np.isfinite(v) or v < 0 for v in vals):
+        raise ValueError(f"{option}: expected finite numbers >= 0, found {text!r}")
+    return vals
 
 
 def parse_layers(text: str, n_layers: int):
@@ -164,6 +183,10 @@ def main(args) -> int:
         val = getattr(args, name)
         if val is not None and val < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, found {val}")
+    sigmas = {k: v for k, v in (("read_sigma_rel", parse_sigmas(args.read_sigma, "--read-sigma")),
+                                ("write_sigma_v", parse_sigmas(args.write_sigma, "--write-sigma"))) if v}
+    if args.noise_seed < 0:
+        raise ValueError(f"--noise-seed must be >= 0, found {args.noise_seed}")
     scalers, scaler_source = resolve_scalers(args, lm, hw, ids[:window])
     variants = default_variants(lm, hw)
     for v in variants:
@@ -174,12 +197,19 @@ def main(args) -> int:
         res = evaluate(lm, ids, hw, variants, window=window, scalers=scalers, max_windows=args.windows,
                        sim_windows=args.sim_windows, progress=progress)
         sens = []
-        if args.sensitivity_windows and lm.layers > 1:
+        if args.sensitivity_windows and lm.layers > 1 and getattr(lm, "attention", "softmax") == "softmax":
             sens = layer_sensitivity(lm, ids, hw, hw.numerics.cell_law, scalers, window=window,
                                      max_windows=args.sensitivity_windows, progress=progress)
+        sweep = {}
+        if sigmas:
+            from ..llm.evaluate import noise_sweep
+            sweep = noise_sweep(lm, ids, hw, hw.numerics.cell_law, scalers, sigmas=sigmas, seed=args.noise_seed,
+                                window=window, max_windows=args.noise_windows, chip_layers=chip_layers,
+                                progress=progress)
         report = {"model": lm.name, "negative_control": lm.negative_control, "hardware": hw.name,
                   "text": args.text or "held-out 10 % of gcsim/data/tiny-shakespeare.txt",
-                  "scalers": scaler_source, "chip_layers": args.chip_layers, **res, "sensitivity": sens}
+                  "scalers": scaler_source, "chip_layers": args.chip_layers, **res, "sensitivity": sens,
+                  "noise_sweep": sweep, "noise_seed": args.noise_seed}
         if lm.negative_control:
             report["note"] = NEGATIVE_CONTROL_NOTE
         write_json(tmp / "eval.json", report)
@@ -199,13 +229,21 @@ def main(args) -> int:
     if "subset" in res:
         say(args, f"\nover the {res['subset']['windows']} windows the simulator ran:")
         say(args, format_table(res["subset"]["rows"]))
-    say(args, "latency and energy: the simulated chip's attention per token (all chip layers); '-' where not simulated")
+    say(args, "latency and energy: the simulated chip's attention per token; '-' where not simulated")
+    if getattr(lm, "attention", "softmax") != "softmax":
+        say(args, "per-layer sensitivity: not applicable, the model's software form is the chip's own numeric model")
     if sens:
         say(args, f"\nper-layer sensitivity ({hw.numerics.cell_law} reference on one layer, the rest in software, "
               f"{args.sensitivity_windows} windows):")
         for r in sens:
             say(args, f"  layer {r['layer']:>2}  perplexity {r['perplexity']:9.3f}  top-1 {100 * r['top1_agreement']:5.1f}%  "
                   f"KL {r['kl']:.4f}")
+    for field_name, pts in sweep.items():
+        say(args, f"\ndevice noise ({field_name}, seed {args.noise_seed}, {hw.numerics.cell_law} reference, "
+                  f"{args.noise_windows} windows):")
+        for r in pts:
+            say(args, f"  sigma {r['sigma']:<8g} perplexity {r['perplexity']:9.3f}  top-1 {100 * r['top1_agreement']:5.1f}%  "
+                      f"KL {r['kl']:.4f}")
     say(args, f"\nwrote {args.out}/ (eval.json, eval.csv{', sensitivity.csv' if sens else ''}{', *.png' if args.plots else ''})")
     return 0
 
@@ -241,6 +279,7 @@ def plot_eval(report, out: Path) -> None:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for name, pts in noise.items():
             ax.plot([p["sigma"] for p in pts], [p["perplexity"] for p in pts], marker="o", label=name)
+        ax.set_title("accuracy against device noise (reference model)")
         ax.set_xlabel("sigma")
         ax.set_ylabel("perplexity")
         ax.legend()

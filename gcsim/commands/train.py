@@ -18,6 +18,8 @@ def register(sub):
     p.add_argument("experiment", choices=("chip", "softmax"), help="chip: cubic cell law with all quantizers; softmax: the twin")
     p.add_argument("-o", "--out", default="out/train", help="folder for checkpoint, log and weights (default: %(default)s)")
     p.add_argument("--iters", type=int, default=None, help="number of iterations (default: the experiment's, see gcsim/chipmodel/config.py)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="stop after iteration N of the schedule and write the weights of that iteration")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long (checkpointed; rerun to resume)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
     p.set_defaults(func=main)
@@ -35,5 +37,7 @@ def main(args) -> int:
         raise ValueError(f"{weights} exists and was not written by this training (no checkpoint next to it); "
                          "choose another --out")
     set_threads(args.threads)
-    path = train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes)
-    return 0 if path is not None else 0
+    if args.stop_at is not None and args.stop_at <= 0:
+        raise ValueError(f"--stop-at must be positive, found {args.stop_at}")
+    train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes, stop_at=args.stop_at)
+    return 0

@@ -29,7 +29,7 @@ class Variant:
     law: str | None = None
     chip_layers: tuple | None = None
     model: object = None
-    noise: dict | None = None
+    noise: object = None  # gcsim.noise.Noise for the reference variant
 
 
 @dataclass
@@ -84,12 +84,12 @@ def variant_logits(v: Variant, model, ids, hw: Hardware, scalers):
     if v.kind == "software":
         return software_logits(m, ids, hw), None
     if v.kind == "reference":
-        hw_v = hw if v.noise is None else hw.derive(noise=v.noise)
-        return window_logits(m, ids, chip_attention(hw_v, v.law, scalers, v.chip_layers, own_attention(m, hw))), None
+        return window_logits(m, ids, chip_attention(hw, v.law, scalers, v.chip_layers, own_attention(m, hw),
+                                                    noise=v.noise)), None
     if v.kind == "simulator":
         hw_v = hw.derive(numerics={"cell_law": v.law}) if v.law and v.law != hw.numerics.cell_law else hw
-        if v.noise is not None:
-            hw_v = hw_v.derive(noise=v.noise)
+        if v.noise is not None and v.noise.active:
+            raise ValueError("device noise is modelled in the reference model only, not yet in the simulator")
         src, res = run_in_loop(m, hw_v, ids, chip_layers=v.chip_layers, scalers=scalers)
         return src.logits, res
     raise ValueError(f"unknown variant kind {v.kind!r}")
@@ -138,3 +138,19 @@ def layer_sensitivity(model, ids, hw: Hardware, law: str, scalers, *, window: in
                    progress=progress)
     return [{"layer": l, **{k: r[k] for k in ("perplexity", "top1_agreement", "kl")}}
             for l, r in enumerate(res["rows"])]
+
+
+def noise_sweep(model, ids, hw: Hardware, law: str, scalers, *, sigmas: dict, seed: int, window: int,
+                max_windows: int | None, chip_layers=None, progress: bool = True) -> dict:
+    """Accuracy of the reference model against each sigma of each kind of noise
+    (sigmas: {'read_sigma_rel': [...], 'write_sigma_v': [...]}), the same seed throughout."""
+    from ..noise import Noise
+    out = {}
+    for field_name, values in sigmas.items():
+        variants = [Variant(f"{field_name}={s:g}", "reference", law, chip_layers,
+                            noise=Noise(seed=seed, **{field_name: float(s)})) for s in values]
+        res = evaluate(model, ids, hw, variants, window=window, scalers=scalers, max_windows=max_windows,
+                       progress=progress)
+        out[field_name] = [{"sigma": float(s), **{k: r[k] for k in ("perplexity", "top1_agreement", "kl")}}
+                           for s, r in zip(values, res["rows"])]
+    return out
