@@ -19,7 +19,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--out", default="traces/chipgpt-shakespeare.gctrace")
     p.add_argument("--weights", default="chip", help="chip-model weights (default: the shipped ones)")
-    p.add_argument("--new", type=int, default=200, help="characters to generate (default: %(default)s)")
+    p.add_argument("--new", type=int, default=198,
+                   help="characters to generate (default: %(default)s; prompt + new = 256, the window)")
     args = p.parse_args(argv)
     model = ChipGPTModel(args.weights)
     hw = model_hardware(model)

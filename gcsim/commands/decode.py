@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 
 from .evaluate import add_lm_arguments, load_lm_and_hardware, parse_layers, resolve_scalers
 

@@ -1,6 +1,7 @@
 """Record a decode trace from a loop model (e.g. the chip-trained GPT): greedy decoding with
-the model as trained, then every position's q, k, v and attention output, with the model's
-own per-head scalers (learned, not calibrated)."""
+the model as trained, then every position's q, k, v, with the model's own per-head scalers
+(learned, not calibrated). No attn_out: in the trace format that is the softmax output, and
+this model's own attention is the chip's."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,7 +25,11 @@ def greedy_decode(model, hw, ids, n_new: int) -> list[int]:
 
 
 def record_model_trace(path, model, hw, prompt: str, n_new: int, *, command: str, dtype: str = "float32") -> Path:
-    ids = greedy_decode(model, hw, model.encode(prompt), n_new)
+    prompt_ids = model.encode(prompt)
+    if len(prompt_ids) + n_new > min(model.context, hw.shape.window):
+        raise ValueError(f"prompt ({len(prompt_ids)} tokens) + {n_new} new tokens exceed "
+                         f"{min(model.context, hw.shape.window)} (the model's context / the hardware window)")
+    ids = greedy_decode(model, hw, prompt_ids, n_new)
     rec: dict = {}
     window_logits(model, np.array(ids), own_attention(model, hw), record=rec)
     sc = model.scalers
@@ -40,5 +45,4 @@ def record_model_trace(path, model, hw, prompt: str, n_new: int, *, command: str
             "synthetic": False, "generator": GENERATOR}
     return write_trace(path, q=rec["q"].astype(np.float32), k=rec["k"].astype(np.float32),
                        v=rec["v"].astype(np.float32), token_ids=np.array(ids, np.int32), model=shape,
-                       scalers=sc, clip_fraction=clip, provenance=prov,
-                       attn_out=rec["out"].astype(np.float32), dtype=dtype)
+                       scalers=sc, clip_fraction=clip, provenance=prov, dtype=dtype)
