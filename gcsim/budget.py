@@ -42,12 +42,18 @@ def _bytes(n: float) -> str:
 
 def simulator_memory(hw: Hardware, steps: int, *, values: bool = True, itemsize: int | None = None) -> dict:
     """{what: (bytes, the fields that size it)} of the simulator's large arrays."""
+    from . import physics
+    from .kernels import bitline
+    from .kernels.store import codes_exact
     s, p = hw.shape, hw.periphery
     itemsize = itemsize or (8 if hw.numerics.dtype == "float64" else 4)
-    powers = 4  # at most: stored y, y^2, y^3 of the cubic law (+1 margin)
+    if codes_exact(hw) and bitline.AVAILABLE:  # the compact store: one DAC code per cell (x2 margin)
+        per_cell = 2
+    else:  # the powers y, y^2, ... of the cell law
+        per_cell = (len(physics.law_coefficients(hw.numerics.cell_law)) - 1) * itemsize
     out = {}
     if values:
-        out["K/V state"] = (p.sequences * s.layers * 2 * powers * s.kv_heads * s.window * s.d_head * itemsize,
+        out["K/V state"] = (p.sequences * s.layers * 2 * per_cell * s.kv_heads * s.window * s.d_head,
                             "periphery.sequences x shape.layers x shape.kv_heads x shape.window x shape.d_head")
     out["per-step times"] = (p.sequences * 5 * steps * s.layers * 8 + steps * 16 * 8,
                              "periphery.sequences x shape.layers x trace steps")
