@@ -262,6 +262,15 @@ class Periphery:
 
 
 @dataclass(frozen=True)
+class CostModel:
+    """How the phase times and the energy table apply to this design (gcsim/costs.py)."""
+
+    model: str = choice(("scaled", "table"),
+                        "scaled: the table and the adder-tree time are the calibration design's (the paper's) "
+                        "and are scaled to this design; table: used as written", default="scaled")
+
+
+@dataclass(frozen=True)
 class Hardware:
     name: str = field(metadata={"doc": "the description's name"})
     shape: Shape = field(metadata={"doc": "model shape and array geometry"})
@@ -272,6 +281,7 @@ class Hardware:
     interconnect: Interconnect = field(default_factory=Interconnect)
     area: Area = field(default_factory=Area)
     periphery: Periphery = field(default_factory=Periphery)
+    costs: CostModel = field(default_factory=CostModel)
     source: str = "<in memory>"
 
     def derive(self, **changes) -> "Hardware":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import __version__, paper
+from . import __version__, costs, paper
 from .sim.engine import SimResult
 
 
@@ -95,10 +95,8 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     for block, pj in ledger.static_pj.items():
         by_component[f"static:{block}"] = pj
     clock_ps = hw.timing.clock_period_ps
-    copies = s.group_size if hw.periphery.gqa_mapping == "replicated" else 1
-    cells = 2 * s.kv_heads * copies * s.window * s.d_head * s.layers * n_seq  # K and V arrays
-    area = {"per_head_mm2": hw.area.head_mm2, "heads_mm2": hw.area.head_mm2 * s.heads * s.layers,
-            "gain_cells": cells, "gain_cells_mm2": cells * hw.area.gain_cell_um2 * 1e-6}
+    area = costs.area(hw)  # cells + periphery per sub-tile and per head (gcsim/costs.py)
+    area["per_head_mm2"] = area["total_mm2"] / (s.heads * s.layers)
     per_layer_pj = ledger.per_layer_pj()
     layers = [{"layer": l, "latency_ns": _stats_ns(layer_lat[:, l]), "energy_pj": float(per_layer_pj[l]),
                "energy_by_action_pj": {a: float(v[l]) for a, v in sorted(layer_action_pj.items()) if v[l]}}
@@ -181,6 +179,7 @@ def format_summary(rep: dict) -> str:
         ref = f"{row['paper_pj']:10.0f}" if row["paper_pj"] is not None else f"{'-':>10}"
         lines.append(f"    {row['label']:<52} {row['per_head_per_token_pj']:10.1f} {ref}")
     a = rep["area"]
-    lines += ["", f"area: {a['heads_mm2']:.1f} mm2 for the heads at {a['per_head_mm2']} mm2 each (paper's estimate); "
-                  f"{a['gain_cells']:,} gain cells = {a['gain_cells_mm2']:.2f} mm2 of cells"]
+    lines += ["", f"area: {a['total_mm2']:.1f} mm2 = {a['gain_cells']:,} gain cells {a['gain_cells_mm2']:.2f} mm2 "
+                  f"+ sub-tile periphery {a['sub_tile_periphery_mm2']:.2f} mm2 + head periphery "
+                  f"{a['head_periphery_mm2']:.2f} mm2 ({a['per_head_mm2']:.3f} mm2 per head; gcsim/costs.py)"]
     return "\n".join(lines)

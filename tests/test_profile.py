@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STEPS = 8
 # 2 layers x 4 heads, d 8, window 16 in 2 sub-tiles; counters shared by 2 so there are stalls
 SMALL = {"shape": {"layers": 2, "heads": 4, "kv_heads": 4, "d_head": 8, "window": 16, "array_size": 8},
-         "periphery": {"counters_shared_by": 2}}
+         "periphery": {"counters_shared_by": 2},
+         "costs": {"model": "table"}}  # phase times as written (scaling laws: test_costs.py)
 
 
 @pytest.fixture(scope="module")

@@ -229,7 +229,8 @@ def one_layer():
     return load_hardware("paper-gpt2").derive(
         shape={"layers": 1, "heads": 4, "kv_heads": 4, "d_head": 8, "window": 16, "array_size": 8},
         numerics={"retention": {"tau_ns": 1000.0, "refresh_interval_ns": 100.0, "refresh_ns_per_subtile": 40.0,
-                                "loss_fraction": 0.5}})
+                                "loss_fraction": 0.5}},
+        costs={"model": "table"})  # phase times and energies as written (scaling laws: test_costs.py)
 
 
 def test_no_refresh_counts_lost_reads(one_layer):

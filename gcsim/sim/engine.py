@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import simpy
 
-from .. import physics, progress as feedback
+from .. import costs, physics, progress as feedback
 from ..datapath import layer_scalers
 from ..budget import check_run
 from ..errors import SimError
@@ -125,7 +125,8 @@ class Simulator:
         s, p = hw.shape, hw.periphery
         self.env = simpy.Environment()
         self.activity = Activity(timeline)
-        self.energy = EnergyLedger(hw.energy.actions_pj, hw.energy.link_pj_per_bit, s.layers, self.steps)
+        # energy per action scaled from the calibration design to this one (gcsim/costs.py)
+        self.energy = EnergyLedger(costs.derive(hw).actions_pj, hw.energy.link_pj_per_bit, s.layers, self.steps)
         self.path = CriticalPath(p.sequences, self.steps)
         self.components = {}
         self.policies = {kind: make(kind, choice, hw) for kind, choice in

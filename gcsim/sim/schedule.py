@@ -24,6 +24,7 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 
+from .. import costs
 from ..hardware import PS_PER_NS
 
 
@@ -57,6 +58,7 @@ def closed_form(hw, steps: int):
     """(layer start, write end, read start) [T, L] ps of a contention-free description."""
     s, t, p, ic = hw.shape, hw.timing, hw.periphery, hw.interconnect
     ph = {k: _ps(v) for k, v in t.phases_ns.items()}
+    ph["adder_tree"] = costs.adder_tree_ps(hw)  # the tree's depth follows the sub-tiles (gcsim/costs.py)
     Q, V, C = ph["q_phase"], ph["v_phase"], ph["output_count"]
     G, H = s.group_size, s.heads
     if p.gqa_mapping == "replicated" or G == 1:

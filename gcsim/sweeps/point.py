@@ -68,7 +68,7 @@ def report_metrics(rep: dict) -> dict:
     for cause in sorted(stalls):
         m[f"stall.{_name(cause)}_ns_per_token"] = stalls[cause] / 1000.0 / tokens
     a = rep["area"]
-    m.update({"area_mm2": a["heads_mm2"], "gain_cells": a["gain_cells"], "gain_cells_mm2": a["gain_cells_mm2"]})
+    m.update({"area_mm2": a["total_mm2"], "gain_cells": a["gain_cells"], "gain_cells_mm2": a["gain_cells_mm2"]})
     return m
 
 

@@ -11,6 +11,7 @@ Statistics: busy per head while adding and scaling. Energy: `adder_tree_add` per
 """
 from __future__ import annotations
 
+from ... import costs
 from ...datapath import readout
 from ..kernel import Component
 from ..kernel.path import add
@@ -26,7 +27,7 @@ class DigitalAccumulator(Component):
         hw = sim.hw
         s = hw.shape
         super().__init__(sim, name, s.heads)
-        self.adder_ps = hw.timing.phase_ps("adder_tree")
+        self.adder_ps = costs.adder_tree_ps(hw)  # depth follows the sub-tiles (gcsim/costs.py)
         self.d, self.H_d = s.d_head, s.heads * s.d_head
         self.controllers = {}   # per layer served
 

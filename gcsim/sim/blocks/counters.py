@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import physics
+from ... import costs, physics
 from ..kernel import Component, Resource
 from ..kernel.path import add
 
@@ -39,7 +39,7 @@ class OutputCounters(Component):
         super().__init__(sim, name, s.heads // self.shared_by)
         self.count_ps = hw.timing.phase_ps("output_count")
         self.shared_layers = shared_by_layers
-        self.adder_ps = hw.timing.phase_ps("adder_tree") if shared_by_layers else 0
+        self.adder_ps = costs.adder_tree_ps(hw) if shared_by_layers else 0  # gcsim/costs.py
         pipelined = sim.policies["gqa"].SEPARATE_ARRAYS
         cause = ("periphery shared by layers" if shared_by_layers else
                  "output counters busy (GQA pipeline)" if pipelined else "output counters shared")

@@ -1,0 +1,55 @@
+"""The cost model scales with the description (gcsim/costs.py, docs/cost-model.md); the
+expected figures are worked out by hand from the laws, not by calling the module."""
+import numpy as np
+import pytest
+
+from gcsim import costs, load_hardware
+from gcsim.report import build_report
+from gcsim.sim import ArrayTrace, Simulator
+
+
+def one_layer(window):
+    # one layer of two heads keeps the full-window replay short; costs are per head
+    return load_hardware("paper-gpt2").derive(shape={"layers": 1, "heads": 2, "kv_heads": 2, "window": window})
+
+
+@pytest.mark.parametrize("window, layer_ns, items, head_mm2", [
+    # 16 sub-tiles: the paper's 65 ns and 1120 / 700 / 4000 / 330 pJ, 0.5 mm2 (calibration point)
+    (1024, 5 + 15 + 15 + 15 + 10 + 5, {"phi_qk": 1120, "phi_v": 700, "digital_routing": 4000, "dacs": 330}, 0.5),
+    # 4 sub-tiles: adder tree depth 2 (of 4) -> 5 ns; K columns / V rows 256 x 1.09375 / 0.4375 pJ;
+    # 64 outputs x 4 sub-tiles x 0.24609375 (conversion) and x 0.25 (PWM drivers);
+    # 64 x 3 adds x 2.5 pJ x (5 + 2) / (5 + 4) bits; scaler 320, control 448, links 832, writes 74
+    (256, 5 + 15 + 15 + 15 + 5 + 5,
+     {"phi_qk": 256 * 1.09375, "phi_v": 256 * 0.4375 + 64 * 4 * 0.24609375,
+      "digital_routing": 64 * 3 * 2.5 * 7 / 9 + 320 + 448 + 832, "dacs": 64 * 4 * 0.25 + 74},
+     # cells 2 x 256 x 64 um2 + 4 sub-tiles x 0.8 x (0.5 - 0.131072) / 16 + 0.2 x (0.5 - 0.131072)
+     2 * 256 * 64e-6 + 4 * 0.8 * (0.5 - 0.131072) / 16 + 0.2 * (0.5 - 0.131072)),
+])
+def test_windows_256_and_1024_follow_the_laws(window, layer_ns, items, head_mm2):
+    hw = one_layer(window)
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.normal(0, 1, (window, 1, 2, 64)).astype(np.float16) for _ in range(3))
+    res = Simulator(hw, ArrayTrace(q, k, v), values=False).run()
+    rep = build_report(res, values=False)
+    np.testing.assert_array_equal(res.layer_end_ps[0] - res.layer_start_ps[0], layer_ns * 1000)
+    assert rep["energy"]["full_window_steps"] == 1   # the last step: every slot written
+    got = {k: v["per_head_per_token_pj"] for k, v in rep["energy"]["paper_items"].items()}
+    assert got == pytest.approx(items, rel=1e-12)
+    assert rep["area"]["per_head_mm2"] == pytest.approx(head_mm2, rel=1e-12)
+
+
+def test_adder_tree_rounds_up_to_whole_cycles_and_dac_counter_cell_laws():
+    hw = load_hardware("paper-gpt2")
+    # 32 sub-tiles: depth 5 x 2.5 ns = 12.5 ns -> 13 cycles at 1 GHz; 1 sub-tile: the scaler's level
+    assert costs.adder_tree_ps(hw.derive(shape={"window": 2048})) == 13_000
+    assert costs.adder_tree_ps(hw.derive(shape={"window": 64})) == 3_000   # 2.5 ns -> 3 cycles
+    # at 200 MHz (5 ns cycles): 12.5 ns -> 3 cycles
+    assert costs.adder_tree_ps(hw.derive(timing={"clock_mhz": 200.0}, shape={"window": 2048})) == 15_000
+    s = costs.action_scale(hw.derive(numerics={"q_levels": 8, "kv_levels": 4, "out_levels": 16},
+                                     shape={"d_head": 32}))
+    assert s["q_pwm_drive"] == pytest.approx(7 / 15)        # levels - 1 unit pulse times
+    assert s["kv_write_dac"] == pytest.approx(3 / 7)        # levels - 1 unit elements
+    assert s["output_conversion"] == pytest.approx(4 / 5)   # counter bits
+    assert s["adder_tree_add"] == pytest.approx((4 + 4) / (5 + 4))
+    assert s["k_column_read"] == s["v_row_read"] == pytest.approx(32 / 64)  # cells per read
+    assert set(costs.action_scale(hw).values()) == {1.0}    # the calibration point itself
