@@ -72,6 +72,8 @@ class Costs:
 def adder_tree_ps(hw) -> int:
     """Adder tree and output scaler: depth x (calibration time / calibration depth), rounded up
     to whole clock cycles."""
+    if hw.costs.model == "table":
+        return hw.timing.phase_ps("adder_tree")
     clock = hw.timing.clock_period_ps
     per_level_ps = hw.timing.phase_ps("adder_tree") / tree_depth(REF_SUB_TILES)
     return math.ceil(round(tree_depth(hw.shape.n_sub_tiles) * per_level_ps) / clock) * clock
@@ -116,7 +118,7 @@ def area(hw) -> dict[str, float]:
 def derive(hw) -> Costs:
     """The costs of `hw`; with `costs.model: table` the description's numbers as written."""
     if hw.costs.model == "table":
-        return Costs(hw.timing.phase_ps("adder_tree"), dict(hw.energy.actions_pj),
+        return Costs(adder_tree_ps(hw), dict(hw.energy.actions_pj),
                      {k: 1.0 for k in hw.energy.actions_pj}, area(hw))
     scale = action_scale(hw)
     actions = {k: v * scale.get(k, 1.0) for k, v in hw.energy.actions_pj.items()}

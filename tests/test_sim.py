@@ -388,7 +388,8 @@ def test_simulator_against_the_naive_loop_oracle():
 
     hw = load_hardware().derive(shape={"layers": 1, "heads": 1, "kv_heads": 1, "d_head": 8, "window": 16,
                                        "array_size": 8},
-                                numerics={"dtype": "float64", "retention": {"tau_ns": 800.0}})
+                                numerics={"dtype": "float64", "retention": {"tau_ns": 800.0}},
+                                costs={"model": "table"})  # the paper's 65 ns as written
     T = 40
     tr = random_trace(hw, T, seed=11)
     seen = {}
