@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _modules():
         mod.register(sub)
+    from .commands.examples import attach
+    attach(parser)  # examples at the end of every command's --help
     return parser
 
 

@@ -2,7 +2,7 @@
 per-head scalers, the DAC front end, retention and the digital readout.
 
 Scalers are a dict of float arrays: a_q, b_q, a_out, b_out [layers, heads] and a_k, b_k,
-a_v, b_v [layers, kv_heads] (paper.md section 2, step 1 and step 8).
+a_v, b_v [layers, kv_heads] (docs/paper-model.md section 2, step 1 and step 8).
 """
 from __future__ import annotations
 

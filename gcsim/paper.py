@@ -1,4 +1,4 @@
-"""Published figures of Leroux et al., Nat. Comput. Sci. 5, 813-824 (2025) (paper.md
+"""Published figures of Leroux et al., Nat. Comput. Sci. 5, 813-824 (2025) (docs/paper-model.md
 section 3): the calibration targets of models/paper-gpt2.yaml and the GPU baselines."""
 
 # Per token, per head, full window (M = 1024 written), pJ.

@@ -6,7 +6,7 @@ simulator's components call them on the data they hold, so a disagreement betwee
 the two can only come from timing, never from a second copy of the arithmetic.
 
 Sources: Leroux et al., Nature Computational Science 5, 813-824 (2025) (section 2
-of ../shared/paper.md) and the authors' released training code (GainCellAttention,
+of docs/paper-model.md) and the authors' released training code (GainCellAttention,
 MIT), whose numeric model these functions reproduce.
 
 Units: stored values and their deviations are volts (V), cell read currents are

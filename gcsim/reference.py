@@ -1,4 +1,4 @@
-"""Numeric reference model of gain-cell attention (paper.md section 2).
+"""Numeric reference model of gain-cell attention (docs/paper-model.md section 2).
 
 Variants:
   softmax  sliding-window causal softmax attention, scale 1/sqrt(d): the ideal baseline.

@@ -1,11 +1,11 @@
-"""A deliberately naive, loop-based re-statement of paper.md section 2, used only by the
+"""A deliberately naive, loop-based re-statement of docs/paper-model.md section 2, used only by the
 tests as an independent formula: per head, per step, per slot, with the cell law
 evaluated element by element on the decayed deviation (no polynomial expansion)."""
 import math
 
 import numpy as np
 
-# paper.md: the 10 coefficients C_ij, i = 0..3 outer, j = 0..3-i inner
+# docs/paper-model.md: the 10 coefficients C_ij, i = 0..3 outer, j = 0..3-i inner
 C = (0.17393044, 0.15653739, 0.14088365, 0.12679529, 5.51975209, 4.96777688, 4.4709992,
      -1.44776001, -1.30298401, 46.05483778)
 

@@ -7,7 +7,7 @@ from gcsim import physics
 
 
 def test_cubic_coefficients_from_the_ten_cij():
-    # paper.md: summing C_ij 0.9**j over j gives 0.52136, 13.61226, -2.62045, 46.05484
+    # docs/paper-model.md: summing C_ij 0.9**j over j gives 0.52136, 13.61226, -2.62045, 46.05484
     np.testing.assert_allclose(physics.cubic_coefficients(), [0.52136, 13.61226, -2.62045, 46.05484], atol=5e-6)
 
 

@@ -187,7 +187,7 @@ def test_paper_command_figures():
     assert r["token_us"] == pytest.approx(0.78)
     assert r["layer_nj"] == pytest.approx(73.8, rel=1e-9)
     assert r["token_uj"] == pytest.approx(0.8856, rel=1e-9)                # ~0.89 in the paper
-    # independent formula: GPU latency / 65 ns and GPU energy / 73.8 nJ (paper.md section 3)
+    # independent formula: GPU latency / 65 ns and GPU energy / 73.8 nJ (docs/paper-model.md section 3)
     assert r["gpus"]["RTX 4090"]["speedup"] == pytest.approx(22.37e3 / 65)          # ~344x
     assert r["gpus"]["RTX 4090"]["energy_ratio"] == pytest.approx(7.178e6 / 73.8)   # ~97,000x
     assert r["gpus"]["Jetson Nano"]["speedup"] == pytest.approx(488.85e3 / 65)      # ~7,500x
@@ -382,7 +382,7 @@ def test_resource_never_serves_two_at_once_is_checked():
 
 
 def test_simulator_against_the_naive_loop_oracle():
-    # tests/naive.py restates paper.md section 2 with loops, the cell law per cell and the age
+    # tests/naive.py restates docs/paper-model.md section 2 with loops, the cell law per cell and the age
     # of token u at step t as (t - u) x the token period; one layer of one head: 65 ns
     from naive import naive_head
 

@@ -71,6 +71,9 @@ class SmolLM2:
         self.path = g.path
         self.sha256 = sha256
         self.tokenizer = BPETokenizer(g.tokens, g.merges, g.pre, g.token_types)
+        # end-of-text: the GGUF's eos id and the chat template's end-of-turn, where present
+        self.stop_ids = frozenset([g.special_ids[k] for k in ("eos",) if k in g.special_ids]
+                                  + [i for i, t in enumerate(g.tokens) if t in ("<|endoftext|>", "<|im_end|>")])
         t = g.tensors
 
         def get(name: str) -> np.ndarray:
@@ -191,11 +194,18 @@ class SmolLM2:
         ids = self._check_ids(ids)
         return self._forward(ids, 0, self._new_cache(len(ids)), None)
 
-    def generate(self, prompt_ids, n_new: int = 8, record: bool = True) -> Recording:
-        """Batched prefill of ``prompt_ids``, then ``n_new`` greedy steps with a KV cache.
+    PREFILL_CHUNK = 256  # prompt tokens per prefill pass: bounds the [heads, n, context] scores
+
+    def generate(self, prompt_ids, n_new: int = 8, record: bool = True, *, stop_ids=(),
+                 on_token=None) -> Recording:
+        """Batched prefill of ``prompt_ids``, then up to ``n_new`` greedy steps with a KV cache.
 
         With ``record`` the last generated token is fed back too, so q/k/v/attn_out cover
-        exactly the T = len(prompt) + n_new positions listed in ``token_ids``.
+        exactly the T = len(prompt) + len(generated) positions listed in ``token_ids``.
+        Generation stops after a token in ``stop_ids`` (it is kept). ``on_token(id)`` is
+        called for every generated token (progress, streaming text).
+        The prompt is prefilled in chunks of PREFILL_CHUNK tokens, so the attention scores of
+        a long prompt never take [heads, n, n] memory at once.
         """
         prompt = self._check_ids(prompt_ids)
         if n_new < 0:
@@ -210,15 +220,26 @@ class SmolLM2:
                             np.zeros((T, L, H, dh), np.float32), np.zeros((T, L, KV, dh), np.float32),
                             np.zeros((T, L, KV, dh), np.float32), np.zeros((T, L, H, dh), np.float32))
         cache = self._new_cache(T)
-        logits = self._forward(prompt, 0, cache, rec, want_logits=n_new > 0)
+        C = self.PREFILL_CHUNK
+        for start in range(0, len(prompt), C):
+            last_chunk = start + C >= len(prompt)
+            logits = self._forward(prompt[start:start + C], start, cache, rec, want_logits=last_chunk and n_new > 0)
+        stop = frozenset(int(i) for i in stop_ids)
         generated: list[int] = []
         for i in range(n_new):
             tok = int(np.argmax(logits))
             generated.append(tok)
-            last = i == n_new - 1
+            if on_token is not None:
+                on_token(tok)
+            last = i == n_new - 1 or tok in stop
             if not last or record:
                 logits = self._forward(np.array([tok]), len(prompt) + i, cache, rec,
                                        want_logits=not last)
+            if last:
+                break
+        if rec is not None and len(generated) < n_new:  # stopped early: keep the positions run
+            n = len(prompt) + len(generated)
+            rec.q, rec.k, rec.v, rec.attn_out = (a[:n] for a in (rec.q, rec.k, rec.v, rec.attn_out))
         token_ids = np.concatenate([prompt, generated]).astype(np.int32)
         if rec is None:
             return Recording(token_ids, generated)

@@ -1,6 +1,6 @@
 """Activation calibration of the per-head DAC scalers.
 
-The hardware applies per-head affine scalers before its DACs (paper.md section 2):
+The hardware applies per-head affine scalers before its DACs (docs/paper-model.md section 2):
 q' = a_q·q + b_q drives the PWM query pulses and must fill [0, 1] (fraction of T_max);
 k' = a_k·k + b_k and v' = a_v·v + b_v are written as voltages in [0, 0.9] V whose signed zero
 is 0.45 V; the output is y = a_out·Σ + b_out.

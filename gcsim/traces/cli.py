@@ -35,7 +35,10 @@ def register(subparsers) -> None:
     src.add_argument("--prompt", help="prompt text")
     src.add_argument("--prompt-file", type=Path,
                      help="UTF-8 file holding the prompt (one trailing newline is dropped)")
-    r.add_argument("--new", type=int, required=True, metavar="N", help="tokens to generate (>= 0)")
+    r.add_argument("--new", type=int, required=True, metavar="N",
+                   help="tokens to generate (>= 0); fewer if the model ends its text first")
+    r.add_argument("--no-stop", action="store_true",
+                   help="keep generating past the end-of-text token (<|endoftext|>, <|im_end|>)")
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     r.add_argument("--force", action="store_true", help="replace OUT even if it is not a gcsim trace")
     r.add_argument("--dtype", choices=FLOAT_DTYPES, default="float16")
@@ -115,8 +118,20 @@ def _record(args: argparse.Namespace) -> int:
     if not prompt.strip():
         raise ValueError("the prompt is empty")
     command = shlex.join(["gcsim", "trace", "record", *source, "--new", str(args.new),
+                          *(["--no-stop"] if args.no_stop else []),
                           "-o", str(args.output), "--dtype", args.dtype])
-    path = record_trace(args.output, prompt, n_new=args.new, dtype=args.dtype, command=command)
+    from ..llm import SmolLM2
+    from ..progress import bar
+    model = SmolLM2.load()
+    generated: list[int] = []
+    with bar(args.new, "record", enabled=wanted(args), unit="token") as progress:
+        def on_token(tok):
+            generated.append(tok)
+            progress.update(1)
+        path = record_trace(args.output, prompt, n_new=args.new, dtype=args.dtype, command=command,
+                            model=model, stop=not args.no_stop, on_token=on_token)
+    stopped = " (stopped at the end-of-text token)" if len(generated) < args.new else ""
+    say(args, f"generated {len(generated)} tokens{stopped}:\n{model.tokenizer.decode(generated)}\n")
     say(args, f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")
     return 0
 

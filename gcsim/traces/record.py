@@ -21,12 +21,14 @@ GENERATOR = "gcsim.traces.record v1"
 
 
 def record_trace(path, prompt: str, *, n_new: int, model=None, dtype: str = "float16",
-                 command: str | None = None) -> Path:
+                 command: str | None = None, stop: bool = True, on_token=None) -> Path:
     """Decode ``prompt`` plus ``n_new`` greedy tokens with SmolLM2 and write a .gctrace.
 
     model: a loaded ``gcsim.llm.SmolLM2`` (default: load the installed weights).
     command: the command line to store as provenance (default: a description of this call).
-    Steps = prompt tokens + n_new. Scalers are calibrated on the values as stored (after
+    Steps = prompt tokens + generated tokens: n_new, or fewer when ``stop`` and the model
+    emits its end-of-text token (kept as the last step). ``on_token(id)`` is called for every
+    generated token. Scalers are calibrated on the values as stored (after
     conversion to ``dtype``). Raises LLMError (weights, prompt) or TraceError (arguments).
     """
     if dtype not in FLOAT_DTYPES:
@@ -36,7 +38,8 @@ def record_trace(path, prompt: str, *, n_new: int, model=None, dtype: str = "flo
     if model is None:
         from ..llm import SmolLM2  # deferred: loading the weights takes seconds
         model = SmolLM2.load()
-    rec = model.generate(model.tokenizer.encode(prompt), n_new=int(n_new), record=True)
+    rec = model.generate(model.tokenizer.encode(prompt), n_new=int(n_new), record=True,
+                         stop_ids=model.stop_ids if stop else (), on_token=on_token)
 
     # Calibrate on exactly what the file will hold, as write_synthetic does.
     stored = [x.astype(dtype).astype(np.float32) for x in (rec.q, rec.k, rec.v)]
