@@ -196,6 +196,8 @@ class Edge:
     gbps: float = num(0, 1e9, "Gbit/s", doc="bandwidth; 0 = unlimited", default=0.0)
     pj_per_bit: typing.Optional[float] = num(0, 1e6, "pJ/bit", doc="energy per bit; null = energy.link_pj_per_bit",
                                              default=None)
+    capacity: int = num(0, COUNT, "messages", doc="messages in flight at once (back-pressure); 0 = unlimited",
+                        default=0)
 
 
 @dataclass(frozen=True)

@@ -156,3 +156,35 @@ def test_component_graph_of_a_live_simulator():
     assert g.has_edge("host", "link.host_to_chip0") and g.has_edge("link.chip0_to_chip1", "L01.controller")
     assert g.has_edge("L01.controller", "link.chip1_to_chip0") and g.has_edge("link.chip0_to_host", "host")
     assert g.edges["L00.tiles", "L00.counters"]["port"] == "count"
+
+
+def test_edge_capacity_back_pressure():
+    # one layer behind a 100 ns input edge that holds one message at a time; two sequences send
+    # their inputs at t = 0: sequence 0's arrives at 100 and its layer step runs [100, 165)
+    # (outputs over a free edge); sequence 1's waits for a place until 100, arrives at 200 and
+    # finds the layer free: [200, 265)
+    hw = load_hardware("paper-gpt2").derive(
+        shape={"layers": 1}, periphery={"sequences": 2},
+        interconnect={"nodes": {"chip": {"first_layer": 0, "last_layer": 0}},
+                      "edges": {"in": {"src": "host", "dst": "chip", "latency_ns": 100.0, "capacity": 1},
+                                "out": {"src": "chip", "dst": "host"}}})
+    res = run(hw, 1)
+    assert (res.step_end_ps[0][0], res.step_end_ps[1][0]) == (165 * NS, 265 * NS)
+    assert res.activity["sequences"]["stall_causes_ps"] == {"link.in": 100 * NS}
+    np.testing.assert_array_equal(res.path.step_totals(1), [265 * NS])
+    # without back-pressure both arrive at 100; sequence 1 waits for the layer instead: [165, 230)
+    unlimited = run(hw.derive(interconnect={"edges": {"in": {"capacity": 0}}}), 1)
+    assert unlimited.step_end_ps[1][0] == 230 * NS
+    assert unlimited.activity["sequences"]["stall_causes_ps"] == {"layer busy (other sequence)": 65 * NS}
+
+
+def test_a_step_arriving_while_the_outputs_travel_waits_for_them():
+    # serial issue holds the layer until its outputs reach the host (100 ns back): sequence 1,
+    # arriving at 100 like sequence 0, starts when sequence 0's outputs arrive at 265
+    hw = load_hardware("paper-gpt2").derive(
+        shape={"layers": 1}, periphery={"sequences": 2},
+        interconnect={"nodes": {"chip": {"first_layer": 0, "last_layer": 0}},
+                      "edges": {"in": {"src": "host", "dst": "chip", "latency_ns": 100.0},
+                                "out": {"src": "chip", "dst": "host", "latency_ns": 100.0}}})
+    res = run(hw, 1)
+    assert (res.step_end_ps[0][0], res.step_end_ps[1][0]) == (265 * NS, (265 + 65 + 100) * NS)

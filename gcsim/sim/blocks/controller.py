@@ -71,6 +71,9 @@ class LayerController(Component):
             go(job)
         else:
             self.waiting.append(job)
+            if self.busy_until != INF and not self.wake_pending:   # the end is known: wake then
+                self.wake_pending = True
+                self.send(self.busy_until, self._next, None)
 
     def _start(self, job):
         now = self.env._now

@@ -12,10 +12,13 @@ networkx shortest paths by latency (fewest hops between equals), computed once.
 Parameters: `interconnect.links` or `interconnect.nodes` + `edges`, `energy.link_pj_per_bit`
 (an edge's own `pj_per_bit` replaces it for that edge).
 Statistics: per edge (`link.<name>`): busy while serialising; a message that waits for an
-edge is a stall of its sender, cause `link.<name>`. Energy: `link` per bit and hop
+edge (serialisation, or a place when the edge's `capacity` of messages in flight is reached)
+is a stall of its sender, cause `link.<name>`. Energy: `link` per bit and hop
 (`link:<name>` for an edge with its own energy per bit).
 """
 from __future__ import annotations
+
+from bisect import insort
 
 import networkx as nx
 
@@ -32,15 +35,15 @@ def topology(hw: Hardware) -> nx.DiGraph:
     if ic.nodes:
         for name, node in ic.nodes.items():
             g.add_node(name, layers=(node.first_layer, node.last_layer))
-        edges = {name: (e.src, e.dst, e.latency_ns, e.gbps, e.pj_per_bit) for name, e in ic.edges.items()}
+        edges = {name: (e.src, e.dst, e.latency_ns, e.gbps, e.pj_per_bit, e.capacity) for name, e in ic.edges.items()}
     else:
         g.add_node("chip", layers=(0, hw.shape.layers - 1))
         spec = {k: ic.links.get(k) for k in ic.LINKS}
         edges = {"host_to_controller": ("host", "chip"), "bank_to_host": ("chip", "host")}
-        edges = {k: (a, b, spec[k].latency_ns if spec[k] else 0.0, spec[k].gbps if spec[k] else 0.0, None)
+        edges = {k: (a, b, spec[k].latency_ns if spec[k] else 0.0, spec[k].gbps if spec[k] else 0.0, None, 0)
                  for k, (a, b) in edges.items()}
-    for name, (a, b, lat, gbps, pj) in edges.items():
-        g.add_edge(a, b, name=name, latency_ns=lat, gbps=gbps, pj_per_bit=pj, weight=lat + 1e-6)
+    for name, (a, b, lat, gbps, pj, cap) in edges.items():
+        g.add_edge(a, b, name=name, latency_ns=lat, gbps=gbps, pj_per_bit=pj, capacity=cap, weight=lat + 1e-6)
     return g
 
 
@@ -59,7 +62,7 @@ class Network:
         self.sim, self.graph = sim, topology(hw)
         self.channels = {}
         for a, b, data in self.graph.edges(data=True):
-            ch = Channel(data["name"], data["latency_ns"], data["gbps"], data["pj_per_bit"], sim.check)
+            ch = Channel(data["name"], data["latency_ns"], data["gbps"], data["pj_per_bit"], sim.check, data["capacity"])
             ch.action = "link" if ch.pj_per_bit is None else f"link:{ch.name}"
             if ch.pj_per_bit is not None:
                 sim.energy.table[ch.action] = ch.pj_per_bit
@@ -92,6 +95,12 @@ class Network:
         sim, t = self.sim, now
         layer, step = job.layer, job.step
         for ch in route:
+            if ch.capacity:   # back-pressure: wait for a place among the messages in flight
+                free = ch.slot_free_at(t)
+                if free > t:
+                    waiter.stall(t, free, ch.stat_name, units=units, step=step, layer=layer)
+                    add(job.path, "stall:" + ch.stat_name, free - t)
+                    t = free
             ser = ch.serialize_ps(bits)
             if ser:
                 start, job.path = ch.resource.claim(t, ser, job, job.path)
@@ -104,4 +113,6 @@ class Network:
                 add(job.path, ch.stat_name, ch.latency_ps)
                 t += ch.latency_ps
             ch.bits += bits
+            if ch.capacity:
+                insort(ch.in_flight, t)   # arrival times, in order
         return t
