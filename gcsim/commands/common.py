@@ -6,6 +6,7 @@ from pathlib import Path
 
 
 from ..hardware import load_hardware, parse_overrides
+from ..kernels.device import DEVICES, namespace_for
 from ..outdir import output_dir
 from ..resources import DEFAULT_TRACE
 from ..sim import check_fit
@@ -20,6 +21,8 @@ def add_inputs(p, *, default_model=DEFAULT_MODEL, trace_default=True):
     p.add_argument("-m", "--model", default=default_model,
                    help="hardware description: a name in models/ or a YAML path (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="replay only the first N steps")
+    p.add_argument("--device", default="cpu", choices=DEVICES,
+                   help="where the arrays' bank reads run (default cpu; cuda: a GPU through PyTorch or CuPy)")
     add_overrides(p)
 
 
@@ -41,6 +44,7 @@ def load_model(args):
 
 
 def load_inputs(args):
+    namespace_for(getattr(args, "device", "cpu"))  # an unavailable device stops here, before any work
     hw = load_model(args)
     trace = open_trace(args.trace)
     check_fit(hw, trace)

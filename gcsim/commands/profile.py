@@ -119,7 +119,8 @@ def main(args) -> int:
         except ImportError:
             raise ValueError("--plots needs matplotlib: pip install -e '.[plot]' from the gcsim clone "
                              "(pip install matplotlib where gcsim is installed from a wheel)") from None
-    sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline)
+    sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, timeline=timeline,
+                    device=getattr(args, "device", "cpu"))
     _check_components(timeline, sim.activity.units)
     if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:
         raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")

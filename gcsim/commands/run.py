@@ -25,7 +25,8 @@ def register(sub):
 
 
 def simulate(hw, trace, args, outputs=None):
-    sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, outputs=outputs)
+    sim = Simulator(hw, trace, values=not args.timing_only, steps=args.steps, outputs=outputs,
+                    device=getattr(args, "device", "cpu"))
     return sim.run(progress=wanted(args))
 
 

@@ -124,9 +124,10 @@ def _cosine(a, b):
     return float((num[ok] / den[ok]).mean()) if ok.any() else 0.0
 
 
-def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1):
+def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1, device="cpu"):
     """The report of the comparison. jobs: worker processes for the layers' reference runs on
-    a trace file of >= parallel.MIN_STEPS steps (None: every core; 1: in this process)."""
+    a trace file of >= parallel.MIN_STEPS steps (None: every core; 1: in this process).
+    device: where the simulator's bank reads run (gcsim/kernels/device.py)."""
     if isinstance(stage_steps, bool) or not isinstance(stage_steps, (int, np.integer)) or stage_steps < 1:
         raise UsageError(f"--stage-steps must be >= 1 (S and phi of at least one step are compared), "
                          f"found {stage_steps!r}")
@@ -141,7 +142,7 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1):
              + T * s.layers * s.heads * s.d_head * (s.n_sub_tiles + 1)),
         "trace steps x shape.layers x shape.heads x shape.window (S and phi of --stage-steps)")})
     rec = StageRecorder(hw64, T, sample)
-    res = Simulator(hw64, trace, steps=T, stages_hook=rec, check=True).run(progress=progress)
+    res = Simulator(hw64, trace, steps=T, stages_hook=rec, check=True, device=device).run(progress=progress)
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
     report["timing"] = timing_check(res, rec.ages_ps)
     ok = report["timing"]["pass"]
@@ -255,7 +256,8 @@ def main(args) -> int:
     if args.json:
         _check_json_path(args.json)
     hw, trace = load_inputs(args)
-    rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args), jobs=args.jobs)
+    rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args), jobs=args.jobs,
+                   device=args.device)
     rep["provenance"] = provenance_of(args, hw, trace)
     verdict = EXIT_OK if rep["pass"] else EXIT_MISMATCH
     if args.json:

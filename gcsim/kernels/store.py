@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import physics
 from . import bitline
+from .device import namespace_for, to_host
 
 
 class NotOnGrid(ValueError):
@@ -26,35 +27,49 @@ class NotOnGrid(ValueError):
 
 
 class PowerStore:
-    """Stored deviations and their cell-law powers, read through physics (any array library)."""
+    """Stored deviations and their cell-law powers, read through physics (any array library:
+    `xp` with `device`; writes and reads take and give host numpy arrays)."""
 
     kind = "powers"
 
     def __init__(self, kv_heads: int, window: int, d_head: int, dtype, coeffs, array_size: int,
                  s_sat: float, *, xp=np, device=None):
-        self.coeffs, self.array_size, self.s_sat, self.xp = coeffs, array_size, s_sat, xp
+        self.coeffs, self.array_size, self.s_sat, self.xp, self.device = coeffs, array_size, s_sat, xp, device
         self.n_pow = len(coeffs) - 1
-        kw = {} if device is None else {"device": device}
-        self.k_pow = xp.zeros((self.n_pow, kv_heads, window, d_head), dtype=dtype, **kw)
-        self.v_pow = xp.zeros((self.n_pow, kv_heads, window, d_head), dtype=dtype, **kw)
+        self._np_dtype = np.dtype(dtype)
+        self._dtype = getattr(xp, self._np_dtype.name)
+        shape = (self.n_pow, kv_heads, window, d_head)
+        self.k_pow = xp.zeros(shape, dtype=self._dtype, **self._on())
+        self.v_pow = xp.zeros(shape, dtype=self._dtype, **self._on())
+
+    def _on(self):
+        return {} if self.device is None else {"device": self.device}
+
+    def _dev(self, x, dtype=None):
+        if self.xp is np:
+            return x
+        return self.xp.asarray(np.asarray(x), dtype=dtype or self._dtype, **self._on())
 
     def write(self, slot: int, k_dev, v_dev) -> None:
-        self.k_pow[:, :, slot] = physics.stored_powers(k_dev, self.n_pow + 1, xp=self.xp)
-        self.v_pow[:, :, slot] = physics.stored_powers(v_dev, self.n_pow + 1, xp=self.xp)
+        xp = self.xp
+        self.k_pow[:, :, slot, ...] = physics.stored_powers(self._dev(k_dev), self.n_pow + 1, xp=xp)
+        self.v_pow[:, :, slot, ...] = physics.stored_powers(self._dev(v_dev), self.n_pow + 1, xp=xp)
 
     def read(self, q, decay, valid):
         """q [KV,G,d] pulse fractions; decay [M] (0 on invalid slots); valid [M] bool.
-        Returns S, phi [KV,G,M] and A [KV,G,n_sub,d]."""
+        Returns S, phi [KV,G,M] and A [KV,G,n_sub,d] (numpy)."""
         xp = self.xp
+        q, decay, valid = self._dev(q), self._dev(decay), self._dev(valid, xp.bool)
         S = physics.bitline_charges_qk(q, self.k_pow, decay, valid, self.coeffs, xp=xp)
         phi = physics.hard_sigmoid(S, self.s_sat, xp=xp)
-        return S, phi, physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, self.array_size, xp=xp)
+        A = physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, self.array_size, xp=xp)
+        return to_host(S), to_host(phi), to_host(A)
 
     def powers(self):
-        return self.k_pow, self.v_pow
+        return to_host(self.k_pow), to_host(self.v_pow)
 
     def nbytes(self) -> int:
-        return int(self.k_pow.nbytes + self.v_pow.nbytes)
+        return 2 * int(np.prod(self.k_pow.shape)) * self._np_dtype.itemsize
 
 
 class CodeStore:
@@ -130,21 +145,25 @@ def codes_exact(hw) -> bool:
     return lo >= 0 and round(hi / step) <= 255 and not getattr(n, "write_noise", None)
 
 
-def make_store(hw, dtype, *, kind: str = "auto", xp=np, device=None):
+def make_store(hw, dtype, *, kind: str = "auto", device: str = "cpu"):
     """The K/V store of one layer (one sequence) for description `hw`.
 
     kind: 'auto' (codes where exact and numba is present, else powers), 'codes', 'powers'.
-    Another array library (xp other than numpy) always uses the powers form.
+    device: 'cpu' or another array library (kernels/device.py), which always uses the
+    powers form read through physics.
     """
     s, n = hw.shape, hw.numerics
     coeffs = physics.law_coefficients(n.cell_law)
     args = (s.kv_heads, s.window, s.d_head, dtype, coeffs, s.array_size, n.s_sat)
+    xp, dev = namespace_for(device)
     if kind == "auto":
         kind = "codes" if (xp is np and codes_exact(hw) and bitline.AVAILABLE) else "powers"
     if kind == "codes":
+        if xp is not np:
+            raise ValueError(f"compact code storage runs on the cpu device, not {device!r}")
         if not codes_exact(hw):
             raise ValueError("compact code storage needs a quantizing write DAC (numerics.kv_levels)")
         return CodeStore(*args, kv_range_v=n.kv_range_v, kv_levels=n.kv_levels)
     if kind == "powers":
-        return PowerStore(*args, xp=xp, device=device)
+        return PowerStore(*args, xp=xp, device=dev)
     raise ValueError(f"unknown store kind {kind!r}; expected 'auto', 'codes' or 'powers'")

@@ -113,7 +113,9 @@ class Simulator:
     kept); check=True also keeps every resource's served intervals (for validation)."""
 
     def __init__(self, hw: Hardware, trace, *, values: bool = True, steps: int | None = None,
-                 outputs=None, timeline: Timeline | None = None, stages_hook=None, check: bool = False):
+                 outputs=None, timeline: Timeline | None = None, stages_hook=None, check: bool = False,
+                 device: str = "cpu"):
+        """device: where the tiles' bank reads run ('cpu', 'cuda', ...: gcsim/kernels/device.py)."""
         source = trace if is_source(trace) else TraceSource(trace, outputs, hw.numerics.dtype)
         check_fit(hw, source)
         self.hw, self.trace, self.source = hw, trace, source
@@ -121,7 +123,7 @@ class Simulator:
         if self.steps <= 0:
             raise SimError(f"nothing to simulate: {self.steps} steps requested")
         check_run(hw, self.steps, values=values)  # memory and int64 time fit (gcsim/budget.py)
-        self.values, self.check, self.stages_hook = values, check, stages_hook
+        self.values, self.check, self.stages_hook, self.device = values, check, stages_hook, device
         s, p = hw.shape, hw.periphery
         self.env = simpy.Environment()
         self.activity = Activity(timeline)

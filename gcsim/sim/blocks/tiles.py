@@ -49,7 +49,7 @@ class GainCellTiles(Component):
         # values: DAC codes read by the fused kernel where exact, else float powers (gcsim/kernels/)
         dtype = self.dtype = np.dtype(hw.numerics.dtype)
         self.rings = [RingBuffer(s.window, s.array_size, n_powers=n_powers, dtype=dtype,
-                                 storage=make_store(hw, dtype) if sim.values else None)
+                                 storage=make_store(hw, dtype, device=sim.device) if sim.values else None)
                       for _ in range(n_seq)]
         self.q_ps, self.v_ps = hw.timing.phase_ps("q_phase"), hw.timing.phase_ps("v_phase")
         gqa, counters = sim.policies["gqa"], sim.policies["counters"]
