@@ -10,6 +10,7 @@ import numpy as np
 
 from ..report import build_report, format_summary, write_per_step_csv
 from ..sim import Simulator
+from ..streamio import NpyWriter
 from ..progress import add_feedback, say, wanted
 from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
@@ -37,12 +38,13 @@ def main(args) -> int:
     with open_output(args) as tmp:
         outputs = None
         if not args.timing_only:
-            outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,
-                                                shape=(steps, s.layers, s.heads, s.d_head))
-        res = simulate(hw, trace, args, outputs)
-        if outputs is not None:
-            outputs.flush()
-            del outputs
+            # written row by row (pwrite), not through a map whose pages would stay resident
+            outputs = NpyWriter(tmp / "outputs.npy", (steps, s.layers, s.heads, s.d_head), np.float32)
+        try:
+            res = simulate(hw, trace, args, outputs)
+        finally:
+            if outputs is not None:
+                outputs.close()
         rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only,
                            provenance=provenance_of(args, hw, trace))
         write_json(tmp / "report.json", rep)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..streamio import release_pages
+
 
 class TraceSource:
     """Replay of a decode trace (q [T, L, H, d], k, v [T, L, KV, d]); outputs of sequence 0
@@ -34,8 +36,12 @@ class TraceSource:
 
     def layer_inputs(self, seq: int, step: int, layer: int):
         if self._cached != step:  # read each step once from the (lazy) trace, all layers
-            self._arrays = tuple(np.asarray(a[step], dtype=self.dtype) for a in (self.trace.q, self.trace.k, self.trace.v))
+            arrays = (self.trace.q, self.trace.k, self.trace.v)
+            self._arrays = tuple(np.array(a[step], dtype=self.dtype) for a in arrays)
             self._cached = step
+            if step % 64 == 63:  # drop the trace pages read so far: RSS stays flat (streamio.py)
+                for a in arrays:
+                    release_pages(a)
         q, k, v = self._arrays
         return q[layer], k[layer], v[layer]
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from ..errors import TraceError
 from ..datapath import KV_SCALERS, SCALER_KEYS as SCALER_NAMES
+from ..streamio import release_pages
 
 MAGIC = b"GCTRACE\0"
 FORMAT_NAME = "gcsim-trace"
@@ -654,3 +655,4 @@ def _verify_array(path: Path, where: str, name: str, arr: np.memmap, entry: dict
         bad = _first_bad(chunk, t0)
         if bad is not None:
             raise TraceError(_bad_message(where, name, bad))
+        release_pages(arr)  # the scan touched every page: keep RSS flat (gcsim/streamio.py)
