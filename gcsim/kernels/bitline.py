@@ -22,22 +22,31 @@ its prange gives thread parallelism whose split we control.
 """
 from __future__ import annotations
 
-import numpy as np
-
+import importlib.util
 import os
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - numba is a core dependency; the float path remains
-    numba = None
-else:
-    # numba's OpenMP layer spin-waits: on a machine shared by other jobs a parallel call
-    # took 15-24 ms instead of 0.4 ms here. The workqueue layer sleeps; gcsim launches
-    # kernels from one thread only, which is all it supports. NUMBA_THREADING_LAYER overrides.
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
+import numpy as np
 
-AVAILABLE = numba is not None
+# numba (and LLVM) cost ~60 MB and a second to import: only a run that reads codes pays it
+AVAILABLE = importlib.util.find_spec("numba") is not None
+numba = None      # the module, once compiled() imported it (_bank_read's prange)
+_compiled = {}
+
+
+def compiled():
+    """(bank_read, encode): the numba-compiled kernels (compiled or loaded from cache once)."""
+    if not _compiled:
+        import numba
+
+        # numba's OpenMP layer spin-waits: on a machine shared by other jobs a parallel call
+        # took 15-24 ms instead of 0.4 ms here. The workqueue layer sleeps; gcsim launches
+        # kernels from one thread only, which is all it supports. NUMBA_THREADING_LAYER overrides.
+        if "NUMBA_THREADING_LAYER" not in os.environ:
+            numba.config.THREADING_LAYER = "workqueue"
+        globals()["numba"] = numba
+        _compiled["bank_read"] = numba.njit(parallel=True, cache=True, nogil=True)(_bank_read)
+        _compiled["encode"] = numba.njit(cache=True, nogil=True)(_encode)
+    return _compiled["bank_read"], _compiled["encode"]
 
 
 def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A):
@@ -198,8 +207,3 @@ def _encode(dev, step, zero, inv_step, out):
                 ok = False
             out[kv, d] = ci
     return ok
-
-
-if AVAILABLE:
-    bank_read_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_bank_read)
-    encode_kernel = numba.njit(cache=True, nogil=True)(_encode)

@@ -95,6 +95,7 @@ class CodeStore:
         self.coeffs, self.array_size, self.s_sat = coeffs, array_size, s_sat
         self.n_pow = len(coeffs) - 1
         self._coeffs, self._s_sat = np.asarray(coeffs, self.dtype), f(s_sat)
+        self._read_kernel, self._encode_kernel = bitline.compiled()
         self.k_codes = np.zeros((kv_heads, d_head, window), np.uint8)
         self.v_codes = np.zeros((kv_heads, window, d_head), np.uint8)
 
@@ -104,7 +105,7 @@ class CodeStore:
             dev = np.asarray(dev)
             if dev.dtype != self.dtype:
                 raise TypeError(f"CodeStore of {self.dtype} got a {dev.dtype} value")
-            if not bitline.encode_kernel(dev, self.step, self.zero, self.inv_step, dst):
+            if not self._encode_kernel(dev, self.step, self.zero, self.inv_step, dst):
                 raise NotOnGrid("a written value is not a write-DAC level (code * step - 0.45 V); "
                                 "use the float store (PowerStore) for perturbed writes")
 
@@ -125,7 +126,7 @@ class CodeStore:
         S = np.empty((kv, g, m), self.dtype)
         phi = np.empty_like(S)
         A = np.empty((kv, g, m // self.array_size, d), self.dtype)
-        bitline.bank_read_kernel(q, self.k_codes, self.v_codes, self.step, self.zero,
+        self._read_kernel(q, self.k_codes, self.v_codes, self.step, self.zero,
                                  np.asarray(decay, self.dtype), np.asarray(valid, np.bool_), self._coeffs,
                                  self._s_sat, self.array_size, S, phi, A)
         return S, phi, A

@@ -1,0 +1,103 @@
+"""Peak memory against trace length: `gcsim run` (functional), `gcsim profile` and
+`gcsim validate` at 1,000, 5,000 and 20,000 steps, and the previous version's `run`.
+
+Each command runs in a fresh process (its CLI entry point called in-process, then VmHWM, the
+peak resident set, read from /proc/self/status). Shape: GPT-2 heads (12 x 64, window 1024)
+with 2 layers (`-s shape.layers=2`) so that 20,000 functional steps take minutes, not an
+hour; the trace is synthetic, float16, written once per length. Memory that grows with the
+length shows up as a slope between the columns; flat columns mean it does not.
+
+Run: python benchmarks/bench_memory.py [--steps 1000,5000,20000] [--commands run,profile,validate]
+     [--previous b1385e8]
+"""
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = 2
+
+CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+from gcsim.cli import main
+rc = main({argv!r})
+hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
+print('VMHWM', rc, hwm)
+"""
+
+
+def peak_mb(root: Path, argv: list[str]) -> str:
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(root), argv=argv)],
+                          capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("VMHWM"):
+            _, rc, kb = line.split()
+            return f"{int(kb) / 1024:8.0f}" + ("" if rc == "0" else f" (exit {rc})")
+    return "  failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:60]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--steps", default="1000,5000,20000")
+    ap.add_argument("--commands", default="run,profile,validate")
+    ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured too ('' to skip)")
+    ap.add_argument("--previous-max-steps", type=int, default=5000,
+                    help="the previous version only up to this length (it is several times slower)")
+    args = ap.parse_args()
+    steps = [int(x) for x in args.steps.split(",")]
+    sys.path.insert(0, str(ROOT))
+    import gcsim
+    from gcsim.traces import write_synthetic
+
+    print(f"gcsim {gcsim.__version__} bench_memory: peak RSS (VmHWM, MB) of one command per cell; "
+          f"paper-gpt2 with {LAYERS} layers (12 heads x 64, window 1024), synthetic trace")
+    print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine {platform.machine()}, "
+          f"{os.cpu_count()} cores, python {platform.python_version()}; "
+          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    common = ["-m", "paper-gpt2", "-s", f"shape.layers={LAYERS}"]
+    rows = {
+        "run": ["run", *common, "--no-progress"],
+        "run --timing-only": ["run", *common, "--timing-only", "--no-progress"],
+        "profile": ["profile", *common, "--no-progress"],
+        "validate": ["validate", *common, "--no-progress"],
+    }
+    wanted = args.commands.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        prev = None
+        if args.previous:
+            prev = tmp / "previous"
+            prev.mkdir()
+            arch = subprocess.run(["git", "-C", str(ROOT), "archive", args.previous], capture_output=True)
+            if arch.returncode:
+                prev = None
+            else:
+                subprocess.run(["tar", "-x", "-C", str(prev)], input=arch.stdout, check=True)
+        traces = {}
+        for n in steps:
+            traces[n] = tmp / f"t{n}.gctrace"
+            write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
+        print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps")
+        todo = [(name, argv, ROOT) for name, argv in rows.items() if name.split()[0] in wanted]
+        if prev is not None and "run" in wanted:
+            todo.append((f"run (gcsim {args.previous})", ["run", *common], prev))
+        for name, argv, root in todo:
+            cells = []
+            for n in steps:
+                if root != ROOT and n > args.previous_max_steps:
+                    cells.append("-")
+                    continue
+                out = [] if argv[0] == "validate" else ["-o", str(tmp / f"out-{len(cells)}-{abs(hash(name))}")]
+                cells.append(peak_mb(root, [*argv[:1], str(traces[n]), *argv[1:], *out]))
+            print(f"{name:32s}" + "".join(f"{c:>10s}" for c in cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
