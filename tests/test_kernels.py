@@ -89,9 +89,11 @@ def test_float32_codes_differ_only_at_code_boundaries():
         got = _codes(cs32.read(q32, decay32, valid)[2], hw)
         bad = got != _codes(exact * step * n.out_sat, hw)
         boundary = np.floor(exact) + 0.5
-        assert (np.abs(exact - boundary)[bad] <= 1e-6 * np.abs(boundary[bad])).all()
+        # float32 sums of 64 signed terms: within a few 1e-6 of the boundary (benchmarks/float32_codes.py
+        # finds at most 2.3e-6 over 4.9 M codes, the previous float32 path alike)
+        assert (np.abs(exact - boundary)[bad] <= 5e-6 * np.abs(boundary[bad])).all()
         mismatches += int(bad.sum())
-    assert mismatches <= 2  # of 4 x 12 x 4 x 64 codes: a boundary within 1e-6 is rare
+    assert mismatches <= 2  # of 4 x 12 x 4 x 64 codes: a code boundary that close is rare
 
 
 def test_results_do_not_depend_on_the_number_of_threads():
