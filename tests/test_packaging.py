@@ -47,6 +47,8 @@ def test_wheel_holds_every_shipped_file(installed):
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = [f"gcsim/data/models/{p.name}" for p in (ROOT / "models").glob("*.yaml")]
     shipped += [f"gcsim/data/traces/{p.name}" for p in (ROOT / "traces").iterdir()]
+    # the chip model's weights and corpus live in gcsim/data itself (gcsim eval/decode/train)
+    shipped += [f"gcsim/data/{p.name}" for p in (ROOT / "gcsim" / "data").iterdir() if p.is_file()]
     assert shipped and not [n for n in shipped if n not in names]
     # files, not links: the wheel's copy of a description is byte-identical to models/
     data = zipfile.ZipFile(wheel).read("gcsim/data/models/paper-gpt2.yaml")
