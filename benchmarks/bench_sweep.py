@@ -5,8 +5,12 @@ overhead per point.
 Every configuration computes every point (a fresh, empty cache per repeat). The baseline,
 printed in the same run, is the same points run one after another in this process with no
 pool at all (gcsim.sweeps.point.run_point). Overhead per point = (wall time x workers -
-baseline time) / points: the CPU time a backend spends per point on anything but simulating
-(process start, imports, pickling, scheduling), assuming the workers are never idle.
+baseline time) / points: the time a backend spends per point on anything but simulating
+(process start, imports, pickling, scheduling), assuming the workers are never idle. On a
+machine loaded by other work the wall times mostly measure the contention, so the local
+backends are also given in CPU time (this process and its worker processes, from
+getrusage): CPU per point, and its excess over the baseline's CPU per point. Ray's workers are
+not children of this process, so Ray has wall figures only.
 
 Run: python benchmarks/bench_sweep.py [--points 8] [--steps 1000] [--repeat 5] [--no-ray]
 """
@@ -33,10 +37,21 @@ def spec_for(trace: Path, points: int) -> dict:
             "axes": [{"grid": {"timing.host_ns_per_layer": [float(i) for i in range(points)]}}]}
 
 
+def cpu_s() -> float:
+    """CPU seconds of this process and its finished children."""
+    import resource
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU = {}
+
+
 def baseline(spec) -> float:
     """Every point in this process, one after another (no pool, no cache)."""
     from gcsim.hardware import to_dict
     from gcsim.sweeps.point import run_point
+    c0 = cpu_s()
     t0 = time.perf_counter()
     for p in spec.points():
         desc = to_dict(p.hardware)
@@ -44,14 +59,18 @@ def baseline(spec) -> float:
         rec = run_point({"description": desc, "trace": spec.traces[0].path, "mode": spec.mode,
                          "steps": None, "seed": 0})
         assert rec["status"] == "ok", rec
+    CPU.setdefault("in-process", []).append(cpu_s() - c0)
     return time.perf_counter() - t0
 
 
 def timed(spec, **backend) -> float:
     with tempfile.TemporaryDirectory() as cache:
+        c0 = cpu_s()
         t0 = time.perf_counter()
         res = run_sweep(spec, cache=cache, **backend)
         wall = time.perf_counter() - t0
+        if "jobs" in backend:                 # the pool's workers have ended: their CPU is counted
+            CPU.setdefault(f"-j {backend['jobs']}", []).append(cpu_s() - c0)
     assert res.counts["computed"] == res.counts["points"] and res.counts["failed"] == 0, res.counts
     return wall
 
@@ -63,7 +82,7 @@ def stats(xs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--points", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=1000, help="steps of the GPT-2-shaped trace per point")
+    ap.add_argument("--steps", type=int, default=2000, help="steps of the GPT-2-shaped trace per point")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
@@ -104,6 +123,12 @@ def main():
                   f"{eff:10.2f} {over * 1000:12.0f} ms")
         print(f"load average after: {os.getloadavg()[0]:.1f} (efficiency: points/s over workers x the -j 1 "
               f"points/s; speed-up: against the in-process baseline)")
+        base_cpu = statistics.median(CPU["in-process"]) / n
+        print(f"CPU time per point (this process + its workers), medians (min .. max):")
+        for name, vals in CPU.items():
+            med, lo, hi = stats([v / n for v in vals])
+            print(f"  {name:<12} {med * 1000:7.0f} ms ({lo * 1000:5.0f} .. {hi * 1000:5.0f})   "
+                  f"overhead over in-process {(med - base_cpu) * 1000:6.0f} ms per point")
 
 
 if __name__ == "__main__":

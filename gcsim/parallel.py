@@ -13,12 +13,16 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 
-MIN_STEPS = 256     # below this a layer takes well under a worker's start-up (~1 s): stay in-process
+# A worker costs about 1 s of CPU to start (a fresh interpreter importing numpy, numba, gcsim):
+# go parallel only when the layers' reference work, ~ steps x min(steps, window) x heads x
+# layers, is worth about 10 s on one core (benchmarks/bench_layers.py: 512 GPT-2 steps,
+# 3.8e7 units, take 3.2 s of CPU for `gcsim reference`, and two workers lose).
+MIN_WORK = 1.2e8
 
 
 def add_jobs_option(p) -> None:
     p.add_argument("-j", "--jobs", type=int, default=None, metavar="N",
-                   help=f"layers in parallel on N worker processes when the trace has >= {MIN_STEPS} steps "
+                   help="layers in parallel on N worker processes when the trace is long enough to gain from it "
                         "(default: every core)")
 
 
@@ -33,12 +37,14 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def worth_it(jobs: int | None, steps: int, layers: int, trace) -> bool:
+def worth_it(jobs: int | None, steps: int, hw, trace) -> bool:
     """Whether to start workers: more than one job and layer, a trace file the workers can
-    reopen, and a trace long enough that a layer outweighs starting a worker."""
+    reopen, and enough work per layer to outweigh starting them (MIN_WORK)."""
     jobs = default_jobs() if jobs is None else jobs
+    s = hw.shape
+    work = steps * min(steps, s.window) * s.heads * s.layers
     path = getattr(trace, "path", None)
-    return jobs > 1 and layers > 1 and steps >= MIN_STEPS and path is not None and os.path.isfile(path)
+    return jobs > 1 and s.layers > 1 and work >= MIN_WORK and path is not None and os.path.isfile(path)
 
 
 def map_layers(fn, layers, jobs: int | None = None):

@@ -319,18 +319,23 @@ def test_sweep_plot_adds_charts_to_the_output(tmp_path):
 
 # --- layers in parallel (gcsim validate / gcsim reference) --------------------------------
 
-def test_validate_and_reference_layers_in_parallel_give_the_same_results(tmp_path):
+def test_validate_and_reference_layers_in_parallel_give_the_same_results(tmp_path, monkeypatch):
     """Layer-parallel runs (2 worker processes) against the same commands in one process."""
     import numpy as np
-    from gcsim import load_hardware
+    from gcsim import load_hardware, parallel
     from gcsim.commands.validate import validate
-    from gcsim.parallel import MIN_STEPS, worth_it
     from gcsim.traces import open_trace, write_synthetic
     hw = load_hardware("paper-gpt2").derive(shape={"layers": 3, "heads": 2, "kv_heads": 2, "window": 128})
     s = hw.shape
-    path = write_synthetic(tmp_path / "t.gctrace", layers=3, heads=2, kv_heads=2, steps=MIN_STEPS, seed=3)
+    path = write_synthetic(tmp_path / "t.gctrace", layers=3, heads=2, kv_heads=2, steps=200, seed=3)
     trace = open_trace(path)
-    assert worth_it(2, MIN_STEPS, 3, trace) and not worth_it(1, MIN_STEPS, 3, trace)
+    # 200 steps x 128 x 2 heads x 3 layers: far below the work that pays for workers...
+    assert not parallel.worth_it(2, 200, hw, trace)
+    # ...and a GPT-2 layer stack of 1024 steps is above it
+    gpt2 = load_hardware("paper-gpt2")
+    assert parallel.worth_it(2, 1024, gpt2, trace) and not parallel.worth_it(1, 1024, gpt2, trace)
+    monkeypatch.setattr(parallel, "MIN_WORK", 0)          # force the parallel path on the small case
+    assert parallel.worth_it(2, 200, hw, trace)
     one, two = validate(hw, trace, jobs=1), validate(hw, trace, jobs=2)
     assert one == two and one["pass"] and [r["layer"] for r in two["layers"]] == [0, 1, 2]
     model = tmp_path / "m.yaml"

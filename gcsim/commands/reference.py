@@ -72,7 +72,7 @@ def main(args) -> int:
     with open_output(args) as tmp:
         outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,
                                             shape=(T, s.layers, s.heads, s.d_head))
-        source = str(trace.path) if worth_it(args.jobs, T, s.layers, trace) else trace
+        source = str(trace.path) if worth_it(args.jobs, T, hw, trace) else trace
         one = functools.partial(_reference_layer, trace=source, hw=hw, variant=variant, T=T)
         results = map_layers(one, range(s.layers), 1 if source is trace else args.jobs)
         for l, (out, row) in enumerate(iterate(results, f"reference ({variant})", enabled=wanted(args),

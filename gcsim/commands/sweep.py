@@ -58,6 +58,8 @@ def _plot(args, out_dir: str) -> int:
 def main(args) -> int:
     if args.spec == "plot" and args.plot_dir is not None:
         return _plot(args, args.plot_dir)
+    if args.spec == "plot" and not Path("plot").is_file():
+        raise UsageError("gcsim sweep plot OUT: name the sweep's output directory (OUT of gcsim sweep SPEC -o OUT)")
     if args.plot_dir is not None:
         raise UsageError(f"unexpected argument {args.plot_dir!r} (did you mean: gcsim sweep plot {args.plot_dir}?)")
     if args.jobs is not None and args.jobs < 1:

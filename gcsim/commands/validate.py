@@ -126,7 +126,7 @@ def _cosine(a, b):
 
 def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1, device="cpu"):
     """The report of the comparison. jobs: worker processes for the layers' reference runs on
-    a trace file of >= parallel.MIN_STEPS steps (None: every core; 1: in this process).
+    a trace file long enough to gain from it (parallel.worth_it; None: every core; 1: here).
     device: where the simulator's bank reads run (gcsim/kernels/device.py)."""
     if isinstance(stage_steps, bool) or not isinstance(stage_steps, (int, np.integer)) or stage_steps < 1:
         raise UsageError(f"--stage-steps must be >= 1 (S and phi of at least one step are compared), "
@@ -148,7 +148,7 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1, devi
     ok = report["timing"]["pass"]
     if not report["timing"]["pass"]:  # already FAIL; the reference refuses negative ages
         rec.ages_ps = np.maximum(rec.ages_ps, 0)
-    source = str(trace.path) if worth_it(jobs, T, s.layers, trace) else trace
+    source = str(trace.path) if worth_it(jobs, T, hw, trace) else trace
     if source is trace:
         rows = (_compare_layer(l, trace=trace, hw64=hw64, T=T, sample=sample, rec=rec.layer(l))
                 for l in range(s.layers))

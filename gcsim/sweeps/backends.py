@@ -76,6 +76,20 @@ def run_local(tasks, jobs: int, max_retries: int = MAX_RETRIES, fn=run_point):
         pool.shutdown(wait=not lost, cancel_futures=True)
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds on an address nobody listens at (Ray itself retries for minutes)."""
+    import socket
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return                                      # e.g. "auto": Ray finds the cluster itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        from ..errors import UsageError
+        raise UsageError(f"--ray {address}: nothing answers there ({exc.strerror or exc}); start the cluster "
+                         f"with `ray start --head` or check the address") from None
+
+
 def ray_init(address: str | None, jobs: int | None):
     """Connect to Ray (a local cluster of `jobs` CPUs when address is None); returns whether
     we started it (and so must shut it down)."""
@@ -95,7 +109,12 @@ def ray_init(address: str | None, jobs: int | None):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")]))
         ray.init(num_cpus=jobs, runtime_env={"env_vars": env}, **kwargs)
     else:                 # a remote cluster may not have gcsim: ship the package
-        ray.init(address=address, runtime_env={"env_vars": env, "py_modules": [str(package)]}, **kwargs)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, runtime_env={"env_vars": env, "py_modules": [str(package)]}, **kwargs)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+            from ..errors import UsageError
+            raise UsageError(f"--ray {address}: cannot join the Ray cluster ({' '.join(str(exc).split())[:200]})") from None
     return True
 
 
