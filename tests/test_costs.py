@@ -53,3 +53,17 @@ def test_adder_tree_rounds_up_to_whole_cycles_and_dac_counter_cell_laws():
     assert s["adder_tree_add"] == pytest.approx((4 + 4) / (5 + 4))
     assert s["k_column_read"] == s["v_row_read"] == pytest.approx(32 / 64)  # cells per read
     assert set(costs.action_scale(hw).values()) == {1.0}    # the calibration point itself
+
+
+def test_paper_command_says_calibrated_and_compares_cycles_with_cycles(capsys):
+    from gcsim.cli import main as cli
+    # window 64 = 1 sub-tile: the adder tree is 1 level of 2.5 ns, 5 ns (one cycle) at 200 MHz;
+    # layer = 5 + 15 + 15 + 15 + 5 + 5 = 60 ns = 12 cycles; the paper's 65 ns = 13 cycles there
+    assert cli(["paper", "--set", "shape.window=64", "--set", "timing.clock_mhz=200", "--steps", "64", "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    assert cli(["paper", "--set", "shape.window=64", "--set", "timing.clock_mhz=200", "--steps", "64",
+                "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("paper-gpt2 calibrated to the paper's budgets") and "reproduc" not in out
+    row = next(line for line in out.splitlines() if "in cycles at 200 MHz" in line).split()
+    assert row[-3:] == ["12", "13", "-7.69%"]
