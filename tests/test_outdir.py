@@ -112,8 +112,11 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     assert not ours.exists() and theirs.exists()
 
 
+# A shell that starts the suite in the background without job control hands its children SIGINT
+# ignored, and Python then installs no Ctrl-C handler: restore it, as an interactive shell would.
 SLOW_RUN = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from gcsim.commands import run
 real = run.simulate
 def slow(*a, **k):
