@@ -305,8 +305,19 @@ def main():
         rows.append(("numpy floor, compact codes (f32)", 1, {"kind": "floor", "form": "codes", "shape": shape, **base}))
         prev = previous_tree(args.previous, tmp) if args.previous else None
         if prev is not None:
+            prev_base = base
+            if trace is not None:  # the previous gcsim reads only its own trace format (v1): same data, its writer
+                prev_trace = tmp / "bench-previous.gctrace"
+                subprocess.run([sys.executable, "-c",
+                                "import sys; sys.path.insert(0, sys.argv[1]); "
+                                "from gcsim.traces.synthetic import write_synthetic; "
+                                "write_synthetic(sys.argv[2], layers=%d, heads=%d, kv_heads=%d, d_head=%d, "
+                                "steps=%d, seed=0)" % (s.layers, s.heads, s.kv_heads, s.d_head, s.window + n * R + 2),
+                                str(prev), str(prev_trace)], check=True, cwd=prev)
+                prev_base = {**base, "trace": str(prev_trace)}
             for kind, label in (("sim", "Simulator"), ("decode", "DecodeState f32")):
-                rows.append((f"gcsim {args.previous}: {label}", 1, {"kind": kind, "root": str(prev), "values": True, **base}))
+                rows.append((f"gcsim {args.previous}: {label}", 1,
+                             {"kind": kind, "root": str(prev), "values": True, **prev_base}))
         for kind, label in (("sim", "Simulator"), ("decode", "DecodeState f32")):
             for th in threads:
                 rows.append((f"gcsim (this tree): {label}", th, {"kind": kind, "root": str(ROOT), "values": True, **base}))
