@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_trace_format import MODEL, read_header, rewrite_header, write
+from test_trace_format import MODEL, good, read_header, rewrite_header, write  # noqa: F401 (good: a fixture)
 
 from gcsim.cli import main as cli
 from gcsim.resources import DEFAULT_TRACE
@@ -23,13 +23,6 @@ SHIPPED_ARRAYS_SHA256 = {
     "attn_out": "c88284ec5da1ed72ba7fbdbb5ddc58141e13f7ce4ef1f126393b3805fc96f737",
     "token_ids": "3dee14c4cd605a58d6ae4cfc43ea43c559defaaacfd0dde2fb7776843852895f",
 }
-
-
-@pytest.fixture
-def good(tmp_path):
-    path = tmp_path / "good.gctrace"
-    write(path)
-    return path
 
 
 def make_v1(path):
