@@ -19,6 +19,7 @@ from ..parallel import add_jobs_option, check_jobs, map_layers, worth_it
 from ..reference import VARIANTS, layer_attention
 from ..traces import open_trace
 from ..progress import add_feedback, iterate, say, wanted
+from .validate import mean_cosine
 from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
@@ -32,13 +33,6 @@ def register(sub):
     add_feedback(p)
     p.set_defaults(func=main)
 
-
-
-def _cosine(a, b):
-    num = (a * b).sum(axis=-1)
-    den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
-    ok = den > 0
-    return float((num[ok] / den[ok]).mean()) if ok.any() else 0.0
 
 
 def _reference_layer(l, *, trace, hw, variant, T):
@@ -58,7 +52,7 @@ def _reference_layer(l, *, trace, hw, variant, T):
             codes = np.round(st.sub_out / (2 / 31))
             row["codes_full_scale"] = float((np.abs(codes) >= full_scale - 1).mean())
         ideal = layer_attention(q, k, v, hw, variant="softmax", stages=False).out
-        row["cosine_vs_softmax"] = _cosine(st.out, ideal)
+        row["cosine_vs_softmax"] = mean_cosine(st.out, ideal)
     return st.out, row
 
 

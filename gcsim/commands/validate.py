@@ -117,7 +117,8 @@ def _affine_fit_distance(hw_out, ideal):
     return (res / tot) ** 0.5 if tot > 0 else 0.0
 
 
-def _cosine(a, b):
+def mean_cosine(a, b) -> float:
+    """Mean cosine similarity of a and b along the last axis (vectors of norm 0 left out)."""
     num = (a * b).sum(axis=-1)
     den = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
     ok = den > 0
@@ -199,7 +200,7 @@ def _compare_layer(l, *, trace, hw64, T, sample, rec):
         ideal, source = np.asarray(trace.attn_out[:T, l], np.float64), "trace softmax"
     else:
         ideal, source = layer_attention(q, k, v, hw64, variant="softmax", stages=False).out, "reference softmax"
-    row["vs_softmax"] = {"source": source, "cosine": _cosine(rec.out, ideal),
+    row["vs_softmax"] = {"source": source, "cosine": mean_cosine(rec.out, ideal),
                          "affine_fit_rel_rmse": _affine_fit_distance(rec.out, ideal)}
     ex = row["exact"]
     row["pass"] = ex["code_mismatches"] == 0 and all(

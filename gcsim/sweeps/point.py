@@ -79,7 +79,7 @@ def _softmax_distance(hw, trace, outputs, T) -> dict:
     whole sequence, else the sliding-window softmax reference)."""
     import numpy as np
 
-    from ..commands.validate import _affine_fit_distance, _cosine
+    from ..commands.validate import _affine_fit_distance, mean_cosine
     from ..reference import layer_attention
     cos, rmse = [], []
     for l in range(hw.shape.layers):
@@ -89,7 +89,7 @@ def _softmax_distance(hw, trace, outputs, T) -> dict:
         else:
             q, k, v = (np.asarray(a[:T, l], np.float64) for a in (trace.q, trace.k, trace.v))
             ideal = layer_attention(q, k, v, hw, variant="softmax", stages=False).out
-        cos.append(_cosine(out, ideal))
+        cos.append(mean_cosine(out, ideal))
         rmse.append(_affine_fit_distance(out, ideal))
     return {"out_rel_rmse_vs_softmax": float(np.mean(rmse)), "out_cosine_vs_softmax": float(np.mean(cos))}
 
