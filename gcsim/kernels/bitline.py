@@ -44,7 +44,7 @@ def compiled():
         if "NUMBA_THREADING_LAYER" not in os.environ:
             numba.config.THREADING_LAYER = "workqueue"
         globals()["numba"] = numba
-        _compiled["bank_read"] = numba.njit(parallel=True, cache=True, nogil=True)(_bank_read)
+        _compiled["bank_read"] = numba.njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})(_bank_read)
         _compiled["encode"] = numba.njit(cache=True, nogil=True)(_encode)
     return _compiled["bank_read"], _compiled["encode"]
 
