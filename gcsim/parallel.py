@@ -56,7 +56,23 @@ def map_layers(fn, layers, jobs: int | None = None):
         for l in layers:
             yield fn(l)
         return
-    from .sweeps.point import pin_threads
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=pin_threads) as pool:
+    with worker_pool(jobs) as pool:
         yield from pool.map(fn, layers)
+
+
+def worker_pool(jobs: int, init: str | None = None, payload: bytes = b"") -> ProcessPoolExecutor:
+    """`jobs` spawned workers, each pinned to one BLAS thread and then, if `init` names a
+    function ('module:function'), running init(pickle.loads(payload)). Both are unpacked only
+    after the pinning: importing gcsim loads numpy, which must find the thread settings."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(init, payload))
+
+
+def _start_worker(init, payload):
+    from .sweeps.point import pin_threads
+    pin_threads()
+    if init:
+        import importlib
+        import pickle
+        module, name = init.split(":")
+        getattr(importlib.import_module(module), name)(pickle.loads(payload))

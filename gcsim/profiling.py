@@ -4,15 +4,20 @@ optional PNG plots.
 Timeline format (Chrome trace-event JSON, object form): complete events (`ph: "X"`) with
 `ts`/`dur` in microseconds, one process per component group (host, links, each layer or
 shared periphery bank) and one thread (track) per component and set of units, so that
-events on a track never overlap; thread/process names as metadata events (`ph: "M"`).
+events on a track never overlap; thread/process names as metadata events (`ph: "M"`), first.
+`gcsim profile --timeline` streams the events to disk as the run books them
+(StreamedTimeline): a long timeline costs disk, not memory.
 """
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+
+from .sim.kernel.stats import Timeline
 
 PS_PER_US = 1e6
 
@@ -40,10 +45,15 @@ def _group(name: str) -> str:
     return name.split(".", 1)[0] if name[:1] in "LP" and "." in name else name.split(".", 1)[0]
 
 
-def chrome_trace(timeline) -> dict:
-    """Chrome trace-event JSON from a Timeline's booked intervals."""
-    pids, tids, events, meta = {}, {}, [], []
-    for name, units, start, end, kind, cause, step, layer in timeline.events:
+class ChromeEvents:
+    """Booked intervals as Chrome trace events: a process per component group and a thread
+    per (component, units), numbered as they first appear; their names as metadata events."""
+
+    def __init__(self):
+        self.pids, self.tids, self.meta = {}, {}, []
+
+    def event(self, name, units, start, end, kind, cause, step, layer) -> dict:
+        pids, tids, meta = self.pids, self.tids, self.meta
         group = _group(name)
         if group not in pids:
             pids[group] = len(pids) + 1
@@ -55,11 +65,55 @@ def chrome_trace(timeline) -> dict:
             label = name if unit_key == "all" else f"{name} [{unit_key}]"
             meta.append({"ph": "M", "name": "thread_name", "pid": pids[group], "tid": tids[track], "args": {"name": label}})
         label = cause if kind == "busy" else f"stall: {cause}"
-        events.append({"name": label or kind, "cat": kind, "ph": "X", "ts": start / PS_PER_US,
-                       "dur": (end - start) / PS_PER_US, "pid": pids[group], "tid": tids[track],
-                       "args": {"step": step, "layer": layer, "units": unit_key}})
+        return {"name": label or kind, "cat": kind, "ph": "X", "ts": start / PS_PER_US,
+                "dur": (end - start) / PS_PER_US, "pid": pids[group], "tid": tids[track],
+                "args": {"step": step, "layer": layer, "units": unit_key}}
+
+
+def _document(meta: list, events: list) -> dict:
     return {"traceEvents": meta + events, "displayTimeUnit": "ns",
             "otherData": {"generator": "gcsim", "time_unit_note": "ts and dur in microseconds"}}
+
+
+def chrome_trace(timeline) -> dict:
+    """Chrome trace-event JSON from a Timeline's booked intervals (kept in memory)."""
+    enc = ChromeEvents()
+    events = [enc.event(*e) for e in timeline.events]
+    return _document(enc.meta, events)
+
+
+class StreamedTimeline(Timeline):
+    """A Timeline that writes each interval to disk as it is booked, so that its memory does
+    not grow with the run: events go to a part file (`start(path)` before the run), and
+    `write(path)` puts the metadata (a few per track) in front of them. The file is the one
+    `json.dumps(chrome_trace(...))` gives for the same intervals, byte for byte."""
+
+    def __init__(self, steps=None, layers=None, components=None):
+        super().__init__(steps, layers, components)
+        self.encoder, self.part, self.file, self.count = ChromeEvents(), None, None, 0
+
+    def start(self, part_path) -> None:
+        self.part = Path(part_path)
+        self.file = open(self.part, "w", encoding="utf-8")
+
+    def keep(self, event: tuple) -> None:
+        if self.file is None:
+            raise RuntimeError("StreamedTimeline: start(path) before the run books intervals")
+        self.file.write((", " if self.count else "") + json.dumps(self.encoder.event(*event)))
+        self.count += 1
+
+    def write(self, path) -> None:
+        """The Chrome trace-event file at `path`; the part file is removed."""
+        self.file.close()
+        head, tail = json.dumps(_document([], [])).split("[]", 1)  # '{"traceEvents": ' and ', ...}'
+        head, tail = head + "[", "]" + tail
+        with open(path, "w", encoding="utf-8") as out, open(self.part, encoding="utf-8") as events:
+            out.write(head + ", ".join(json.dumps(m) for m in self.encoder.meta))
+            if self.encoder.meta and self.count:
+                out.write(", ")
+            shutil.copyfileobj(events, out, 1 << 20)
+            out.write(tail)
+        self.part.unlink()
 
 
 def write_profile(out: Path, res, rep: dict, *, plots: bool = False) -> list[str]:
@@ -85,7 +139,10 @@ def write_profile(out: Path, res, rep: dict, *, plots: bool = False) -> list[str
             for t in range(res.steps):
                 w.writerow([seq, t, int(arr[t].sum())] + [int(x) for x in arr[t]])
     written.append("critical_path.csv")
-    if res.timeline is not None:
+    if isinstance(res.timeline, StreamedTimeline):
+        res.timeline.write(out / "timeline.json")
+        written.append("timeline.json")
+    elif res.timeline is not None:
         (out / "timeline.json").write_text(json.dumps(chrome_trace(res.timeline)))
         written.append("timeline.json")
     if plots:

@@ -102,7 +102,8 @@ class Stages:
 
 def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
                     layer: int = 0, write_times_ps=None, read_times_ps=None, ages_ps=None,
-                    stages: bool = True, dtype=np.float64, block: int = 128, noise=None) -> Stages:
+                    stages: bool = True, dtype=np.float64, block: int = 128, noise=None,
+                    offset: int = 0, skip: int = 0) -> Stages:
     """Attention of one layer over a whole sequence, all heads at once.
 
     q: [T, H, d]; k, v: [T, KV, d] (grouped-query: head h reads K/V head h // (H/KV)).
@@ -115,6 +116,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     the token's own write set a slot's age, e.g. a refresh). stages=False skips S and phi.
     noise: a gcsim.noise.Noise (read noise on S and A, write noise on stored k', v'; hardware
     variants only), each value keyed by its position and step.
+    offset, skip: a part of a longer sequence (`steps_block` picks them): q, k, v hold steps
+    offset.. (offset a multiple of shape.array_size, so slots and sub-tiles stay those of the
+    whole sequence) and only steps offset + skip.. are computed; S, phi, sub_out, out and
+    ages_ps then have T - skip rows (q_in, k_in, v_in all T).
     """
     variant = variant or hw.numerics.cell_law
     _check_variant(variant)
@@ -127,7 +132,11 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     k = _check("k", k, (T, shp.kv_heads, shp.d_head)).astype(dtype, copy=False)
     v = _check("v", v, (T, shp.kv_heads, shp.d_head)).astype(dtype, copy=False)
     period = hw.timing.nominal_token_period_ps
-    steps = np.arange(T, dtype=np.int64)
+    M, a = shp.window, shp.array_size
+    if offset % a or not 0 <= skip <= T or (offset and skip < M - 1):
+        raise ReferenceModelError(f"offset {offset}, skip {skip}: the offset must be a multiple of the array size "
+                                  f"{a} and the steps computed must have their whole window ({M} tokens) in the input")
+    steps = offset + np.arange(T, dtype=np.int64)  # absolute step numbers (slots, noise keys, nominal times)
     wt = steps * period if write_times_ps is None else _times("write_times_ps", write_times_ps, T)
     rt = steps * period if read_times_ps is None else _times("read_times_ps", read_times_ps, T)
     # a read before the write, or writes going back in time, would give ages < 0 and decay > 1
@@ -138,8 +147,8 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                                   "times must not go back")
     if ages_ps is not None:
         ages = np.asarray(ages_ps)
-        if ages.shape != (T, hw.shape.window):
-            raise ReferenceModelError(f"ages_ps: expected shape [{T}, {hw.shape.window}], found {list(ages.shape)}")
+        if ages.shape != (T - skip, hw.shape.window):
+            raise ReferenceModelError(f"ages_ps: expected shape [{T - skip}, {hw.shape.window}], found {list(ages.shape)}")
         if ages.dtype.kind not in "iuf" or not np.all(ages >= 0):  # NaN fails too
             raise ReferenceModelError("ages_ps: expected ages >= 0 ps (a negative age would give decay > 1)")
     sc = layer_scalers(scalers, layer, shp.heads, shp.kv_heads)
@@ -148,25 +157,28 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     k_in = dac_kv(k, sc["a_k"], sc["b_k"], hw, variant)
     v_in = dac_kv(v, sc["a_v"], sc["b_v"], hw, variant)
 
-    M, G, KV, d = shp.window, shp.group_size, shp.kv_heads, shp.d_head
+    G, KV, d = shp.group_size, shp.kv_heads, shp.d_head
     noisy = noise is not None and variant != "softmax" and noise.active
     if noisy:  # write noise: keyed by (layer, K/V head, slot, row, step of the write)
         wkeys = (layer, np.arange(KV)[None, :, None], (steps % M)[:, None, None], np.arange(d)[None, None, :],
                  steps[:, None, None])
         k_in = gnoise.write_noise(k_in, noise, "write_k", *wkeys)
         v_in = gnoise.write_noise(v_in, noise, "write_v", *wkeys)
-    out = np.empty((T, shp.heads, d), dtype)
-    S_all = np.zeros((T, shp.heads, M), dtype) if stages else None
-    phi_all = np.zeros((T, shp.heads, M), dtype) if stages else None
-    sub_all = None if variant == "softmax" else np.empty((T, shp.heads, shp.n_sub_tiles, d), dtype)
+    n_out = T - skip
+    out = np.empty((n_out, shp.heads, d), dtype)
+    S_all = np.zeros((n_out, shp.heads, M), dtype) if stages else None
+    phi_all = np.zeros((n_out, shp.heads, M), dtype) if stages else None
+    sub_all = None if variant == "softmax" else np.empty((n_out, shp.heads, shp.n_sub_tiles, d), dtype)
     coeffs = None if variant == "softmax" else physics.law_coefficients(variant)
     yk_pow = None if variant == "softmax" else physics.stored_powers(k_in, len(coeffs))
     yv_pow = None if variant == "softmax" else physics.stored_powers(v_in, len(coeffs))
 
-    for t0 in range(0, T, block):  # blocks of steps only bound memory
-        t1 = min(T, t0 + block)
+    t1 = skip
+    while t1 < T:  # blocks of steps only bound memory; at multiples of `block` in absolute steps,
+        # so that a part of a sequence computes exactly what the whole sequence does
+        t0, t1 = t1, min(T, (offset + t1) // block * block + block - offset)
+        o0, o1 = t0 - skip, t1 - skip  # rows of the outputs
         # tokens seen by the block, aligned to whole sub-tile arrays (blocks of `a` slots)
-        a = shp.array_size
         u0 = max(0, t0 - M + 1) // a * a
         u1 = -(-t1 // a) * a
         ts, us = np.arange(t0, t1), np.arange(u0, u1)
@@ -178,13 +190,13 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             scores = np.matmul(qb, kb.transpose(1, 2, 0)[:, None]) / np.sqrt(d)  # [KV,G,tb,U]
             w = softmax_weights(scores, in_window)
             ob = np.matmul(w, vb.transpose(1, 0, 2)[:, None])  # [KV,G,tb,d]
-            out[t0:t1] = ob.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, d)
+            out[o0:o1] = ob.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, d)
             s_tok, phi_tok = np.where(in_window, scores, 0.0), w
         else:
             if ages_ps is None:
                 age_ps = rt[t0:t1, None] - _pad_tokens(wt, u0, u1)[None, :]
             else:  # slot layout -> token layout: token u sits in slot u mod M
-                age_ps = ages[t0:t1][:, us % M]
+                age_ps = ages[o0:o1][:, (offset + us) % M]
             age_tok = ts[:, None] - us[None, :]
             decay = np.where(in_window, retention_decay(age_ps, age_tok, hw), 0.0).astype(dtype)
             s_tok = (dtype(coeffs[0]) * qb.sum(axis=-1))[..., None] * in_window
@@ -197,15 +209,15 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                 s_tok = s_tok + (dtype(coeffs[i]) * d_pow) * np.matmul(qb, yk.transpose(1, 2, 0)[:, None])
             if noisy:  # read noise on S: keyed by (layer, head, slot, step)
                 heads = (np.arange(KV)[:, None] * G + np.arange(G)[None, :])[:, :, None, None]
-                s_tok = gnoise.read_noise(s_tok, noise, "read_s", layer, heads, (us % M)[None, None, None, :],
-                                          ts[None, None, :, None])
+                s_tok = gnoise.read_noise(s_tok, noise, "read_s", layer, heads, ((offset + us) % M)[None, None, None, :],
+                                          (offset + ts)[None, None, :, None])
             phi_tok = physics.hard_sigmoid(s_tok, hw.numerics.s_sat)
             # per sub-tile sums: group tokens as [windows, sub-tile, row] and contract
             # per array block of `a` tokens, then blocks summed into their sub-tile
             # ((u // a) mod n_sub: the slot rule t mod M, // a)
             nb, n_sub, tb = (u1 - u0) // a, shp.n_sub_tiles, t1 - t0
             to_sub = np.zeros((nb, n_sub), dtype)
-            to_sub[np.arange(nb), (u0 // a + np.arange(nb)) % n_sub] = 1.0
+            to_sub[np.arange(nb), ((offset + u0) // a + np.arange(nb)) % n_sub] = 1.0
             blocks = (dtype(coeffs[0]) * phi_tok.reshape(KV, G, tb, nb, a).sum(axis=4))[..., None] * np.ones(d, dtype)
             blocks = blocks.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, d)
             for i in range(1, len(coeffs)):
@@ -218,24 +230,34 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             if noisy:  # read noise on A: keyed by (layer, head, sub-tile, column, step)
                 heads = (np.arange(KV)[:, None] * G + np.arange(G)[None, :])[:, :, None, None, None]
                 acc = gnoise.read_noise(acc, noise, "read_a", layer, heads, np.arange(n_sub)[None, None, None, :, None],
-                                        np.arange(d), ts[None, None, :, None, None])
+                                        np.arange(d), (offset + ts)[None, None, :, None, None])
             sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels)  # [KV,G,tb,n_sub,d]
-            sub_all[t0:t1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
-            out[t0:t1] = readout(sub_all[t0:t1], sc)
+            sub_all[o0:o1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
+            out[o0:o1] = readout(sub_all[o0:o1], sc)
         if stages:  # token layout -> slot layout: slot s holds token t - ((t - s) mod M)
             slots = np.arange(M)
-            tok = ts[:, None] - ((ts[:, None] - slots[None, :]) % M)
+            tok = ts[:, None] - ((offset + ts[:, None] - slots[None, :]) % M)
             ok = tok >= 0
             col = np.where(ok, tok - u0, 0)
             for arr, dst in ((s_tok, S_all), (phi_tok, phi_all)):
                 flat = arr.transpose(2, 0, 1, 3).reshape(t1 - t0, shp.heads, -1)
-                dst[t0:t1] = np.where(ok[:, None, :], np.take_along_axis(flat, col[:, None, :], axis=2), 0.0)
+                dst[o0:o1] = np.where(ok[:, None, :], np.take_along_axis(flat, col[:, None, :], axis=2), 0.0)
     if not all_finite(S_all, out):  # NaN/Inf is never a result (gcsim/finite.py)
         raise_first_non_finite({"q DAC": q_in, "k DAC": k_in, "v DAC": v_in, "S (K-array charge)": S_all,
                                 "phi (charge-to-pulse)": phi_all, "sub-tile output codes": sub_all,
                                 "output (adder tree and output scaler)": out},
                                layer=layer, where=f"reference model ({variant}), {hw.source}")
     return Stages(q_in, k_in, v_in, S_all, phi_all, sub_all, out)
+
+
+def steps_block(t0: int, t1: int, hw: Hardware) -> tuple[int, int]:
+    """(offset, skip) for computing steps t0..t1-1 alone: the tokens from `offset` (the oldest
+    one in step t0's window, aligned down to a whole array) to t1 - 1 are the input, and the
+    first t0 - offset of them only fill the window:
+    layer_attention(q[offset:t1], k[offset:t1], v[offset:t1], ..., offset=offset, skip=t0 - offset)."""
+    a = hw.shape.array_size
+    offset = max(0, t0 - hw.shape.window + 1) // a * a
+    return offset, t0 - offset
 
 
 def _times(name, arr, T):

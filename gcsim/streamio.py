@@ -37,13 +37,23 @@ class NpyWriter:
     """A .npy array [A, B, ...] written one `writer[a, b] = row` at a time (any order; rows
     never written read back as zeros), without keeping the file's pages in the process."""
 
-    def __init__(self, path, shape, dtype=np.float32):
+    def __init__(self, path, shape, dtype=np.float32, *, create=True):
+        """create=False: write into an existing file of this shape and dtype (another process's
+        rows, e.g. a worker's layer)."""
         self.path, self.shape, self.dtype = os.fspath(path), tuple(shape), np.dtype(dtype)
-        with open(self.path, "wb") as f:
-            np.lib.format.write_array_header_1_0(
-                f, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
-            self.offset = f.tell()
-            f.truncate(self.offset + int(np.prod(self.shape)) * self.dtype.itemsize)
+        if create:
+            with open(self.path, "wb") as f:
+                np.lib.format.write_array_header_1_0(
+                    f, {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape})
+                self.offset = f.tell()
+                f.truncate(self.offset + int(np.prod(self.shape)) * self.dtype.itemsize)
+        else:
+            with open(self.path, "rb") as f:
+                np.lib.format.read_magic(f)
+                found = np.lib.format.read_array_header_1_0(f)
+                self.offset = f.tell()
+            if found != (self.shape, False, self.dtype):
+                raise ValueError(f"{self.path}: holds {found}, not an array {self.shape} of {self.dtype}")
         self.row_bytes = int(np.prod(self.shape[2:])) * self.dtype.itemsize
         self.fd = os.open(self.path, os.O_WRONLY)
 

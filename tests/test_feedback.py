@@ -32,7 +32,7 @@ def test_validate_and_reference_show_progress_on_stderr(tmp_path, capsys, monkey
     monkeypatch.setattr(progress, "DELAY_S", 0.0)  # show at once instead of after a second
     assert cli(["validate", "--steps", "2"]) == 0
     err = capsys.readouterr().err
-    assert "simulate" in err and "reference" in err and "layer" in err
+    assert "simulate" in err     # the reference compares block by block during the simulation
     assert cli(["reference", "--steps", "2", "-o", str(tmp_path / "r")]) == 0
     assert "reference (cubic)" in capsys.readouterr().err
     assert cli(["validate", "--steps", "2", "--no-progress"]) == 0

@@ -200,3 +200,43 @@ def test_timeline_of_the_shipped_trace_is_a_valid_chrome_trace(tmp_path):
     # the SmolLM2 mapping: three GQA rounds per layer step, so the integrators of later
     # rounds show the shared-bank stall
     assert any(e["name"] == "stall: K/V bank shared (GQA)" for e in tl["traceEvents"])
+
+
+def test_the_streamed_timeline_is_the_in_memory_one_and_adds_up_to_the_activity(inputs):
+    """`profile --timeline` writes events to disk as the run books them: the file equals, byte
+    for byte, the previous in-memory export of the same run, and read back independently its
+    intervals add up to the activity statistics of profile.json (busy and stall time per
+    component and cause, over all units)."""
+    from collections import Counter
+
+    from gcsim.profiling import chrome_trace
+    from gcsim.sim import Simulator, Timeline
+    from gcsim.traces import open_trace
+    trace, model, d = inputs
+    assert profile(inputs, "streamed", "--timeline", "-q") == 0
+    text = (d / "streamed" / "timeline.json").read_text()
+    assert not list((d / "streamed").glob("*.part"))      # no part file left behind
+    kept = Timeline()
+    Simulator(load_hardware(model), open_trace(trace), timeline=kept).run()
+    assert len(kept.events) > 100
+    assert text == json.dumps(chrome_trace(kept))
+    doc = json.loads(text)
+    prof = json.loads((d / "streamed" / "profile.json").read_text())
+    tracks = {(e["pid"], e["tid"]): e["args"]["name"] for e in doc["traceEvents"] if e["name"] == "thread_name"}
+    busy, stalled = Counter(), Counter()
+    for e in doc["traceEvents"]:
+        if e["ph"] != "X":
+            continue
+        comp = tracks[e["pid"], e["tid"]].split(" [")[0]
+        units = prof["activity"][comp]["units"] if e["args"]["units"] == "all" else len(e["args"]["units"].split(","))
+        ps = round(e["dur"] * 1e6) * units
+        if e["cat"] == "busy":
+            busy[comp] += ps
+        else:
+            stalled[comp, e["name"].removeprefix("stall: ")] += ps
+    assert len(busy) > 5 and stalled                     # SMALL shares counters: there are stalls
+    for comp, a in prof["activity"].items():
+        assert busy[comp] == a["busy_ps"], comp
+        for cause, v in a["stall_causes_ps"].items():
+            assert stalled[comp, cause] == v, (comp, cause)
+    assert sum(stalled.values()) == sum(a["stalled_ps"] for a in prof["activity"].values())

@@ -12,9 +12,9 @@ PNG charts of the latency breakdown, energy breakdown and stall causes.
 """
 from __future__ import annotations
 
-from ..profiling import format_profile, write_profile
+from ..profiling import StreamedTimeline, format_profile, write_profile
 from ..report import build_report
-from ..sim import Simulator, Timeline
+from ..sim import Simulator
 from ..progress import add_feedback, say, wanted
 from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info
 
@@ -98,7 +98,7 @@ def _timeline(args, hw):
             raise ValueError(f"--timeline-layers: {bad} not in the model's layers 0..{hw.shape.layers - 1}")
     if args.timeline_components:
         comps = set(args.timeline_components.split(","))
-    return Timeline(steps, layers, comps)
+    return StreamedTimeline(steps, layers, comps)  # written to disk as the run goes
 
 
 def _check_components(timeline, names):
@@ -125,6 +125,8 @@ def main(args) -> int:
     if timeline is not None and timeline.steps is not None and timeline.steps[0] >= sim.steps:
         raise ValueError(f"--timeline-steps: starts at step {timeline.steps[0]} but the run has {sim.steps} steps")
     with open_output(args) as tmp:  # checked and created before the simulation, not after
+        if timeline is not None:
+            timeline.start(tmp / ".timeline-events.part")
         res = sim.run(progress=wanted(args))
         rep = build_report(res, trace_info=trace_info(trace), values=not args.timing_only,
                            provenance=provenance_of(args, hw, trace))

@@ -16,10 +16,11 @@ import functools
 import numpy as np
 
 from ..parallel import add_jobs_option, check_jobs, map_layers, worth_it
-from ..reference import VARIANTS, layer_attention
+from ..reference import VARIANTS, layer_attention, steps_block
+from ..streamio import NpyWriter, release_pages
 from ..traces import open_trace
 from ..progress import add_feedback, iterate, say, wanted
-from .validate import mean_cosine
+from .validate import SoftmaxDistance
 from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 
@@ -35,25 +36,49 @@ def register(sub):
 
 
 
-def _reference_layer(l, *, trace, hw, variant, T):
-    """Outputs and usage figures of layer l (a trace path is reopened: run in a worker)."""
+BLOCK_STEPS = 512  # steps at a time (a multiple of the reference's own block: the same values)
+
+
+def _reference_layer(l, *, trace, hw, variant, T, outputs, block=BLOCK_STEPS):
+    """Layer l, block by block: its outputs written into `outputs` (the path of the .npy file,
+    opened for rows here, or in a worker whose trace is a path), its usage figures returned."""
     if not hasattr(trace, "q"):
         trace = open_trace(trace, verify=False)     # the command verified it already
     s = hw.shape
     full_scale = 16 if hw.numerics.out_levels == 32 else None
-    q, k, v = (np.asarray(a[:T, l], np.float64) for a in (trace.q, trace.k, trace.v))
-    st = layer_attention(q, k, v, hw, variant=variant, scalers=trace.scalers, layer=l)
-    valid = np.minimum(np.arange(T) + 1, s.window)[:, None]  # slots taking part per step
-    row = {"layer": l, "mean_abs_out": float(np.abs(st.out).mean())}
+    abs_sum = n_out = saturated = nonzero = slots = full = n_codes = 0
+    softmax = SoftmaxDistance()
+    with NpyWriter(outputs, (T, s.layers, s.heads, s.d_head), np.float32, create=False) as out_file:
+        for t0 in range(0, T, block):
+            t1 = min(T, t0 + block)
+            off, skip = steps_block(t0, t1, hw)
+            q, k, v = (np.asarray(a[off:t1, l], np.float64) for a in (trace.q, trace.k, trace.v))
+            st = layer_attention(q, k, v, hw, variant=variant, scalers=trace.scalers, layer=l, offset=off, skip=skip,
+                                 stages=variant != "softmax")
+            for i, row in enumerate(st.out):
+                out_file[t0 + i, l] = row
+            abs_sum += float(np.abs(st.out).sum())
+            n_out += st.out.size
+            if variant != "softmax":
+                slots += int(np.minimum(np.arange(t0, t1) + 1, s.window).sum()) * s.heads  # slots taking part
+                saturated += int((st.phi >= 1).sum())
+                nonzero += int((st.phi > 0).sum())
+                if full_scale:
+                    full += int((np.abs(np.round(st.sub_out / (2 / 31))) >= full_scale - 1).sum())
+                    n_codes += st.sub_out.size
+                ideal = layer_attention(q, k, v, hw, variant="softmax", stages=False, offset=off, skip=skip).out
+                softmax.add(st.out, ideal)
+            del st
+            for arr in (trace.q, trace.k, trace.v):  # the pages read go again (gcsim/streamio.py)
+                release_pages(arr)
+    row = {"layer": l, "mean_abs_out": abs_sum / n_out}
     if variant != "softmax":
-        row["phi_saturated"] = float((st.phi >= 1).sum() / (valid.sum() * s.heads))
-        row["phi_zero"] = float(1 - (st.phi > 0).sum() / (valid.sum() * s.heads))
+        row["phi_saturated"] = saturated / slots
+        row["phi_zero"] = 1 - nonzero / slots
         if full_scale:
-            codes = np.round(st.sub_out / (2 / 31))
-            row["codes_full_scale"] = float((np.abs(codes) >= full_scale - 1).mean())
-        ideal = layer_attention(q, k, v, hw, variant="softmax", stages=False).out
-        row["cosine_vs_softmax"] = mean_cosine(st.out, ideal)
-    return st.out, row
+            row["codes_full_scale"] = full / n_codes
+        row["cosine_vs_softmax"] = softmax.cosine
+    return row
 
 
 def main(args) -> int:
@@ -62,19 +87,13 @@ def main(args) -> int:
     variant = args.variant or hw.numerics.cell_law
     T = trace.steps if args.steps is None else min(args.steps, trace.steps)
     s = hw.shape
-    layers = []
     with open_output(args) as tmp:
-        outputs = np.lib.format.open_memmap(tmp / "outputs.npy", mode="w+", dtype=np.float32,
-                                            shape=(T, s.layers, s.heads, s.d_head))
+        NpyWriter(tmp / "outputs.npy", (T, s.layers, s.heads, s.d_head), np.float32).close()  # layers fill it
         source = str(trace.path) if worth_it(args.jobs, T, hw, trace) else trace
-        one = functools.partial(_reference_layer, trace=source, hw=hw, variant=variant, T=T)
+        one = functools.partial(_reference_layer, trace=source, hw=hw, variant=variant, T=T,
+                                outputs=str(tmp / "outputs.npy"))
         results = map_layers(one, range(s.layers), 1 if source is trace else args.jobs)
-        for l, (out, row) in enumerate(iterate(results, f"reference ({variant})", enabled=wanted(args),
-                                                unit="layer")):
-            outputs[:, l] = out
-            layers.append(row)
-        outputs.flush()
-        del outputs
+        layers = list(iterate(results, f"reference ({variant})", enabled=wanted(args), unit="layer"))
         write_json(tmp / "summary.json", {"provenance": provenance_of(args, hw, trace),
                                           "variant": variant, "hardware": hw.name, "steps": T,
                                           "trace": trace_info(trace), "layers": layers})

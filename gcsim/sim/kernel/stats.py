@@ -134,4 +134,9 @@ class Timeline:
             return
         if self.components is not None and not any(name.startswith(c) for c in self.components):
             return
-        self.events.append((name, units, start, end, kind, cause, step, layer))
+        self.keep((name, units, start, end, kind, cause, step, layer))
+
+    def keep(self, event: tuple) -> None:
+        """An interval that passed the filters: kept in memory here (gcsim.profiling's
+        StreamedTimeline writes it to disk instead)."""
+        self.events.append(event)
