@@ -129,6 +129,33 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Noise:
+    """Device non-idealities (gcsim/noise.py): seeded, all off (0) by default.
+
+    Every draw is a pure function of (seed, position), so the reference model and the
+    simulator draw the same values."""
+
+    seed: int = num(0, 999_999_999, "", doc="seed of every draw (stateless counter-based generator)", default=0)
+    read_sigma_rel: float = num(0, 1, "relative", doc="read noise: sigma of each bit-line charge read (S of a K "
+                                "column, A of a V column), relative to the charge; new each read", default=0.0)
+    write_sigma_v: float = num(0, 1, "V", doc="write noise: sigma added to each stored k', v' after the write DAC; "
+                               "new each write", default=0.0)
+    cell_sigma_rel: float = num(0, 1, "relative", doc="fixed-pattern cell-to-cell spread: each cell's current "
+                                "is f(y) x (1 + sigma z), z fixed per cell", default=0.0)
+    tau_sigma_ln: float = num(0, 5, "ln", doc="retention spread: sigma of ln(tau) per cell (log-normal, median "
+                              "the retention's tau or 1/rate), fixed per cell", default=0.0)
+
+    @property
+    def active(self) -> bool:
+        return self.read_sigma_rel > 0 or self.write_sigma_v > 0 or self.per_cell
+
+    @property
+    def per_cell(self) -> bool:
+        """Fixed-pattern per-cell draws: the bank read needs the per-cell form of physics."""
+        return self.cell_sigma_rel > 0 or self.tau_sigma_ln > 0
+
+
+@dataclass(frozen=True)
 class Numerics:
     """DACs, counters, cell law, saturation, retention."""
 
@@ -141,6 +168,7 @@ class Numerics:
     s_sat: float = num(1e-6, 1e9, "uA x T_max", doc="HardSigmoid saturation S_sat", default=80.0)
     out_sat: float = num(1e-6, 1e9, "uA x T_max", doc="output conversion full scale", default=40.0)
     retention: Retention = field(default_factory=Retention)
+    noise: Noise = field(default_factory=Noise)
     dtype: str = choice(("float32", "float64"), "simulator arithmetic (validation reruns in float64)",
                         default="float32")
 

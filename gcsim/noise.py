@@ -6,45 +6,27 @@ kernel or on a GPU), turned into a standard normal by Box-Muller. Nothing depend
 in which values are drawn, so the reference model (a whole sequence at once) and the simulator
 (one step at a time) draw identical values for the same seed and position.
 
-Keys: read noise on a bit-line charge is keyed by (layer, head, slot or sub-tile, column,
-step); write noise on a stored voltage by (layer, K/V head, slot, row, step of the write).
-Fixed-pattern draws (per-cell spreads, not implemented yet) would be keyed by position only,
-never by step.
-
-Implemented: `read_sigma_rel` (relative sigma of each bit-line charge read: S of the K array,
-A of the V array) and `write_sigma_v` (sigma in V added to each stored k', v' after the DAC,
-before the cell law). All off (0) by default.
+The settings are the description's `numerics.noise` section (`Noise`, gcsim/hardware.py), all
+off (0) by default. Keys, in this order (a K/V head's arrays are its bank; slot = a K column,
+a V row; row/column = the head dimension d):
+  read noise   S of a K column   (sequence, layer, query head, slot, step)          read_sigma_rel
+               A of a V column   (sequence, layer, query head, sub-tile, d, step)   relative
+  write noise  stored k', v'     (sequence, layer, K/V head, slot, d, step written) write_sigma_v, in V
+  cell spread  current factor    (sequence, layer, K/V head, slot, d)               cell_sigma_rel
+  tau spread   ln(tau) offset    (sequence, layer, K/V head, slot, d)               tau_sigma_ln
+Fixed-pattern draws (cell, tau) are keyed by position only, never by step: a cell keeps its
+factors for the whole run. Streams keep K and V arrays (and each kind of draw) apart.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from .hardware import Noise  # noqa: F401  (the settings; re-exported)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-STREAMS = {"read_s": 1, "read_a": 2, "write_k": 3, "write_v": 4}
-
-
-@dataclass(frozen=True)
-class Noise:
-    """Seeded non-idealities; all zero = the ideal chip."""
-    seed: int = 0
-    read_sigma_rel: float = 0.0
-    write_sigma_v: float = 0.0
-
-    def __post_init__(self):
-        for name in ("read_sigma_rel", "write_sigma_v"):
-            val = getattr(self, name)
-            if not (np.isfinite(val) and val >= 0):
-                raise ValueError(f"noise.{name}: expected a finite number >= 0, found {val!r}")
-        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise ValueError(f"noise.seed: expected a non-negative integer, found {self.seed!r}")
-
-    @property
-    def active(self) -> bool:
-        return self.read_sigma_rel > 0 or self.write_sigma_v > 0
+STREAMS = {"read_s": 1, "read_a": 2, "write_k": 3, "write_v": 4, "cell_k": 5, "cell_v": 6, "tau_k": 7, "tau_v": 8}
 
 
 def _mix(x):
@@ -73,12 +55,16 @@ def standard_normal(seed: int, stream: str, *keys) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
+def read_factor(noise: Noise, stream: str, *keys) -> np.ndarray:
+    """1 + read_sigma_rel z per position (float64): the factor of a noisy bit-line read."""
+    return 1.0 + noise.read_sigma_rel * standard_normal(noise.seed, stream, *keys)
+
+
 def read_noise(x, noise: Noise | None, stream: str, *keys):
     """x * (1 + sigma_rel z): a bit-line charge read with relative noise."""
     if noise is None or noise.read_sigma_rel == 0:
         return x
-    z = standard_normal(noise.seed, stream, *keys)
-    return x * (1.0 + noise.read_sigma_rel * z).astype(np.asarray(x).dtype)
+    return x * read_factor(noise, stream, *keys).astype(np.asarray(x).dtype)
 
 
 def write_noise(y, noise: Noise | None, stream: str, *keys):
@@ -87,3 +73,22 @@ def write_noise(y, noise: Noise | None, stream: str, *keys):
         return y
     z = standard_normal(noise.seed, stream, *keys)
     return y + (noise.write_sigma_v * z).astype(np.asarray(y).dtype)
+
+
+def cell_factors(noise: Noise | None, sequence: int, layer: int, kv_heads: int, slots, d_head: int) -> dict:
+    """Fixed-pattern factors of the cells of `slots` ([U] slot indices), each [KV, U, d] float64
+    or None where off: 'gain_k', 'gain_v' = max(0, 1 + cell_sigma_rel z) (a cell's current is
+    f(y) x gain; a cell does not conduct backwards) and 'inv_tau_k', 'inv_tau_v' = tau_nominal /
+    tau_cell = exp(-tau_sigma_ln z) (per-cell retention factor = slot factor ** inv_tau)."""
+    out = {"gain_k": None, "gain_v": None, "inv_tau_k": None, "inv_tau_v": None}
+    if noise is None or not noise.per_cell:
+        return out
+    keys = (sequence, layer, np.arange(kv_heads)[:, None, None], np.asarray(slots)[None, :, None],
+            np.arange(d_head)[None, None, :])
+    for arr in ("k", "v"):
+        if noise.cell_sigma_rel > 0:
+            z = standard_normal(noise.seed, f"cell_{arr}", *keys)
+            out[f"gain_{arr}"] = np.maximum(0.0, 1.0 + noise.cell_sigma_rel * z)
+        if noise.tau_sigma_ln > 0:
+            out[f"inv_tau_{arr}"] = np.exp(-noise.tau_sigma_ln * standard_normal(noise.seed, f"tau_{arr}", *keys))
+    return out

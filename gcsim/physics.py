@@ -292,3 +292,49 @@ def bitline_charges_av(phi, yv_pow, decay, coeffs, array_size: int, *, xp=None):
         yi = xp.reshape(yv_pow[i - 1, ...], (kv, n_sub, array_size, yv_pow.shape[-1]))
         out = out + xp.permute_dims(xp.matmul(wi, yi), (0, 2, 1, 3))
     return out
+
+
+# ---- per-cell form (device non-idealities) ---------------------------------------------
+#
+# With a fixed-pattern spread of the cells (gcsim/noise.py) each cell has its own current
+# factor and retention time constant, so the polynomial can no longer be factored per slot:
+# each cell's current is evaluated, then summed along the bit lines.
+
+def decay_per_cell(decay, inv_tau, *, xp=None):
+    """Per-cell retention factors from per-slot ones: decay [M] (or any shape broadcasting
+    against inv_tau) is exp(-age / tau) at the nominal tau; a cell with tau_cell = tau / inv_tau
+    retains exp(-age inv_tau / tau) = decay ** inv_tau. inv_tau None: decay itself."""
+    if inv_tau is None:
+        return decay
+    xp = namespace(decay, inv_tau, xp=xp)
+    return xp.pow(decay, inv_tau)
+
+
+def cell_currents_ua(y_v, decay, coeffs, gain=None, *, xp=None):
+    """Read current (uA) of each cell: gain x f(y x decay), with f the cell law of
+    coefficients c_0..c_n; y_v, decay and gain broadcast (gain None = 1)."""
+    xp = namespace(y_v, decay, xp=xp)
+    y = y_v * decay
+    out = _const(xp, coeffs[-1], y) * xp.ones_like(y)
+    for c in coeffs[-2::-1]:  # Horner
+        out = out * y + _const(xp, c, y)
+    return out if gain is None else out * gain
+
+
+def bitline_charges_qk_cells(q, i_k, valid, *, xp=None):
+    """K-array charges from per-cell currents: q [KV, G, d] pulse fractions, i_k [KV, M, d]
+    currents (uA), valid [M] -> S [KV, G, M] = sum_d q_d i_dj, 0 on invalid slots."""
+    xp = namespace(q, i_k, xp=xp)
+    s = xp.matmul(q, xp.matrix_transpose(i_k))
+    return s * xp.astype(valid, s.dtype)
+
+
+def bitline_charges_av_cells(phi, i_v, array_size: int, *, xp=None):
+    """V-array charges per sub-tile from per-cell currents: phi [KV, G, M] (0 on invalid
+    slots), i_v [KV, M, d] -> A [KV, G, n_sub, d] = sum_{j in s} phi_j i_jd."""
+    xp = namespace(phi, i_v, xp=xp)
+    kv, g, m = phi.shape
+    n_sub = m // array_size
+    w = xp.permute_dims(xp.reshape(phi, (kv, g, n_sub, array_size)), (0, 2, 1, 3))   # [KV, n_sub, G, a]
+    iv = xp.reshape(i_v, (kv, n_sub, array_size, i_v.shape[-1]))                    # [KV, n_sub, a, d]
+    return xp.permute_dims(xp.matmul(w, iv), (0, 2, 1, 3))

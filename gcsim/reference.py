@@ -102,8 +102,8 @@ class Stages:
 
 def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
                     layer: int = 0, write_times_ps=None, read_times_ps=None, ages_ps=None,
-                    stages: bool = True, dtype=np.float64, block: int = 128, noise=None,
-                    offset: int = 0, skip: int = 0) -> Stages:
+                    stages: bool = True, dtype=np.float64, block: int = 128, offset: int = 0, skip: int = 0,
+                    sequence: int = 0) -> Stages:
     """Attention of one layer over a whole sequence, all heads at once.
 
     q: [T, H, d]; k, v: [T, KV, d] (grouped-query: head h reads K/V head h // (H/KV)).
@@ -114,12 +114,13 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     period), from which retention ages follow. ages_ps: [T, M] the age of every slot at
     each step's read, in slot layout, instead of the times (when something other than
     the token's own write set a slot's age, e.g. a refresh). stages=False skips S and phi.
-    noise: a gcsim.noise.Noise (read noise on S and A, write noise on stored k', v'; hardware
-    variants only), each value keyed by its position and step.
     offset, skip: a part of a longer sequence (`steps_block` picks them): q, k, v hold steps
     offset.. (offset a multiple of shape.array_size, so slots and sub-tiles stay those of the
     whole sequence) and only steps offset + skip.. are computed; S, phi, sub_out, out and
     ages_ps then have T - skip rows (q_in, k_in, v_in all T).
+    Device non-idealities: the description's `numerics.noise` (gcsim/noise.py; hardware variants
+    only), each draw keyed by its position (sequence: which sequence's arrays, 0 unless
+    comparing with one of several in flight) and, for read and write noise, the step.
     """
     variant = variant or hw.numerics.cell_law
     _check_variant(variant)
@@ -158,10 +159,12 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     v_in = dac_kv(v, sc["a_v"], sc["b_v"], hw, variant)
 
     G, KV, d = shp.group_size, shp.kv_heads, shp.d_head
-    noisy = noise is not None and variant != "softmax" and noise.active
-    if noisy:  # write noise: keyed by (layer, K/V head, slot, row, step of the write)
-        wkeys = (layer, np.arange(KV)[None, :, None], (steps % M)[:, None, None], np.arange(d)[None, None, :],
-                 steps[:, None, None])
+    noise = hw.numerics.noise
+    noisy = variant != "softmax" and noise.active
+    per_cell = noisy and noise.per_cell
+    if noisy:  # write noise: keyed by (sequence, layer, K/V head, slot, d, step of the write)
+        wkeys = (sequence, layer, np.arange(KV)[None, :, None], (steps % M)[:, None, None],
+                 np.arange(d)[None, None, :], steps[:, None, None])
         k_in = gnoise.write_noise(k_in, noise, "write_k", *wkeys)
         v_in = gnoise.write_noise(v_in, noise, "write_v", *wkeys)
     n_out = T - skip
@@ -172,6 +175,10 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     coeffs = None if variant == "softmax" else physics.law_coefficients(variant)
     yk_pow = None if variant == "softmax" else physics.stored_powers(k_in, len(coeffs))
     yv_pow = None if variant == "softmax" else physics.stored_powers(v_in, len(coeffs))
+    if per_cell:  # fixed-pattern factors of every cell [KV, M, d] -> by slot [M, KV, d]; a smaller
+        cells = {k: None if c is None else c.transpose(1, 0, 2).astype(dtype)   # block bounds the
+                 for k, c in gnoise.cell_factors(noise, sequence, layer, KV, np.arange(M), d).items()}
+        block = max(1, min(block, (1 << 20) // (M * KV * d)))                    # per-cell arrays
 
     t1 = skip
     while t1 < T:  # blocks of steps only bound memory; at multiples of `block` in absolute steps,
@@ -199,18 +206,26 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                 age_ps = ages[o0:o1][:, (offset + us) % M]
             age_tok = ts[:, None] - us[None, :]
             decay = np.where(in_window, retention_decay(age_ps, age_tok, hw), 0.0).astype(dtype)
-            s_tok = (dtype(coeffs[0]) * qb.sum(axis=-1))[..., None] * in_window
-            d_pow = np.ones_like(decay)
-            pows = []
-            for i in range(1, len(coeffs)):
-                d_pow = d_pow * decay
-                pows.append(d_pow)
-                yk = _pad_tokens(yk_pow[i - 1], u0, u1)  # [U,KV,d]
-                s_tok = s_tok + (dtype(coeffs[i]) * d_pow) * np.matmul(qb, yk.transpose(1, 2, 0)[:, None])
-            if noisy:  # read noise on S: keyed by (layer, head, slot, step)
+            if per_cell:
+                i_k, i_v = (_cell_currents(_pad_tokens(y[0], u0, u1), decay, cells[f"gain_{a_}"],
+                                           cells[f"inv_tau_{a_}"], (offset + us) % M, coeffs)
+                            for y, a_ in ((yk_pow, "k"), (yv_pow, "v")))  # [tb, U, KV, d]
+                # S[kv, g, t, u] = sum_d q[kv, g, t, d] i_k[t, u, kv, d]
+                s_tok = np.matmul(qb.transpose(0, 2, 1, 3), i_k.transpose(2, 0, 3, 1)).transpose(0, 2, 1, 3)
+                s_tok = s_tok * in_window
+            else:
+                s_tok = (dtype(coeffs[0]) * qb.sum(axis=-1))[..., None] * in_window
+                d_pow = np.ones_like(decay)
+                pows = []
+                for i in range(1, len(coeffs)):
+                    d_pow = d_pow * decay
+                    pows.append(d_pow)
+                    yk = _pad_tokens(yk_pow[i - 1], u0, u1)  # [U,KV,d]
+                    s_tok = s_tok + (dtype(coeffs[i]) * d_pow) * np.matmul(qb, yk.transpose(1, 2, 0)[:, None])
+            if noisy:  # read noise on S: keyed by (sequence, layer, head, slot, step)
                 heads = (np.arange(KV)[:, None] * G + np.arange(G)[None, :])[:, :, None, None]
-                s_tok = gnoise.read_noise(s_tok, noise, "read_s", layer, heads, ((offset + us) % M)[None, None, None, :],
-                                          (offset + ts)[None, None, :, None])
+                s_tok = gnoise.read_noise(s_tok, noise, "read_s", sequence, layer, heads,
+                                          ((offset + us) % M)[None, None, None, :], (offset + ts)[None, None, :, None])
             phi_tok = physics.hard_sigmoid(s_tok, hw.numerics.s_sat)
             # per sub-tile sums: group tokens as [windows, sub-tile, row] and contract
             # per array block of `a` tokens, then blocks summed into their sub-tile
@@ -218,19 +233,26 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             nb, n_sub, tb = (u1 - u0) // a, shp.n_sub_tiles, t1 - t0
             to_sub = np.zeros((nb, n_sub), dtype)
             to_sub[np.arange(nb), ((offset + u0) // a + np.arange(nb)) % n_sub] = 1.0
-            blocks = (dtype(coeffs[0]) * phi_tok.reshape(KV, G, tb, nb, a).sum(axis=4))[..., None] * np.ones(d, dtype)
-            blocks = blocks.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, d)
-            for i in range(1, len(coeffs)):
-                wi = (phi_tok * (dtype(coeffs[i]) * pows[i - 1])).reshape(KV, G, tb, nb, a)
-                wi = wi.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, a)
-                yv = _pad_tokens(yv_pow[i - 1], u0, u1).reshape(nb, a, KV, d).transpose(2, 0, 1, 3)
-                blocks = blocks + np.matmul(wi, yv)  # [KV, nb, G*tb, d]
-            acc = np.matmul(to_sub.T, blocks.reshape(KV, nb, G * tb * d))  # [KV, n_sub, G*tb*d]
-            acc = acc.reshape(KV, n_sub, G, tb, d).transpose(0, 2, 3, 1, 4)
-            if noisy:  # read noise on A: keyed by (layer, head, sub-tile, column, step)
+            if per_cell:  # blocks[kv, t, b, g, d] = sum_a phi[kv, g, t, b, a] i_v[t, b, a, kv, d]
+                wi = phi_tok.reshape(KV, G, tb, nb, a).transpose(0, 2, 3, 1, 4)
+                blocks = np.matmul(wi, i_v.reshape(tb, nb, a, KV, d).transpose(3, 0, 1, 2, 4))
+                acc = np.matmul(blocks.transpose(0, 3, 1, 4, 2), to_sub)       # [KV, G, tb, d, n_sub]
+                acc = acc.transpose(0, 1, 2, 4, 3)
+            else:
+                blocks = (dtype(coeffs[0]) * phi_tok.reshape(KV, G, tb, nb, a).sum(axis=4))[..., None] * np.ones(d, dtype)
+                blocks = blocks.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, d)
+                for i in range(1, len(coeffs)):
+                    wi = (phi_tok * (dtype(coeffs[i]) * pows[i - 1])).reshape(KV, G, tb, nb, a)
+                    wi = wi.transpose(0, 3, 1, 2, 4).reshape(KV, nb, G * tb, a)
+                    yv = _pad_tokens(yv_pow[i - 1], u0, u1).reshape(nb, a, KV, d).transpose(2, 0, 1, 3)
+                    blocks = blocks + np.matmul(wi, yv)  # [KV, nb, G*tb, d]
+                acc = np.matmul(to_sub.T, blocks.reshape(KV, nb, G * tb * d))  # [KV, n_sub, G*tb*d]
+                acc = acc.reshape(KV, n_sub, G, tb, d).transpose(0, 2, 3, 1, 4)
+            if noisy:  # read noise on A: keyed by (sequence, layer, head, sub-tile, d, step)
                 heads = (np.arange(KV)[:, None] * G + np.arange(G)[None, :])[:, :, None, None, None]
-                acc = gnoise.read_noise(acc, noise, "read_a", layer, heads, np.arange(n_sub)[None, None, None, :, None],
-                                        np.arange(d), (offset + ts)[None, None, :, None, None])
+                acc = gnoise.read_noise(acc, noise, "read_a", sequence, layer, heads,
+                                        np.arange(n_sub)[None, None, None, :, None], np.arange(d),
+                                        (offset + ts)[None, None, :, None, None])
             sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels)  # [KV,G,tb,n_sub,d]
             sub_all[o0:o1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
             out[o0:o1] = readout(sub_all[o0:o1], sc)
@@ -258,6 +280,13 @@ def steps_block(t0: int, t1: int, hw: Hardware) -> tuple[int, int]:
     a = hw.shape.array_size
     offset = max(0, t0 - hw.shape.window + 1) // a * a
     return offset, t0 - offset
+
+
+def _cell_currents(y, decay, gain, inv_tau, slots, coeffs):
+    """Per-cell currents of the block's tokens [tb, U, KV, d]: y [U, KV, d] stored deviations,
+    decay [tb, U] per slot, gain / inv_tau [M, KV, d] (or None) picked at the tokens' slots."""
+    dc = physics.decay_per_cell(decay[:, :, None, None], None if inv_tau is None else inv_tau[slots])
+    return physics.cell_currents_ua(y[None], dc, coeffs, None if gain is None else gain[slots])
 
 
 def _times(name, arr, T):
@@ -332,7 +361,7 @@ class DecodeState:
     """
 
     def __init__(self, hw: Hardware, *, variant: str | None = None, scalers: dict | None = None,
-                 layer: int = 0, dtype=np.float64, storage: str = "auto"):
+                 layer: int = 0, dtype=np.float64, storage: str = "auto", sequence: int = 0):
         self.variant = variant or hw.numerics.cell_law
         _check_variant(self.variant)
         self.hw = hw = hardware_for_variant(hw, self.variant)
@@ -343,7 +372,8 @@ class DecodeState:
         n_stored = 2 if self.variant == "softmax" else len(self.coeffs)  # softmax keeps k, v as given
         # the hardware variants keep their values in a kernels store (DAC codes read by the
         # fused kernel where exact, else float powers read through physics)
-        store = None if self.variant == "softmax" else make_store(hw, self.dtype, kind=storage)
+        store = None if self.variant == "softmax" else make_store(hw, self.dtype, kind=storage, layer=layer,
+                                                                   sequence=sequence)
         self.ring = RingBuffer(s.window, s.array_size, kv_heads=s.kv_heads, d_head=s.d_head,
                                n_powers=n_stored - 1, dtype=self.dtype, storage=store)
 
@@ -368,6 +398,6 @@ class DecodeState:
             return StepStages(q_in, np.where(valid, scores, 0.0).reshape(s.heads, -1),
                               w.reshape(s.heads, -1), None, out)
         decay = np.where(valid, retention_decay(ring.ages_ps(time_ps), ring.ages_tokens(t), hw), 0.0).astype(self.dtype)
-        S, phi, acc = ring.read(qb, decay, valid)
+        S, phi, acc = ring.read(qb, decay, valid, t)
         sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels).reshape(s.heads, s.n_sub_tiles, s.d_head)
         return StepStages(q_in, S.reshape(s.heads, -1), phi.reshape(s.heads, -1), sub, readout(sub, self.sc))

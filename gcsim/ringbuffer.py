@@ -50,7 +50,7 @@ class RingBuffer:
         time_ps; returns its slot."""
         slot = t % self.window
         if k_dev is not None:
-            self.store(slot, k_dev, v_dev)
+            self.store(slot, k_dev, v_dev, t)
         self.token[slot] = t
         self.write_ps[slot] = time_ps
         self._in_order = self._in_order and t == self._last + 1
@@ -71,9 +71,10 @@ class RingBuffer:
         self._first = -tokens
         self.writes = 0  # what was there before time 0 is not this run's work
 
-    def store(self, slot: int, k_dev, v_dev) -> None:
+    def store(self, slot: int, k_dev, v_dev, step: int | None = None) -> None:
+        """Values of `slot`; step: the token written (the key of write noise in the store)."""
         if self._storage is not None:
-            self._storage.write(slot, k_dev, v_dev)
+            self._storage.write(slot, k_dev, v_dev, step)
             return
         n = self._k.shape[0] + 1
         self._k[:, :, slot] = physics.stored_powers(k_dev, n)
@@ -93,10 +94,11 @@ class RingBuffer:
         """'codes', 'powers' (a kernels store) or 'arrays' (powers kept here)."""
         return "arrays" if self._storage is None else self._storage.kind
 
-    def read(self, q, decay, valid):
+    def read(self, q, decay, valid, step: int | None = None):
         """One bank read through the storage: q [KV, G, d] pulse fractions, decay [M] (0 on
-        invalid slots), valid [M] -> S, phi [KV, G, M] and A [KV, G, n_sub, d]."""
-        return self._storage.read(q, decay, valid)
+        invalid slots), valid [M], step (the token read: the key of read noise) ->
+        S, phi [KV, G, M] and A [KV, G, n_sub, d]."""
+        return self._storage.read(q, decay, valid, step)
 
     def restore(self, time_ps: int) -> int:
         """Refresh: every written slot is rewritten with its level, age 0 at time_ps.

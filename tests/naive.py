@@ -27,8 +27,15 @@ def qz(x, lo, hi, n):
 
 
 def naive_head(q, k, v, *, kind="cubic", M=1024, a=64, period_ns=800.0, tau_ns=5e6,
-               sc=None, q_levels=16, kv_levels=8, out_levels=32):
-    """q, k, v [T, d] -> (S [T, M], phi [T, M], sub [T, M//a, d], out [T, d]) for one head."""
+               sc=None, q_levels=16, kv_levels=8, out_levels=32, dev=None):
+    """q, k, v [T, d] -> (S [T, M], phi [T, M], sub [T, M//a, d], out [T, d]) for one head.
+
+    dev: device non-idealities given as arrays (all optional): 'write_k', 'write_v' [T, d]
+    volts added to token t's stored values; 'gain_k', 'gain_v' [M, d] current factor of each
+    cell; 'inv_tau_k', 'inv_tau_v' [M, d] tau / tau of each cell; 'read_s' [T, M] and
+    'read_a' [T, M//a, d] factors of each read."""
+    dev = dev or {}
+    one = lambda name, *idx: dev[name][idx] if name in dev else 1.0  # noqa: E731
     sc = sc or {}
     aq, bq = sc.get("a_q", 1.0), sc.get("b_q", 0.0)
     ak, bk = sc.get("a_k", 1.0), sc.get("b_k", 0.45)
@@ -38,17 +45,24 @@ def naive_head(q, k, v, *, kind="cubic", M=1024, a=64, period_ns=800.0, tau_ns=5
     qq = qz(np.clip(aq * q + bq, 0, 1), 0, 1, q_levels)
     kk = qz(np.clip(ak * k + bk, 0, 0.9), 0, 0.9, kv_levels) - 0.45
     vv = qz(np.clip(av * v + bv, 0, 0.9), 0, 0.9, kv_levels) - 0.45
+    kk = kk + dev.get("write_k", 0.0)
+    vv = vv + dev.get("write_v", 0.0)
     S = np.zeros((T, M)); phi = np.zeros((T, M)); sub = np.zeros((T, M // a, d)); out = np.zeros((T, d))
     for t in range(T):
         acc = np.zeros((M // a, d))
         for u in range(max(0, t - M + 1), t + 1):
             slot = u % M
             dec = math.exp(-(t - u) * period_ns / tau_ns)
-            s = sum(qq[t, i] * law(kk[u, i] * dec, kind) for i in range(d))
+            s = sum(qq[t, i] * law(kk[u, i] * dec ** one("inv_tau_k", slot, i), kind) * one("gain_k", slot, i)
+                    for i in range(d))
+            s *= one("read_s", t, slot)
             S[t, slot] = s
             p = min(max(s / 80.0, 0.0), 1.0)
             phi[t, slot] = p
-            acc[slot // a] += p * law(vv[u] * dec, kind)
+            for i in range(d):
+                acc[slot // a, i] += p * law(vv[u, i] * dec ** one("inv_tau_v", slot, i), kind) * one("gain_v", slot, i)
+        if "read_a" in dev:
+            acc = acc * dev["read_a"][t]
         sub[t] = qz(np.clip(acc / 40.0, -1, 1), -1, 1, out_levels)
         out[t] = ao * sub[t].sum(axis=0) + bo
     return S, phi, sub, out

@@ -23,6 +23,12 @@ import numpy as np
 from ..progress import add_feedback, say, wanted
 from .common import add_output, add_overrides, open_output, overrides, write_json
 
+# sweep option, its field of numerics.noise (gcsim/hardware.py), what it is
+NOISE_SWEEPS = (("--read-sigma", "read_sigma_rel", "relative sigma of each bit-line charge read, e.g. 0,0.02,0.05"),
+                ("--write-sigma", "write_sigma_v", "sigma in V of each stored k', v' write, e.g. 0,0.01,0.03"),
+                ("--cell-sigma", "cell_sigma_rel", "relative sigma of each cell's current (fixed pattern), "
+                                                   "e.g. 0,0.05,0.1"),
+                ("--tau-sigma", "tau_sigma_ln", "sigma of ln(retention tau) per cell (fixed pattern), e.g. 0,0.5,1"))
 COLUMNS = ("variant", "perplexity", "top1_agreement", "kl", "latency_ns_per_token", "energy_nj_per_token", "tokens")
 
 
@@ -38,11 +44,9 @@ def register(sub):
                    help="windows run with the simulator in the loop (the slow part; default: %(default)s)")
     p.add_argument("--sensitivity-windows", type=int, default=4,
                    help="windows for the per-layer sensitivity table (0: skip it; default: %(default)s)")
-    p.add_argument("--read-sigma", default=None, metavar="LIST",
-                   help="device noise sweep: relative sigma of each bit-line charge read, e.g. 0,0.02,0.05 "
-                        "(numeric reference model, --noise-seed)")
-    p.add_argument("--write-sigma", default=None, metavar="LIST",
-                   help="device noise sweep: sigma in V of each stored k', v' write, e.g. 0,0.01,0.03")
+    for flag, _, text in NOISE_SWEEPS:
+        p.add_argument(flag, default=None, metavar="LIST", help=f"device noise sweep: {text} (numeric reference "
+                       "model, one kind at a time, --noise-seed)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws (default: %(default)s)")
     p.add_argument("--noise-windows", type=int, default=4, help="windows per noise point (default: %(default)s)")
     p.add_argument("--plots", action="store_true", help="also write PNG charts (needs the [plot] extra)")
@@ -183,10 +187,12 @@ def main(args) -> int:
         val = getattr(args, name)
         if val is not None and val < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, found {val}")
-    sigmas = {k: v for k, v in (("read_sigma_rel", parse_sigmas(args.read_sigma, "--read-sigma")),
-                                ("write_sigma_v", parse_sigmas(args.write_sigma, "--write-sigma"))) if v}
+    sigmas = {name: vals for flag, name, _ in NOISE_SWEEPS
+              if (vals := parse_sigmas(getattr(args, flag[2:].replace("-", "_")), flag))}
     if args.noise_seed < 0:
         raise ValueError(f"--noise-seed must be >= 0, found {args.noise_seed}")
+    for name, vals in sigmas.items():  # out-of-range sigmas: the description's own error, before any work
+        hw.derive(numerics={"noise": {name: max(vals), "seed": args.noise_seed}})
     scalers, scaler_source = resolve_scalers(args, lm, hw, ids[:window])
     variants = default_variants(lm, hw)
     for v in variants:
@@ -275,14 +281,13 @@ def plot_eval(report, out: Path) -> None:
         fig.savefig(out / "sensitivity.png", dpi=120)
         plt.close(fig)
     noise = report.get("noise_sweep")
-    if noise:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, pts in noise.items():
-            ax.plot([p["sigma"] for p in pts], [p["perplexity"] for p in pts], marker="o", label=name)
-        ax.set_title("accuracy against device noise (reference model)")
-        ax.set_xlabel("sigma")
-        ax.set_ylabel("perplexity")
-        ax.legend()
+    if noise:  # one panel per kind: the sigmas have different units
+        fig, axes = plt.subplots(1, len(noise), figsize=(3.2 * len(noise) + 0.6, 3.2), squeeze=False)
+        for ax, (name, pts) in zip(axes[0], noise.items()):
+            ax.plot([p["sigma"] for p in pts], [p["perplexity"] for p in pts], marker="o")
+            ax.set_xlabel(f"numerics.noise.{name}")
+            ax.set_ylabel("perplexity")
+        fig.suptitle(f"accuracy against device noise ({report['hardware']} reference, seed {report['noise_seed']})")
         fig.tight_layout()
         fig.savefig(out / "noise.png", dpi=120)
         plt.close(fig)

@@ -1,6 +1,6 @@
 """K/V storage of one layer's gain-cell arrays, and the bank read over it.
 
-Two forms with one interface (`write(slot, k_dev, v_dev)`, `read(q, decay, valid)`):
+Two forms with one interface (`write(slot, k_dev, v_dev, step)`, `read(q, decay, valid, step)`):
 
   CodeStore   each cell as its write-DAC code (uint8), read by the fused numba kernel
               (bitline.py). Exact when the write DAC quantizes and nothing perturbs a
@@ -9,7 +9,13 @@ Two forms with one interface (`write(slot, k_dev, v_dev)`, `read(q, decay, valid
               `gcsim.physics` (the float path: unquantized writes, write noise, per-cell
               spread, other array libraries).
 
-`make_store` picks CodeStore where it is exact and the kernel is available.
+Device non-idealities (`numerics.noise`, gcsim/noise.py) live in PowerStore, the one place
+the simulator's tiles and the reference's DecodeState hold values: write noise on each write,
+read noise on S and A of each read, the fixed-pattern per-cell current and retention spread
+(then the bank read takes the per-cell form of physics). The store knows its position
+(layer, sequence); writes and reads pass the step. `make_store` picks CodeStore where it is
+exact, no noise is on and the kernel is available (read noise and tau spread would fit a
+kernel too, but the fused kernel has no hook for them yet: the float path is used).
 K codes are kept column-major per head ([KV, d, M]: a K column is a slot) and V codes
 row-major ([KV, M, d]: a V row is a slot), the order each array is read in.
 """
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import noise as gnoise
 from .. import physics
 from . import bitline
 from .device import namespace_for, to_host
@@ -33,7 +40,9 @@ class PowerStore:
     kind = "powers"
 
     def __init__(self, kv_heads: int, window: int, d_head: int, dtype, coeffs, array_size: int,
-                 s_sat: float, *, xp=np, device=None):
+                 s_sat: float, *, xp=np, device=None, noise=None, layer: int = 0, sequence: int = 0):
+        """noise: the description's `numerics.noise` (None or all 0: the ideal chip); layer and
+        sequence: where these arrays are, the keys of its draws."""
         self.coeffs, self.array_size, self.s_sat, self.xp, self.device = coeffs, array_size, s_sat, xp, device
         self.n_pow = len(coeffs) - 1
         self._np_dtype = np.dtype(dtype)
@@ -41,6 +50,11 @@ class PowerStore:
         shape = (self.n_pow, kv_heads, window, d_head)
         self.k_pow = xp.zeros(shape, dtype=self._dtype, **self._on())
         self.v_pow = xp.zeros(shape, dtype=self._dtype, **self._on())
+        self.noise = noise if noise is not None and noise.active else None
+        self.position = (sequence, layer)
+        cells = gnoise.cell_factors(self.noise, sequence, layer, kv_heads, np.arange(window), d_head)
+        self.cells = {k: None if v is None else self._dev(v.astype(self._np_dtype)) for k, v in cells.items()}
+        self.per_cell = self.noise is not None and self.noise.per_cell
 
     def _on(self):
         return {} if self.device is None else {"device": self.device}
@@ -50,20 +64,50 @@ class PowerStore:
             return x
         return self.xp.asarray(np.asarray(x), dtype=dtype or self._dtype, **self._on())
 
-    def write(self, slot: int, k_dev, v_dev) -> None:
+    def write(self, slot: int, k_dev, v_dev, step: int | None = None) -> None:
         xp = self.xp
+        if self.noise is not None and self.noise.write_sigma_v > 0:  # keys: (seq, layer, K/V head, slot, d, step)
+            keys = (*self.position, np.arange(np.shape(k_dev)[0])[:, None], slot, np.arange(np.shape(k_dev)[1]),
+                    _step(step))
+            k_dev = gnoise.write_noise(np.asarray(k_dev), self.noise, "write_k", *keys)
+            v_dev = gnoise.write_noise(np.asarray(v_dev), self.noise, "write_v", *keys)
         self.k_pow[:, :, slot, ...] = physics.stored_powers(self._dev(k_dev), self.n_pow + 1, xp=xp)
         self.v_pow[:, :, slot, ...] = physics.stored_powers(self._dev(v_dev), self.n_pow + 1, xp=xp)
 
-    def read(self, q, decay, valid):
-        """q [KV,G,d] pulse fractions; decay [M] (0 on invalid slots); valid [M] bool.
-        Returns S, phi [KV,G,M] and A [KV,G,n_sub,d] (numpy)."""
+    def read(self, q, decay, valid, step: int | None = None):
+        """q [KV,G,d] pulse fractions; decay [M] (0 on invalid slots); valid [M] bool; step:
+        the token read (keys of read noise). Returns S, phi [KV,G,M] and A [KV,G,n_sub,d] (numpy)."""
         xp = self.xp
+        noisy = self.noise is not None and self.noise.read_sigma_rel > 0
+        if noisy:
+            kv, g, _ = np.shape(q)
+            heads = np.arange(kv)[:, None, None] * g + np.arange(g)[None, :, None]
         q, decay, valid = self._dev(q), self._dev(decay), self._dev(valid, xp.bool)
-        S = physics.bitline_charges_qk(q, self.k_pow, decay, valid, self.coeffs, xp=xp)
+        if self.per_cell:
+            c = self.cells
+            i_k = physics.cell_currents_ua(self.k_pow[0, ...], physics.decay_per_cell(
+                decay[:, None], c["inv_tau_k"], xp=xp), self.coeffs, c["gain_k"], xp=xp)
+            S = physics.bitline_charges_qk_cells(q, i_k, valid, xp=xp)
+        else:
+            S = physics.bitline_charges_qk(q, self.k_pow, decay, valid, self.coeffs, xp=xp)
+        if noisy:  # keys: (seq, layer, head, slot, step)
+            S = S * self._read_factor("read_s", heads, np.arange(S.shape[-1])[None, None, :], step)
         phi = physics.hard_sigmoid(S, self.s_sat, xp=xp)
-        A = physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, self.array_size, xp=xp)
+        if self.per_cell:
+            i_v = physics.cell_currents_ua(self.v_pow[0, ...], physics.decay_per_cell(
+                decay[:, None], c["inv_tau_v"], xp=xp), self.coeffs, c["gain_v"], xp=xp)
+            A = physics.bitline_charges_av_cells(phi, i_v, self.array_size, xp=xp)
+        else:
+            A = physics.bitline_charges_av(phi, self.v_pow, decay, self.coeffs, self.array_size, xp=xp)
+        if noisy:  # keys: (seq, layer, head, sub-tile, d, step)
+            A = A * self._read_factor("read_a", heads[..., None], np.arange(A.shape[2])[:, None],
+                                      np.arange(A.shape[3]), step)
         return to_host(S), to_host(phi), to_host(A)
+
+    def _read_factor(self, stream, *keys):
+        *pos, step = keys
+        return self._dev(gnoise.read_factor(self.noise, stream, *self.position, *pos, _step(step))
+                         .astype(self._np_dtype))
 
     def powers(self):
         return to_host(self.k_pow), to_host(self.v_pow)
@@ -99,7 +143,7 @@ class CodeStore:
         self.k_codes = np.zeros((kv_heads, d_head, window), np.uint8)
         self.v_codes = np.zeros((kv_heads, window, d_head), np.uint8)
 
-    def write(self, slot: int, k_dev, v_dev) -> None:
+    def write(self, slot: int, k_dev, v_dev, step: int | None = None) -> None:
         """Store deviations that the write DAC produced ([KV, d] each), as their codes."""
         for dev, dst in ((k_dev, self.k_codes[:, :, slot]), (v_dev, self.v_codes[:, slot, :])):
             dev = np.asarray(dev)
@@ -118,7 +162,7 @@ class CodeStore:
         """Deviations and their powers [P, KV, M, d] for K and V, as PowerStore keeps them."""
         return tuple(physics.stored_powers(x, self.n_pow + 1) for x in self.values())
 
-    def read(self, q, decay, valid):
+    def read(self, q, decay, valid, step: int | None = None):
         """As PowerStore.read: S, phi [KV,G,M] and A [KV,G,n_sub,d]."""
         q = np.ascontiguousarray(q, self.dtype)
         kv, g, d = q.shape
@@ -143,28 +187,38 @@ def codes_exact(hw) -> bool:
     lo, hi = n.kv_range_v
     step = (hi - lo) / (n.kv_levels - 1)
     # codes round(x / step) on the grid through 0 must fit 0..255; nothing may perturb a write
-    return lo >= 0 and round(hi / step) <= 255 and not getattr(n, "write_noise", None)
+    # or a cell's current (then a stored value is not a code)
+    return lo >= 0 and round(hi / step) <= 255 and not n.noise.write_sigma_v and not n.noise.cell_sigma_rel
 
 
-def make_store(hw, dtype, *, kind: str = "auto", device: str = "cpu"):
-    """The K/V store of one layer (one sequence) for description `hw`.
+def make_store(hw, dtype, *, kind: str = "auto", device: str = "cpu", layer: int = 0, sequence: int = 0):
+    """The K/V store of one layer (one sequence) for description `hw`, at (layer, sequence)
+    (the keys of its device noise draws, `numerics.noise`).
 
-    kind: 'auto' (codes where exact and numba is present, else powers), 'codes', 'powers'.
-    device: 'cpu' or another array library (kernels/device.py), which always uses the
-    powers form read through physics.
+    kind: 'auto' (codes where exact, no noise is on and numba is present, else powers),
+    'codes', 'powers'. device: 'cpu' or another array library (kernels/device.py), which
+    always uses the powers form read through physics.
     """
     s, n = hw.shape, hw.numerics
     coeffs = physics.law_coefficients(n.cell_law)
     args = (s.kv_heads, s.window, s.d_head, dtype, coeffs, s.array_size, n.s_sat)
     xp, dev = namespace_for(device)
     if kind == "auto":
-        kind = "codes" if (xp is np and codes_exact(hw) and bitline.AVAILABLE) else "powers"
+        kind = "codes" if (xp is np and codes_exact(hw) and not n.noise.active and bitline.AVAILABLE) else "powers"
     if kind == "codes":
+        if n.noise.active:
+            raise ValueError("compact code storage has no device noise (numerics.noise); use the float store")
         if xp is not np:
             raise ValueError(f"compact code storage runs on the cpu device, not {device!r}")
         if not codes_exact(hw):
             raise ValueError("compact code storage needs a quantizing write DAC (numerics.kv_levels)")
         return CodeStore(*args, kv_range_v=n.kv_range_v, kv_levels=n.kv_levels)
     if kind == "powers":
-        return PowerStore(*args, xp=xp, device=dev)
+        return PowerStore(*args, xp=xp, device=dev, noise=n.noise, layer=layer, sequence=sequence)
     raise ValueError(f"unknown store kind {kind!r}; expected 'auto', 'codes' or 'powers'")
+
+
+def _step(step):
+    if step is None:
+        raise ValueError("a store with read or write noise needs the step of each write and read (its keys)")
+    return step

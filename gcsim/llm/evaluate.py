@@ -9,6 +9,7 @@ softmax attention for SmolLM2, the numeric reference of the chip for the chip-tr
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ class Variant:
     law: str | None = None
     chip_layers: tuple | None = None
     model: object = None
-    noise: object = None  # gcsim.noise.Noise for the reference variant
+    noise: dict | None = None  # numerics.noise fields (device non-idealities) over the description's
 
 
 @dataclass
@@ -81,15 +82,14 @@ def software_logits(model, ids, hw: Hardware):
 
 def variant_logits(v: Variant, model, ids, hw: Hardware, scalers):
     m = v.model or model
+    if v.noise:
+        hw = hw.derive(numerics={"noise": v.noise})
     if v.kind == "software":
         return software_logits(m, ids, hw), None
     if v.kind == "reference":
-        return window_logits(m, ids, chip_attention(hw, v.law, scalers, v.chip_layers, own_attention(m, hw),
-                                                    noise=v.noise)), None
+        return window_logits(m, ids, chip_attention(hw, v.law, scalers, v.chip_layers, own_attention(m, hw))), None
     if v.kind == "simulator":
         hw_v = hw.derive(numerics={"cell_law": v.law}) if v.law and v.law != hw.numerics.cell_law else hw
-        if v.noise is not None and v.noise.active:
-            raise ValueError("device noise is modelled in the reference model only, not yet in the simulator")
         src, res = run_in_loop(m, hw_v, ids, chip_layers=v.chip_layers, scalers=scalers)
         return src.logits, res
     raise ValueError(f"unknown variant kind {v.kind!r}")
@@ -142,13 +142,14 @@ def layer_sensitivity(model, ids, hw: Hardware, law: str, scalers, *, window: in
 
 def noise_sweep(model, ids, hw: Hardware, law: str, scalers, *, sigmas: dict, seed: int, window: int,
                 max_windows: int | None, chip_layers=None, progress: bool = True) -> dict:
-    """Accuracy of the reference model against each sigma of each kind of noise
-    (sigmas: {'read_sigma_rel': [...], 'write_sigma_v': [...]}), the same seed throughout."""
-    from ..noise import Noise
+    """Accuracy of the reference model against each sigma of each kind of device noise, one
+    kind at a time (sigmas: {field of numerics.noise, e.g. 'read_sigma_rel': [...]}), the same
+    seed throughout; the description's own numerics.noise is the base."""
     out = {}
+    base = dataclasses.asdict(hw.numerics.noise)
     for field_name, values in sigmas.items():
         variants = [Variant(f"{field_name}={s:g}", "reference", law, chip_layers,
-                            noise=Noise(seed=seed, **{field_name: float(s)})) for s in values]
+                            noise={**base, "seed": seed, field_name: float(s)}) for s in values]
         res = evaluate(model, ids, hw, variants, window=window, scalers=scalers, max_windows=max_windows,
                        progress=progress)
         out[field_name] = [{"sigma": float(s), **{k: r[k] for k in ("perplexity", "top1_agreement", "kl")}}

@@ -137,17 +137,17 @@ def own_attention(model, hw: Hardware):
     return attend
 
 
-def chip_attention(hw: Hardware, variant: str, scalers: dict | None, chip_layers=None, rest=None, noise=None):
+def chip_attention(hw: Hardware, variant: str, scalers: dict | None, chip_layers=None, rest=None):
     """The numeric reference model of the hardware on `chip_layers` (all when None);
-    `rest(layer, q, k, v)` (the model's own attention, see own_attention) on the others."""
+    `rest(layer, q, k, v)` (the model's own attention, see own_attention) on the others.
+    Device noise: the description's numerics.noise."""
     if chip_layers is not None and rest is None:
         raise ValueError("chip_attention: with a subset of chip layers, give the attention of the others (rest=)")
 
     def attend(layer, q, k, v):
         if chip_layers is not None and layer not in chip_layers:
             return rest(layer, q, k, v)
-        return layer_attention(q, k, v, hw, variant=variant, scalers=scalers, layer=layer, stages=False,
-                               noise=noise).out
+        return layer_attention(q, k, v, hw, variant=variant, scalers=scalers, layer=layer, stages=False).out
     return attend
 
 

@@ -33,4 +33,4 @@ class ChargeIntegrators(Component):
 
     def integrate(self, job, ring, valid, decay):
         """S (K-array charges), phi (charge-to-pulse) and A (V-array charges) of the bank."""
-        job.S, job.phi, job.A = ring.read(job.q_pulse, decay, valid)
+        job.S, job.phi, job.A = ring.read(job.q_pulse, decay, valid, job.step)   # step: keys of read noise

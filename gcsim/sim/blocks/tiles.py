@@ -48,9 +48,11 @@ class GainCellTiles(Component):
         self.layer, self.kv = layer, s.kv_heads
         # values: DAC codes read by the fused kernel where exact, else float powers (gcsim/kernels/)
         dtype = self.dtype = np.dtype(hw.numerics.dtype)
+        # (device noise, numerics.noise, is drawn in the store, keyed by its layer and sequence)
         self.rings = [RingBuffer(s.window, s.array_size, n_powers=n_powers, dtype=dtype,
-                                 storage=make_store(hw, dtype, device=sim.device) if sim.values else None)
-                      for _ in range(n_seq)]
+                                 storage=make_store(hw, dtype, device=sim.device, layer=layer, sequence=seq)
+                                 if sim.values else None)
+                      for seq in range(n_seq)]
         self.q_ps, self.v_ps = hw.timing.phase_ps("q_phase"), hw.timing.phase_ps("v_phase")
         gqa, counters = sim.policies["gqa"], sim.policies["counters"]
         self.rounds = gqa.rounds()
