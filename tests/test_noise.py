@@ -217,3 +217,42 @@ def test_noise_off_is_bit_identical():
     assert not off.numerics.noise.active and make_store(off, np.float32).kind == make_store(SMALL, np.float32).kind
     tr = random_trace(SMALL, 30, seed=2)
     np.testing.assert_array_equal(sim_outputs(off, tr, 30), sim_outputs(SMALL, tr, 30))
+
+
+# ---- gcsim eval: accuracy against sigma, and noise in the loop ---------------------------------
+
+def test_eval_sweeps_each_non_ideality_reproducibly(tmp_path, capsys):
+    import json
+
+    from gcsim.cli import main as cli
+    args = ["eval", "--windows", "1", "--sim-windows", "0", "--sensitivity-windows", "0", "--noise-windows", "1",
+            "--read-sigma", "0,0.1", "--write-sigma", "0.05", "--cell-sigma", "0.2", "--tau-sigma", "2",
+            "--noise-seed", "3", "--no-progress"]
+    reps = []
+    for run in ("a", "b"):
+        assert cli(args + ["-o", str(tmp_path / run)]) == 0
+        reps.append(json.loads((tmp_path / run / "eval.json").read_text()))
+    assert reps[0]["noise_sweep"] == reps[1]["noise_sweep"]        # seeded: the same figures
+    sweep = reps[0]["noise_sweep"]
+    assert set(sweep) == {"read_sigma_rel", "write_sigma_v", "cell_sigma_rel", "tau_sigma_ln"}
+    ref = [r for r in reps[0]["rows"] if "software model" in r["variant"]][0]
+    assert sweep["read_sigma_rel"][0]["perplexity"] == ref["perplexity"]   # sigma 0: the ideal chip
+    for name, pts in sweep.items():
+        assert pts[-1]["perplexity"] != ref["perplexity"] and pts[-1]["top1_agreement"] < 1, name
+    assert cli(args[:-1] + ["--tau-sigma", "9", "-o", str(tmp_path / "c")]) == 2
+    assert "numerics.noise.tau_sigma_ln': value 9.0 is out of range" in capsys.readouterr().err
+
+
+def test_eval_with_noise_in_the_description_runs_it_in_the_simulator_too(tmp_path):
+    """--set numerics.noise...: the reference and the simulator in the loop draw the same values,
+    so they give the same perplexity (the simulator in float32: within 1 %)."""
+    import json
+
+    from gcsim.cli import main as cli
+    out = tmp_path / "ev"
+    assert cli(["eval", "--windows", "1", "--sim-windows", "1", "--sensitivity-windows", "0", "--no-progress",
+                "--set", "numerics.noise.cell_sigma_rel=0.3", "--set", "numerics.noise.read_sigma_rel=0.1",
+                "-o", str(out)]) == 0
+    rows = json.loads((out / "eval.json").read_text())["rows"]
+    ref, sim = ([r for r in rows if key in r["variant"]][0] for key in ("software model", "simulator"))
+    assert sim["perplexity"] == pytest.approx(ref["perplexity"], rel=0.01)

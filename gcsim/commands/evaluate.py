@@ -287,6 +287,7 @@ def plot_eval(report, out: Path) -> None:
             ax.plot([p["sigma"] for p in pts], [p["perplexity"] for p in pts], marker="o")
             ax.set_xlabel(f"numerics.noise.{name}")
             ax.set_ylabel("perplexity")
+            ax.ticklabel_format(axis="y", useOffset=False)
         fig.suptitle(f"accuracy against device noise ({report['hardware']} reference, seed {report['noise_seed']})")
         fig.tight_layout()
         fig.savefig(out / "noise.png", dpi=120)

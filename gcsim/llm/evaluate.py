@@ -102,6 +102,8 @@ def evaluate(model, ids, hw: Hardware, variants: list[Variant], *, window: int, 
     that subset, key 'subset'), since the event simulation is the slow part."""
     wins = windows_of(np.asarray(ids), window, max_windows)
     n_sim = len(wins) if sim_windows is None else min(sim_windows, len(wins))
+    if n_sim == 0:  # --sim-windows 0: no simulator rows (they would average over no tokens)
+        variants = [v for v in variants if v.kind != "simulator"]
     tallies = {v.name: Tally() for v in variants}
     subset = {v.name: Tally() for v in variants}
     bar = progress_bar(len(wins) * len(variants), "gcsim eval", enabled=progress, unit="pass")
