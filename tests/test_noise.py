@@ -125,6 +125,19 @@ def test_noise_in_the_reference_is_seeded_and_keyed_by_position(name):
     np.testing.assert_array_equal(layer_attention(q, k, v, with_noise(hw, seed=3), layer=1).out, clean)
 
 
+def test_a_part_of_a_sequence_draws_what_the_whole_does():
+    """The block-wise reference (offset/skip, what validate runs) keys its draws by absolute
+    step and slot: a part equals the whole, bit for bit, with every non-ideality on."""
+    from gcsim.reference import steps_block
+    hw = with_noise(HW.derive(numerics={"retention": {"tau_ns": 20_000.0}}), seed=5, **KINDS)
+    q, k, v = _qkv(400)
+    whole = layer_attention(q, k, v, hw, layer=2)
+    off, skip = steps_block(300, 400, hw)
+    part = layer_attention(q[off:], k[off:], v[off:], hw, layer=2, offset=off, skip=skip)
+    np.testing.assert_array_equal(part.out, whole.out[300:])
+    np.testing.assert_array_equal(part.S, whole.S[300:])
+
+
 def test_read_noise_has_the_stated_relative_sigma():
     q, k, v = _qkv()
     clean = layer_attention(q, k, v, HW).S
