@@ -97,19 +97,23 @@ def test_float32_codes_differ_only_at_code_boundaries():
 
 
 def test_results_do_not_depend_on_the_number_of_threads():
-    hw = _hw(window=256)
+    from gcsim.kernels import bitline
+
+    hw = _hw(window=256, heads=6, kv_heads=2)   # 6 units: split 1, 2, 3 and 4 ways (uneven too)
     (cs, _), q, decay, valid = _filled(hw, np.float32, seed=2)
-    before = numba.get_num_threads()
+    before = bitline.get_threads()
     try:
         runs = []
-        for n in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS), numba.config.NUMBA_NUM_THREADS}):
-            numba.set_num_threads(n)
+        for n in (1, 2, 3, 4):
+            bitline.set_threads(n)
             runs.append(cs.read(q, decay, valid))
     finally:
-        numba.set_num_threads(before)
+        bitline.set_threads(before)
     for other in runs[1:]:
         for a, b in zip(runs[0], other):
             assert a.tobytes() == b.tobytes()
+    with pytest.raises(ValueError, match=">= 1"):
+        bitline.set_threads(0)
 
 
 def test_codes_are_one_byte_per_cell_and_round_trip():

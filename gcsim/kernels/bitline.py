@@ -13,12 +13,15 @@ with the same grouping of operations as physics; only the order of the dot produ
 additions differs (physics leaves it to BLAS), so float64 codes agree and float32 codes
 differ only where the exact value lies at a code boundary.
 
-Work is split into (K/V head, sub-tile) units; every output element is computed by one
+Work is split into (K/V head, query head) units; every output element is computed by one
 unit in a fixed order, so results do not depend on the number of threads.
 Why numba: the read is memory-bound in numpy (three float powers per cell, ~226 MB per
 GPT-2 step); a compiled loop over one-byte codes is needed to pass it, numba compiles
-plain Python loops with no C toolchain at install time, is widely used and well kept, and
-its prange gives thread parallelism whose split we control.
+plain Python loops with no C toolchain at install time, is widely used and well kept.
+Threads: the kernel is compiled serial (no prange) over a range of units, and a call is
+split over Python threads (the kernel releases the GIL). numba's own parallel launch cost
+~115 us per call even on one thread, as much as the kernel's work for a GPT-2 layer's
+quarter of a bank read; a split by hand over a persistent pool costs a few us.
 """
 from __future__ import annotations
 
@@ -29,8 +32,49 @@ import numpy as np
 
 # numba (and LLVM) cost ~60 MB and a second to import: only a run that reads codes pays it
 AVAILABLE = importlib.util.find_spec("numba") is not None
-numba = None      # the module, once compiled() imported it (_bank_read's prange)
 _compiled = {}
+_threads = {"n": max(1, int(os.environ.get("NUMBA_NUM_THREADS") or 1)), "pool": None}
+
+
+def set_threads(n: int) -> None:
+    """Threads a bank read is split over (default: NUMBA_NUM_THREADS, else 1)."""
+    if int(n) < 1:
+        raise ValueError(f"kernel threads must be >= 1, got {n}")
+    _threads["n"] = int(n)
+
+
+def get_threads() -> int:
+    return _threads["n"]
+
+
+def _pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = _threads["n"] - 1
+    pool = _threads["pool"]
+    if pool is None or pool._max_workers != n:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        pool = _threads["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gcsim-kernel")
+    return pool
+
+
+def _bank_read_split(kernel):
+    def bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A):
+        """One bank read (arguments as _bank_read), its units split over get_threads() threads."""
+        units = q.shape[0] * q.shape[1]
+        n = min(_threads["n"], units)
+        args = (q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A)
+        if n == 1:
+            kernel(*args, 0, units)
+            return
+        bounds = [units * i // n for i in range(n + 1)]
+        pool = _pool()
+        futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, n)]
+        kernel(*args, bounds[0], bounds[1])
+        for f in futures:
+            f.result()
+    return bank_read
 
 
 def compiled():
@@ -38,21 +82,18 @@ def compiled():
     if not _compiled:
         import numba
 
-        # numba's OpenMP layer spin-waits: on a machine shared by other jobs a parallel call
-        # took 15-24 ms instead of 0.4 ms here. The workqueue layer sleeps; gcsim launches
-        # kernels from one thread only, which is all it supports. NUMBA_THREADING_LAYER overrides.
-        if "NUMBA_THREADING_LAYER" not in os.environ:
-            numba.config.THREADING_LAYER = "workqueue"
-        globals()["numba"] = numba
-        _compiled["bank_read"] = numba.njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})(_bank_read)
+        # fastmath "contract" only: multiply-add pairs become FMAs (rounded once, as BLAS);
+        # no reassociation, so the additions keep their order
+        kernel = numba.njit(cache=True, nogil=True, fastmath={"contract"})(_bank_read)
+        _compiled["bank_read"] = _bank_read_split(kernel)
         _compiled["encode"] = numba.njit(cache=True, nogil=True)(_encode)
     return _compiled["bank_read"], _compiled["encode"]
 
 
-def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A):
+def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, u0, u1):
     """q [KV,G,D]; kc [KV,D,M] / vc [KV,M,D] uint8 codes; decay [M]; valid [M] bool;
     coeffs c_0..c_n (n = 1: linear law, 3: cubic), all floats of q's dtype.
-    Writes S, phi [KV,G,M] and A [KV,G,n_sub,D]."""
+    Writes S, phi [KV,G,M] and A [KV,G,n_sub,D] of units u0..u1-1 (unit = kv * G + g)."""
     KV, G, D = q.shape
     M = kc.shape[2]
     a = array_size
@@ -70,16 +111,13 @@ def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S
             d_pow = d_pow * decay[j]
             kcoef[i - 1, j] = coeffs[i] * d_pow
         validf[j] = one_f if valid[j] else zero_f
-    s0 = np.empty((KV, G), q.dtype)  # c0 sum_d q_d
-    for kv in range(KV):
-        for g in range(G):
-            acc = zero_f
-            for d in range(D):
-                acc += q[kv, g, d]
-            s0[kv, g] = c0 * acc
-    for unit in numba.prange(KV * G):  # one (K/V head, query head) per unit
+    for unit in range(u0, u1):  # one (K/V head, query head) per unit
         kv = unit // G
         g = unit % G
+        acc = zero_f
+        for d in range(D):
+            acc += q[kv, g, d]
+        s0 = c0 * acc    # c0 sum_d q_d
         t1 = np.zeros(M, q.dtype)
         t2 = np.zeros(M, q.dtype)
         t3 = np.zeros(M, q.dtype)
@@ -129,7 +167,7 @@ def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S
         w2 = np.empty(M, q.dtype)
         w3 = np.empty(M, q.dtype)
         for j in range(M):
-            s = s0[kv, g] + kcoef[0, j] * t1[j]
+            s = s0 + kcoef[0, j] * t1[j]
             if n_pow == 3:
                 s = s + kcoef[1, j] * t2[j]
                 s = s + kcoef[2, j] * t3[j]
