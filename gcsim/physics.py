@@ -141,6 +141,10 @@ def quantize(x, lo: float, hi: float, levels: int | None, round_fn=None, *, xp=N
         raise ValueError(f"quantizer needs at least 2 levels, got {levels}")
     xp = namespace(x, xp=xp)
     step = (hi - lo) / (levels - 1)
+    if xp is np and round_fn is None and np.ndim(x):   # the same operations in place (fewer temporaries)
+        y = np.divide(_as_float(x, xp), step)
+        np.rint(y, out=y)
+        return np.multiply(step, y, out=y)
     return step * (round_fn or xp.round)(_as_float(x, xp) / step)
 
 
@@ -158,6 +162,12 @@ def scale_clip_quantize(x, a, b, lo: float, hi: float, levels: int | None, round
     """
     xp = namespace(x, xp=xp)
     x = _as_float(x, xp)
+    if xp is np and x.ndim:   # the same operations in place (fewer temporaries per step)
+        y = np.multiply(np.asarray(a, dtype=x.dtype), x)
+        b = np.asarray(b, dtype=x.dtype)
+        y = np.add(y, b, out=y) if np.broadcast_shapes(y.shape, b.shape) == y.shape else y + b
+        np.minimum(np.maximum(y, lo, out=y), hi, out=y)   # clip, without np.clip's wrapper cost
+        return quantize(y, lo, hi, levels, round_fn, xp=xp)
     dev = _device(x)
     a = xp.asarray(a, dtype=x.dtype) if dev is None else xp.asarray(a, dtype=x.dtype, device=dev)
     b = xp.asarray(b, dtype=x.dtype) if dev is None else xp.asarray(b, dtype=x.dtype, device=dev)
@@ -180,6 +190,10 @@ def hard_sigmoid(s_ua, s_sat_ua: float, t_max_ns: float | None = None, *, xp=Non
 def output_code(a_ua, out_sat_ua: float, levels: int | None, round_fn=None, *, xp=None):
     """Signed charge-to-pulse plus counter: clip(A / out_sat, -1, 1), quantized on [-1, 1]."""
     xp = namespace(a_ua, xp=xp)
+    if xp is np and np.ndim(a_ua):   # the same operations in place
+        y = np.divide(_as_float(a_ua, xp), out_sat_ua)
+        np.minimum(np.maximum(y, -1.0, out=y), 1.0, out=y)
+        return quantize(y, -1.0, 1.0, levels, round_fn, xp=xp)
     return quantize(xp.clip(_as_float(a_ua, xp) / out_sat_ua, -1.0, 1.0), -1.0, 1.0, levels, round_fn, xp=xp)
 
 

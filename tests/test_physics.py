@@ -97,3 +97,26 @@ def test_bitline_expansion_equals_elementwise_law():
     f = physics.cell_cubic_ua(yv * decay[None, :, None])
     direct = np.einsum("kgsj,ksjd->kgsd", phi.reshape(kv, g, 2, a), f.reshape(kv, 2, a, d))
     np.testing.assert_allclose(A, direct, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_numpy_quantizers_equal_the_plain_formula(dtype):
+    # the numpy path works in place; it must give the bits of the formula written out
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.3, 0.7, (50, 6, 8)).astype(dtype)
+    x.flat[:20] = np.arange(20) * (0.9 / 14)          # on half steps of 8 levels over 0.9: ties
+    x.flat[20:23] = [np.nan, np.inf, -np.inf]
+    a, b = rng.uniform(0.5, 1.5, (6, 1)), rng.uniform(-0.1, 0.5, (6, 1))
+    for lo, hi, levels in ((0.0, 1.0, 16), (0.0, 0.9, 8), (-1.0, 1.0, 32)):
+        step = (hi - lo) / (levels - 1)
+        clipped = np.clip(a.astype(dtype) * x + b.astype(dtype), lo, hi)
+        want = step * np.round(clipped / step)
+        got = physics.scale_clip_quantize(x, a, b, lo, hi, levels)
+        assert got.dtype == want.dtype and np.array_equal(got, want, equal_nan=True)
+    A = 10 * x
+    want = (2 / 31) * np.round(np.clip(A / 10.0, -1.0, 1.0) / (2 / 31))
+    assert np.array_equal(physics.output_code(A, 10.0, 32), want, equal_nan=True)
+    # scalars, and scalers that broadcast beyond x
+    assert physics.quantize(0.52, 0, 1, 16) == pytest.approx(8 / 15)
+    assert physics.output_code(3.0, 10.0, 32) == pytest.approx(5 * 2 / 31)
+    assert physics.scale_clip_quantize(np.ones(3, dtype), 1.0, np.zeros((2, 1)), 0, 1, 16).shape == (2, 3)
