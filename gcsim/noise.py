@@ -16,6 +16,12 @@ a V row; row/column = the head dimension d):
   tau spread   ln(tau) offset    (sequence, layer, K/V head, slot, d)               tau_sigma_ln
 Fixed-pattern draws (cell, tau) are keyed by position only, never by step: a cell keeps its
 factors for the whole run. Streams keep K and V arrays (and each kind of draw) apart.
+A refresh (numerics.retention.refresh) restores the level as written, noise included, without
+a new draw: the reference model, given the simulator's ages, does the same.
+
+Where they act: the simulator and the reference's step form (`DecodeState`) in the K/V store
+(gcsim/kernels/store.py, PowerStore), the whole-sequence reference in `layer_attention`; both
+through these functions and the per-cell form of gcsim/physics.py.
 """
 from __future__ import annotations
 
