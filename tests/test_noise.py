@@ -269,3 +269,16 @@ def test_eval_with_noise_in_the_description_runs_it_in_the_simulator_too(tmp_pat
     rows = json.loads((out / "eval.json").read_text())["rows"]
     ref, sim = ([r for r in rows if key in r["variant"]][0] for key in ("software model", "simulator"))
     assert sim["perplexity"] == pytest.approx(ref["perplexity"], rel=0.01)
+
+
+@pytest.mark.parametrize("device", ["array-api-strict", "torch:cpu"])
+def test_noise_on_another_array_library_gives_the_cpu_codes(device):
+    """The store's noise on the device path (array-api-strict, torch on the CPU: stand-ins for
+    a GPU): the draws are made on the host and moved, the per-cell form is array-generic."""
+    pytest.importorskip({"array-api-strict": "array_api_strict", "torch:cpu": "torch"}[device])
+    hw = with_noise(SMALL.derive(numerics={"dtype": "float64"}), seed=4, **KINDS)
+    tr = random_trace(hw, 24, seed=6)
+    outs = {dev: Simulator(hw, tr, outputs=np.zeros((24, 2, 4, 8)), device=dev).run().outputs
+            for dev in ("cpu", device)}
+    np.testing.assert_allclose(outs[device], outs["cpu"], rtol=0, atol=1e-12)
+    assert not np.array_equal(outs["cpu"], sim_outputs(SMALL.derive(numerics={"dtype": "float64"}), tr, 24))
