@@ -84,7 +84,7 @@ def test_point_the_validator_rejects_is_skipped_with_its_reason(tmp_path):
      "field 'axes[0].random.fields.numerics.s_sat': expected one of {uniform"),
     ({"constraints": [{"require": "shape.windw > 0"}]}, "unknown field 'shape.windw'"),
     ({"constraints": [{"require": "__import__('os')"}]}, "unsupported expression"),
-    ({"mode": "fast"}, "field 'mode': expected one of ['timing-only', 'functional', 'validate']"),
+    ({"mode": "fast"}, "field 'mode': expected one of ['timing-only', 'functional', 'validate', 'eval']"),
     ({"traces": [{"path": "nope.gctrace"}]}, "field 'traces[0].path': trace"),
     ({"colour": 1}, "unknown field 'colour'"),
 ])
@@ -268,6 +268,22 @@ def test_ray_gives_the_same_table_as_local_workers(tmp_path, ray_cluster):
     assert json.loads((tmp_path / "ray" / "sweep.json").read_text())["counts"]["computed"] == 6
     assert (tmp_path / "ray" / "results.csv").read_bytes() == (tmp_path / "local" / "results.csv").read_bytes()
     assert all(0 < float(r["out_cosine_vs_softmax"]) <= 1 for r in rows(tmp_path / "ray"))
+
+
+def test_eval_sweep_on_ray_gives_the_same_table_as_local_workers(tmp_path, ray_cluster):
+    """Mode eval (the chip GPT with each point's chip in its loop) on both backends."""
+    data = {"mode": "eval", "eval": {"chars": 100, "window": 48, "windows": 2},
+            "axes": [{"grid": {"numerics.cell_law": ["linear", "cubic"], "shape.window": [64, 256]}}]}
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli(["sweep", str(path), "-o", str(tmp_path / "local"), "--cache", str(tmp_path / "c1"),
+                "-j", "2", "--no-progress"]) == 0
+    assert cli(["sweep", str(path), "-o", str(tmp_path / "ray"), "--cache", str(tmp_path / "c2"),
+                "--ray", "--no-progress"]) == 0
+    assert (tmp_path / "ray" / "results.csv").read_bytes() == (tmp_path / "local" / "results.csv").read_bytes()
+    table = rows(tmp_path / "ray")
+    assert [r["status"] for r in table] == ["ok"] * 4
+    assert all(float(r["latency_per_token_ns"]) == 260.0 and int(r["tokens"]) == 96 for r in table)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the Ray worker")

@@ -103,33 +103,9 @@ def load_lm_and_hardware(args):
 
 
 def resolve_scalers(args, lm, hw, calibration_ids):
-    """(scalers, description of their source)."""
-    from ..llm.loop import calibrate_scalers
-    source = args.scalers or ("learned" if lm.scalers is not None else "prompt")
-    if source == "learned":
-        if lm.scalers is None:
-            raise ValueError(f"--scalers learned: {lm.name} has no learned scalers; use 'prompt' or a trace")
-        return lm.scalers, "learned with the model"
-    if source == "prompt":
-        return calibrate_scalers(lm, calibration_ids, hw, hw.numerics.cell_law), \
-            f"calibrated on the first {len(calibration_ids)} tokens (DAC ranges from activation quantiles, output fit)"
-    from ..traces import open_trace
-    tr = open_trace(source)
-    if tr.scalers is None:
-        raise ValueError(f"--scalers {source}: the trace holds no scalers")
-    if int(tr.model["layers"]) != lm.layers or int(tr.model["heads"]) != lm.heads:
-        raise ValueError(f"--scalers {source}: the trace's model shape {tr.model} does not fit {lm.name}")
-    return tr.scalers, f"from trace {source}"
-
-
-def read_text(path) -> str:
-    if path is None:
-        from ..chipmodel.data import read_corpus, split_text
-        return split_text(read_corpus())[1]
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    """(scalers, description of their source) for --scalers (gcsim.llm.evaluate.resolve_scalers)."""
+    from ..llm.evaluate import resolve_scalers as resolve
+    return resolve(args.scalers, lm, hw, calibration_ids)
 
 
 def _fmt(v, spec):
@@ -182,6 +158,7 @@ def main(args) -> int:
     window = args.window or min(256, hw.shape.window)
     if not 0 < window <= min(hw.shape.window, lm.context):
         raise ValueError(f"--window must lie in 1..{min(hw.shape.window, lm.context)}, found {window}")
+    from ..llm.evaluate import read_text
     ids = lm.encode(read_text(args.text))
     for name in ("windows", "sim_windows", "sensitivity_windows"):
         val = getattr(args, name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -59,6 +60,39 @@ class Tally:
         return out
 
 
+def read_text(path) -> str:
+    """The evaluation text: a UTF-8 file, or (None) the held-out 10 % of the shipped corpus."""
+    if path is None:
+        from ..chipmodel.data import read_corpus, split_text
+        return split_text(read_corpus())[1]
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def resolve_scalers(source: str | None, lm, hw: Hardware, calibration_ids):
+    """(scalers, description of their source) for source 'learned' (the model's own),
+    'prompt' (calibrated on calibration_ids) or a .gctrace path; None: learned when the
+    model has them, else prompt."""
+    from .loop import calibrate_scalers
+    source = source or ("learned" if lm.scalers is not None else "prompt")
+    if source == "learned":
+        if lm.scalers is None:
+            raise ValueError(f"--scalers learned: {lm.name} has no learned scalers; use 'prompt' or a trace")
+        return lm.scalers, "learned with the model"
+    if source == "prompt":
+        return calibrate_scalers(lm, calibration_ids, hw, hw.numerics.cell_law), \
+            f"calibrated on the first {len(calibration_ids)} tokens (DAC ranges from activation quantiles, output fit)"
+    from ..traces import open_trace
+    tr = open_trace(source)
+    if tr.scalers is None:
+        raise ValueError(f"--scalers {source}: the trace holds no scalers")
+    if int(tr.model["layers"]) != lm.layers or int(tr.model["heads"]) != lm.heads:
+        raise ValueError(f"--scalers {source}: the trace's model shape {tr.model} does not fit {lm.name}")
+    return tr.scalers, f"from trace {source}"
+
+
 def log_softmax(logits) -> np.ndarray:
     z = np.asarray(logits, np.float64)
     z = z - z.max(axis=-1, keepdims=True)
@@ -96,10 +130,17 @@ def variant_logits(v: Variant, model, ids, hw: Hardware, scalers):
 
 
 def evaluate(model, ids, hw: Hardware, variants: list[Variant], *, window: int, scalers=None,
-             max_windows: int | None = None, sim_windows: int | None = None, progress: bool = True) -> dict:
+             max_windows: int | None = None, sim_windows: int | None = None, progress: bool = True,
+             soft_hw: Hardware | None = None, sim_results: list | None = None) -> dict:
     """Evaluate every variant over the same windows; simulator variants over the first
     `sim_windows` windows only (then the software and reference figures are also given over
-    that subset, key 'subset'), since the event simulation is the slow part."""
+    that subset, key 'subset'), since the event simulation is the slow part.
+
+    soft_hw: the description the software model (the reference for top-1 agreement and KL)
+    runs with; default hw. A sweep passes the model's own description, so that a point that
+    changes e.g. the window is compared with the model as trained, not with itself.
+    sim_results: a list that receives each simulator run's SimResult (window order)."""
+    soft_hw = hw if soft_hw is None else soft_hw
     wins = windows_of(np.asarray(ids), window, max_windows)
     n_sim = len(wins) if sim_windows is None else min(sim_windows, len(wins))
     if n_sim == 0:  # --sim-windows 0: no simulator rows (they would average over no tokens)
@@ -109,12 +150,14 @@ def evaluate(model, ids, hw: Hardware, variants: list[Variant], *, window: int, 
     bar = progress_bar(len(wins) * len(variants), "gcsim eval", enabled=progress, unit="pass")
     for w_i, win in enumerate(wins):
         inp, tgt = win[:-1], win[1:]
-        soft = log_softmax(software_logits(model, inp, hw))
+        soft = log_softmax(software_logits(model, inp, soft_hw))
         for v in variants:
             if v.kind == "simulator" and w_i >= n_sim:
                 bar.update(1)
                 continue
             logits, res = variant_logits(v, model, inp, hw, scalers)
+            if res is not None and sim_results is not None:
+                sim_results.append(res)
             for tally in ((tallies[v.name], subset[v.name]) if w_i < n_sim else (tallies[v.name],)):
                 tally.add(logits, tgt, soft)
                 if res is not None:

@@ -1,5 +1,6 @@
 """Charts of a sweep's table (matplotlib): the Pareto front of energy per token against
-latency per token, coloured by output error, and one chart per swept field."""
+latency per token, coloured by output error (by perplexity for an eval sweep), and one chart
+per swept field (with perplexity and top-1 agreement against the field for an eval sweep)."""
 from __future__ import annotations
 
 import itertools
@@ -11,6 +12,7 @@ from ..errors import UsageError
 from .table import SWEEP_JSON, read_table
 
 ERROR = "out_rel_rmse_vs_softmax"
+PERPLEXITY = "perplexity"
 X, Y = "latency_per_token_ns", "energy_per_token_pj"
 
 
@@ -44,8 +46,36 @@ def plot_sweep(src: Path, dest: Path) -> list[str]:
     if not rows:
         raise UsageError(f"{src}: no point ran successfully: nothing to plot")
     written = []
-    has_err = any(r.get(ERROR) is not None for r in rows)
+    evaluation = meta["spec"].get("mode") == "eval"
+    colour_col, colour_label = (PERPLEXITY, "perplexity") if evaluation else \
+        (ERROR, "output error: rel. RMS vs softmax (affine fit)")
+    has_err = any(r.get(colour_col) is not None for r in rows)
+    if _has_cost(rows):             # not for an eval sweep on the reference model (no timing)
+        written.append(_pareto(plt, rows, fields, meta, dest, colour_col, colour_label, has_err))
 
+    metrics = chart_metrics(meta["spec"].get("mode", "timing-only"), rows)
+    for f in fields:
+        written.append(_axis_chart(plt, rows, fields, f, metrics, dest))
+    return written
+
+
+def _has_cost(rows) -> bool:
+    return all(r.get(X) is not None and r.get(Y) is not None for r in rows)
+
+
+def chart_metrics(mode: str, rows) -> list[tuple[str, str, float]]:
+    """(column, title, divisor) of the panels of each axis chart: latency and energy where
+    simulated; perplexity and top-1 agreement for an eval sweep, else the output error where
+    values were computed."""
+    metrics = [(X, "latency per token (ns)", 1), (Y, "energy per token (nJ)", 1000)] if _has_cost(rows) else []
+    if mode == "eval":
+        metrics += [(PERPLEXITY, "perplexity", 1), ("top1_agreement", "top-1 agreement with the model as trained", 1)]
+    elif any(r.get(ERROR) is not None for r in rows):
+        metrics.append((ERROR, "output error (rel. RMS)", 1))
+    return metrics
+
+
+def _pareto(plt, rows, fields, meta, dest, colour_col, colour_label, has_err) -> str:
     fig, ax = plt.subplots(figsize=(7, 5))
     xs, ys = [r[X] for r in rows], [r[Y] / 1000 for r in rows]
     # points at the same place (e.g. designs differing only in numerics) are drawn as
@@ -58,11 +88,11 @@ def plot_sweep(src: Path, dest: Path) -> list[str]:
         for k, i in enumerate(group):
             sizes[i] = 36.0 * (len(group) - k) ** 2
     order = sorted(range(len(rows)), key=lambda i: -sizes[i])     # big rings first, small on top
-    colour = dict(c=[rows[i].get(ERROR) for i in order], cmap="viridis") if has_err else dict(color="tab:blue")
+    colour = dict(c=[rows[i].get(colour_col) for i in order], cmap="viridis") if has_err else dict(color="tab:blue")
     sc = ax.scatter([xs[i] for i in order], [ys[i] for i in order], s=[sizes[i] for i in order],
                     edgecolors="white", linewidths=0.6, zorder=3, **colour)
     if has_err:
-        fig.colorbar(sc, ax=ax, label="output error: rel. RMS vs softmax (affine fit)")
+        fig.colorbar(sc, ax=ax, label=colour_label)
     front = pareto_front(list(zip(xs, ys)))
     ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:red", lw=1.2, zorder=4,
             marker="x" if len(front) == 1 else None, label="Pareto front")
@@ -82,36 +112,35 @@ def plot_sweep(src: Path, dest: Path) -> list[str]:
     fig.tight_layout()
     fig.savefig(dest / "pareto.png", dpi=110)
     plt.close(fig)
-    written.append("pareto.png")
+    return "pareto.png"
 
-    metrics = [(X, "latency per token (ns)", 1), (Y, "energy per token (nJ)", 1000)]
-    if has_err:
-        metrics.append((ERROR, "output error (rel. RMS)", 1))
-    for f in fields:
-        others = [g for g in fields if g != f]
-        groups: dict = {}
-        for r in rows:
-            groups.setdefault(tuple(r[g] for g in others), []).append(r)
-        fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6))
-        numeric = all(isinstance(r[f], (int, float)) and not isinstance(r[f], bool) for r in rows)
-        cats = sorted({str(r[f]) for r in rows})
-        for ax, (col, title, scale) in zip(axes, metrics):
-            for (key, grp), style in zip(sorted(groups.items(), key=lambda kv: str(kv[0])),
-                                         itertools.cycle(["o-", "s--", "^-.", "d:"])):
-                grp = sorted(grp, key=lambda r: r[f] if numeric else str(r[f]))
-                xv = [r[f] if numeric else cats.index(str(r[f])) for r in grp]
-                yv = [None if r.get(col) is None else r[col] / scale for r in grp]
-                ax.plot(xv, yv, style, ms=4, label=", ".join(f"{g.split('.')[-1]}={v}" for g, v in zip(others, key)) or None)
-            if not numeric:
-                ax.set_xticks(range(len(cats)), cats)
-            ax.set_xlabel(f)
-            ax.set_title(title, fontsize=10)
-            ax.grid(alpha=0.3)
-        if others and len(groups) <= 12:
-            axes[-1].legend(fontsize=7, loc="best")
-        fig.tight_layout()
-        name = "axis-" + re.sub(r"[^0-9A-Za-z_.-]+", "_", f) + ".png"
-        fig.savefig(dest / name, dpi=100)
-        plt.close(fig)
-        written.append(name)
-    return written
+
+def _axis_chart(plt, rows, fields, f, metrics, dest) -> str:
+    """Each metric against field f, one line per combination of the other fields."""
+    others = [g for g in fields if g != f]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault(tuple(r[g] for g in others), []).append(r)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    axes = axes[0]
+    numeric = all(isinstance(r[f], (int, float)) and not isinstance(r[f], bool) for r in rows)
+    cats = sorted({str(r[f]) for r in rows})
+    for ax, (col, title, scale) in zip(axes, metrics):
+        for (key, grp), style in zip(sorted(groups.items(), key=lambda kv: str(kv[0])),
+                                     itertools.cycle(["o-", "s--", "^-.", "d:"])):
+            grp = sorted(grp, key=lambda r: r[f] if numeric else str(r[f]))
+            xv = [r[f] if numeric else cats.index(str(r[f])) for r in grp]
+            yv = [None if r.get(col) is None else r[col] / scale for r in grp]
+            ax.plot(xv, yv, style, ms=4, label=", ".join(f"{g.split('.')[-1]}={v}" for g, v in zip(others, key)) or None)
+        if not numeric:
+            ax.set_xticks(range(len(cats)), cats)
+        ax.set_xlabel(f)
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+    if others and len(groups) <= 12:
+        axes[-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    name = "axis-" + re.sub(r"[^0-9A-Za-z_.-]+", "_", f) + ".png"
+    fig.savefig(dest / name, dpi=100)
+    plt.close(fig)
+    return name

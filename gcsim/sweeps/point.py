@@ -1,6 +1,7 @@
 """One sweep point, run in a worker process (local pool or Ray): build the description,
 open the trace, simulate through the public entry points (Simulator + build_report, and
-validate() for the validate mode) and flatten the report into one table row.
+validate() for the validate mode) and flatten the report into one table row. The eval mode
+runs a language model with the chip in its loop instead (gcsim.sweeps.evalpoint).
 
 Everything a worker receives and returns is plain data (dicts, strings, numbers), so the
 same function runs under concurrent.futures and Ray. A point that raises is returned as
@@ -103,9 +104,12 @@ def simulate_point(task: dict) -> dict:
     from ..sim import Simulator
     from ..traces import open_trace
 
+    mode, steps = task["mode"], task["steps"]
+    if mode == "eval":
+        from .evalpoint import eval_metrics
+        return eval_metrics(task)
     hw = from_dict(task["description"], source=task.get("label", "<sweep point>"))
     trace = open_trace(task["trace"], verify=False)     # verified once by the parent
-    mode, steps = task["mode"], task["steps"]
     T = trace.steps if steps is None else min(steps, trace.steps)
     outputs = None
     if mode == "functional":

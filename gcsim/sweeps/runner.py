@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..hardware import to_dict
 from .cache import ResultCache, point_key, source_hash, trace_checksum
+from .evalpoint import ModelMismatch
 from .spec import SweepSpec, load_spec
 
 
@@ -102,7 +103,7 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
     store = cache if isinstance(cache, ResultCache) else ResultCache(cache)
     started = datetime.datetime.now(datetime.timezone.utc)
     points = spec.points()
-    traces = _Traces(spec, store)
+    traces = spec.eval if spec.mode == "eval" else _Traces(spec, store)
     records: dict = {}
     tasks = []
     keys: dict = {}
@@ -115,6 +116,9 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         except SimError as exc:                      # e.g. a swept shape the trace lacks
             p.skip_reason = f"trace does not fit: {exc}"
             continue
+        except ModelMismatch as exc:                 # eval: a shape the language model lacks
+            p.skip_reason = f"model does not fit: {exc}"
+            continue
         desc = to_dict(p.hardware)
         desc.pop("source", None)
         key = keys[p.index] = point_key(desc, sha, spec.mode, spec.steps, spec.seed)
@@ -122,8 +126,11 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         if hit is not None and not (retry_failed and hit["status"] != "ok"):
             records[p.index] = hit
             continue
-        tasks.append((p.index, {"description": desc, "trace": path, "mode": spec.mode, "steps": spec.steps,
-                                "seed": spec.seed, "label": f"{spec.source} point {p.index}"}))
+        task = {"description": desc, "trace": path, "mode": spec.mode, "steps": spec.steps,
+                "seed": spec.seed, "label": f"{spec.source} point {p.index}"}
+        if spec.mode == "eval":
+            task["eval"] = spec.eval.task()
+        tasks.append((p.index, task))
     n_cached = len(records)
     bar = None
     if progress:

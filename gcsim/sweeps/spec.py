@@ -4,7 +4,7 @@ axes over description fields, expanded into points (docs/sweep.md has the schema
     hardware: paper-gpt2              # name in models/ or a path (relative to the spec file)
     set: {numerics.retention.mode: "off"}   # fixed changes for every point, as --set
     traces: [{path: long.gctrace}, {synthetic: {steps: 1200, seed: 0}}]
-    mode: timing-only                 # timing-only | functional | validate
+    mode: timing-only                 # timing-only | functional | validate | eval (then `eval:`, no traces)
     steps: 300                        # optional: replay only the first N steps
     seed: 0
     axes:                             # blocks combined as a Cartesian product
@@ -33,8 +33,8 @@ from .. import safeyaml
 from ..errors import GcsimError, HardwareError
 from ..hardware import load_hardware, to_dict
 
-MODES = ("timing-only", "functional", "validate")
-TOP_KEYS = ("name", "description", "hardware", "set", "traces", "mode", "steps", "seed", "axes",
+MODES = ("timing-only", "functional", "validate", "eval")
+TOP_KEYS = ("name", "description", "hardware", "set", "traces", "mode", "steps", "seed", "eval", "axes",
             "constraints")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 
@@ -74,12 +74,13 @@ class SweepSpec:
     source: str
     data: dict                               # the spec as loaded (for the provenance JSON)
     hardware: object                         # base description with `set` applied
-    traces: list[TraceSource]
+    traces: list                             # TraceSource; in eval mode the one EvalSource
     mode: str
     steps: int | None
     seed: int
     axes: list[dict]                         # [{field: [values...]}...] after expansion
     constraints: list[tuple[str, str, ast.Expression]] = field(default_factory=list)
+    eval: object = None                      # gcsim.sweeps.evalpoint.EvalSource in eval mode
 
     @property
     def fields(self) -> list[str]:
@@ -374,7 +375,21 @@ def parse_spec(data, source: str = "<in memory>", spec_dir: Path | None = None) 
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
         raise SpecError(f"{source}: unknown field '{unknown[0]}'; expected some of {list(TOP_KEYS)}")
-    hw_name = data.get("hardware", "smollm2")
+    mode = data.get("mode", "timing-only")
+    if mode not in MODES:
+        _fail(source, "mode", f"one of {list(MODES)}", mode)
+    evaluation = None
+    if mode == "eval":
+        for key in ("traces", "steps"):
+            if key in data:
+                raise SpecError(f"{source}: field '{key}': not used in eval mode (the model makes the q, k, v; "
+                                f"the text and its windows are set under 'eval')")
+        from .evalpoint import parse_eval
+        evaluation = parse_eval(data.get("eval"), source, spec_dir,
+                                lambda where, expected, found: _fail(source, where, expected, found))
+    elif "eval" in data:
+        raise SpecError(f"{source}: field 'eval': only for mode: eval (mode is {mode})")
+    hw_name = data.get("hardware", evaluation.hardware if evaluation else "smollm2")
     if not isinstance(hw_name, str):
         _fail(source, "hardware", "a description name or a path", hw_name)
     p = Path(hw_name).expanduser()
@@ -396,17 +411,15 @@ def parse_spec(data, source: str = "<in memory>", spec_dir: Path | None = None) 
         except HardwareError as exc:
             raise SpecError(f"{source}: field 'set': {exc}") from None
         base = to_dict(hw)
-    mode = data.get("mode", "timing-only")
-    if mode not in MODES:
-        _fail(source, "mode", f"one of {list(MODES)}", mode)
     steps = data.get("steps")
     if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or steps < 1):
         _fail(source, "steps", "a positive integer (or absent: the whole trace)", steps)
     seed = data.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         _fail(source, "seed", "a non-negative integer", seed)
-    spec = SweepSpec(source=source, data=data, hardware=hw, traces=_traces(data.get("traces"), source, spec_dir),
-                     mode=mode, steps=steps, seed=seed, axes=_axes(data.get("axes"), base, seed, source))
+    traces = [evaluation] if evaluation else _traces(data.get("traces"), source, spec_dir)
+    spec = SweepSpec(source=source, data=data, hardware=hw, traces=traces, mode=mode, steps=steps, seed=seed,
+                     axes=_axes(data.get("axes"), base, seed, source), eval=evaluation)
     raw = data.get("constraints") or []
     if not isinstance(raw, list):
         _fail(source, "constraints", "a list of {require: EXPRESSION, reason: TEXT}", raw)
