@@ -218,3 +218,36 @@ def test_merge_windows_by_hand():
     assert m["energy_per_token_pj"] == 20.0 and m["area_mm2"] == 2.0
     assert m["throughput_tokens_per_s"] == pytest.approx(8 / 1.6e-6)
     assert np.isclose(m["throughput_tokens_per_s"], 5e6)
+
+
+def test_noise_example_in_small_form_equals_gcsim_eval_sigma_list(tmp_path):
+    """examples/sweep_eval_noise.yaml on 2 windows of 64 characters: a sigma axis over a
+    description field (numerics.noise.read_sigma_rel) on the numeric reference gives what
+    `gcsim eval --read-sigma` writes in eval.json's noise_sweep; the simulator in the loop
+    draws the same noise (its perplexity within float32 of the reference's); sigma 0 is the
+    model as trained."""
+    data = yaml.safe_load((ROOT / "examples" / "sweep_eval_noise.yaml").read_text())
+    data["eval"].update(start=1000, chars=129, window=64, windows=2, chip="reference")
+    data["axes"] = [{"grid": {"numerics.noise.read_sigma_rel": [0.0, 0.1]}}]
+    path = tmp_path / "small.yaml"
+    path.write_text(yaml.safe_dump(data))
+    ref = run_sweep(path, cache=tmp_path / "c", jobs=2).rows
+    data["eval"]["chip"] = "simulator"
+    path.write_text(yaml.safe_dump(data))
+    sim = run_sweep(path, cache=tmp_path / "c", jobs=2).rows
+    assert [r["status"] for r in ref + sim] == ["ok"] * 4
+    assert ref[0]["kl"] < 1e-9 and ref[0]["top1_agreement"] == 1.0
+    assert ref[1]["kl"] > 1e-4 and ref[1]["perplexity"] != ref[0]["perplexity"]
+    for r, s in zip(ref, sim):
+        assert s["perplexity"] == pytest.approx(r["perplexity"], rel=1e-4)
+        assert s["latency_per_token_ns"] == 260.0
+    text = tmp_path / "excerpt.txt"
+    text.write_text(HELD_OUT[1000:1129], encoding="utf-8")
+    assert cli(["eval", "--text", str(text), "--window", "64", "--windows", "2", "--sim-windows", "0",
+                "--sensitivity-windows", "0", "--read-sigma", "0.1", "--noise-seed", "0", "--noise-windows", "2",
+                "--no-progress", "-o", str(tmp_path / "ev")]) == 0
+    point, = json.loads((tmp_path / "ev" / "eval.json").read_text())["noise_sweep"]["read_sigma_rel"]
+    assert point["sigma"] == 0.1
+    assert ref[1]["perplexity"] == pytest.approx(point["perplexity"], rel=1e-6)
+    assert ref[1]["top1_agreement"] == point["top1_agreement"]
+    assert ref[1]["kl"] == pytest.approx(point["kl"], rel=1e-5)
