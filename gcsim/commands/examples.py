@@ -26,7 +26,8 @@ EXAMPLES = {
   gcsim describe stall-link --set periphery.sequences=4
   gcsim describe --fields                      # every field with unit, range and default""",
     "sweep": """\
-  gcsim sweep my-sweep.yaml -o out/sweep -j 2  # the spec format: docs/sweep.md""",
+  gcsim sweep my-sweep.yaml -o out/sweep -j 2  # the spec format: docs/sweep.md
+  gcsim sweep examples/sweep_eval_noise.yaml -o out/sweep-noise  # mode eval: accuracy per point""",
     "decode": """\
   gcsim decode --prompt "The history of Paris" -n 32        # SmolLM2 with the chip in its loop
   gcsim decode --prompt "Once upon" -n 16 --chip-layers 0,1""",

@@ -10,6 +10,9 @@ spec sharing points, computes only new points, and an interrupted sweep resumes 
 stopped. OUT gets results.csv, results.parquet (with pyarrow) and sweep.json (spec, counts,
 provenance). Exit status 4 when the sweep finished but some points failed (their rows give
 the error). `gcsim sweep plot OUT` adds pareto.png and one chart per axis (matplotlib).
+Modes: timing-only, functional, validate, and eval (a language model's perplexity, top-1
+agreement and KL with each point's chip in its loop, next to its cost; plots show perplexity
+against each axis).
 """
 from __future__ import annotations
 
