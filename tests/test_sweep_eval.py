@@ -251,3 +251,27 @@ def test_noise_example_in_small_form_equals_gcsim_eval_sigma_list(tmp_path):
     assert ref[1]["perplexity"] == pytest.approx(point["perplexity"], rel=1e-6)
     assert ref[1]["top1_agreement"] == point["top1_agreement"]
     assert ref[1]["kl"] == pytest.approx(point["kl"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_smollm2_eval_sweep_equals_gcsim_eval(tmp_path):
+    """SmolLM2 (where its weights are installed) with layer 2 on the chip, scalers calibrated
+    on the window as gcsim eval does: the sweep's cubic point against eval.json's simulator row."""
+    from weights import weights_missing
+    if weights_missing():
+        pytest.skip(weights_missing())
+    text = tmp_path / "t.txt"
+    text.write_text(HELD_OUT[:400], encoding="utf-8")
+    path = spec(tmp_path, eval={"lm": "smollm2", "text": str(text), "window": 32, "windows": 1,
+                                "chip_layers": [2]}, axes=[{"grid": {"numerics.cell_law": ["cubic"]}}])
+    row, = run_sweep(path, cache=tmp_path / "c", jobs=1).rows
+    assert row["status"] == "ok", row["error"]
+    assert cli(["eval", "--lm", "smollm2", "--text", str(text), "--window", "32", "--windows", "1",
+                "--sim-windows", "1", "--chip-layers", "2", "--sensitivity-windows", "0", "--no-progress",
+                "-o", str(tmp_path / "ev")]) == 0
+    sim = [v for v in json.loads((tmp_path / "ev" / "eval.json").read_text())["rows"] if v["kind"] == "simulator"][0]
+    assert row["tokens"] == sim["tokens"] == 32
+    assert row["perplexity"] == pytest.approx(sim["perplexity"], rel=1e-5)
+    assert row["top1_agreement"] == sim["top1_agreement"]
+    assert row["latency_per_token_ns"] == sim["latency_ns_per_token"]
