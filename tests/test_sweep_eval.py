@@ -76,7 +76,7 @@ def test_points_equal_gcsim_eval_on_the_same_description(tmp_path, capsys):
 
 def test_cache_key_holds_the_weights_and_text_checksums(tmp_path):
     """Changing the bytes of the weights file or of the text, at the same path, computes the
-    points again; an identical copy of the text elsewhere is the same key."""
+    points again."""
     from gcsim.chipmodel.weights import SHIPPED, load_weights, save_weights
     w = load_weights("chip")
     weights = tmp_path / "w.npz"
