@@ -145,6 +145,26 @@ def output_dir(path: str | os.PathLike, *, force: bool = False, command: list[st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def claim_in_place(path: str | os.PathLike, files: list[str], *, force: bool = False,
+                   command: list[str] | None = None) -> Path:
+    """OUT for a command that writes in place (a resumable run: its checkpoint must survive a
+    kill, so no temporary directory is swapped in). The same rule as `output_dir`: OUT must
+    be new, empty or gcsim's (else refused unless `force`); its marker then lists `files`
+    (relative names) before any of them is written, so a rerun recognises them as gcsim's."""
+    final = check_output_dir(path, force=force)
+    try:
+        final.mkdir(parents=True, exist_ok=True)
+        mark = _marker(final)
+        listed = set(mark.get("files", [])) if mark else set()
+        data = {"written_by": "gcsim", "version": __version__, "state": "in place",
+                "command": list(sys.argv if command is None else command),
+                "files": sorted(listed | set(files))}
+        (final / MARKER).write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise OutputDirError(f"{path}: cannot write the output directory ({exc.strerror})") from None
+    return final
+
+
 def _swap(tmp: Path, final: Path, shown: str | os.PathLike, force: bool) -> None:
     if not final.exists():
         os.rename(tmp, final)

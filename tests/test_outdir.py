@@ -176,3 +176,28 @@ def test_trace_output_never_replaces_a_file_that_is_not_a_trace(tmp_path, capsys
     assert "not a gcsim trace" in capsys.readouterr().err and f.read_text() == "my notes"
     assert cli(args + ["--force"]) == 0 and f.read_bytes().startswith(b"GCTRACE")
     assert cli(args + ["--seed", "1"]) == 0       # a gcsim trace may be replaced
+
+
+def test_train_output_dir_follows_the_marker_rule(tmp_path, capsys):
+    """`gcsim train -o DIR` writes its fixed names in place: a folder holding a user's file is
+    refused before any work (the file untouched), a folder gcsim claimed is reused (resume)."""
+    from gcsim.outdir import MARKER, claim_in_place
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "chipgpt-chip.npz").write_bytes(b"user data")
+    assert cli(["train", "chip", "-o", str(user), "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "chipgpt-chip.npz" in err and "did not write" in err
+    assert (user / "chipgpt-chip.npz").read_bytes() == b"user data"
+    assert not (user / MARKER).exists()
+    # a claimed folder lists the files the training will write, before it writes them
+    out = claim_in_place(tmp_path / "run", ["chip.ckpt.npz", "chipgpt-chip.npz"])
+    (out / "chip.ckpt.npz").write_bytes(b"ckpt")       # what a killed run leaves
+    claim_in_place(out, ["softmax.ckpt.npz"])           # a rerun or the other experiment: accepted
+    assert json.loads((out / MARKER).read_text())["files"] == ["chip.ckpt.npz", "chipgpt-chip.npz",
+                                                               "softmax.ckpt.npz"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="notes.txt"):
+        claim_in_place(out, ["chip.ckpt.npz"])
+    claim_in_place(out, ["chip.ckpt.npz"], force=True)  # --force: beside the user's file
+    assert (out / "notes.txt").read_text() == "mine"

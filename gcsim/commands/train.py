@@ -9,14 +9,19 @@ The last iteration writes OUT/chipgpt-NAME.npz, the weights gcsim eval/decode ta
 """
 from __future__ import annotations
 
-from pathlib import Path
+from ..outdir import claim_in_place
 
 
 def register(sub):
     p = sub.add_parser("train", help="train the small GPT for the chip (or its softmax twin); needs JAX",
                        description=__doc__)
     p.add_argument("experiment", choices=("chip", "softmax"), help="chip: cubic cell law with all quantizers; softmax: the twin")
-    p.add_argument("-o", "--out", default="out/train", help="folder for checkpoint, log and weights (default: %(default)s)")
+    p.add_argument("-o", "--out", default="out/train",
+                   help="folder for checkpoint, log and weights (default: %(default)s); refused if it holds "
+                        "files gcsim did not write")
+    p.add_argument("--force", action="store_true",
+                   help="write into OUT even if it holds files gcsim did not write (they are kept; "
+                        "same-named files are replaced)")
     p.add_argument("--iters", type=int, default=None, help="number of iterations (default: the experiment's, see gcsim/chipmodel/config.py)")
     p.add_argument("--stop-at", type=int, default=None,
                    help="stop after iteration N of the schedule and write the weights of that iteration")
@@ -26,18 +31,15 @@ def register(sub):
 
 
 def main(args) -> int:
-    from ..chipmodel.train import set_threads, train
     if args.iters is not None and args.iters <= 0:
         raise ValueError(f"--iters must be positive, found {args.iters}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: the output path exists and is not a folder")
-    weights = out / f"chipgpt-{args.experiment}.npz"
-    if weights.exists() and not (out / f"{args.experiment}.ckpt.npz").exists():
-        raise ValueError(f"{weights} exists and was not written by this training (no checkpoint next to it); "
-                         "choose another --out")
-    set_threads(args.threads)
     if args.stop_at is not None and args.stop_at <= 0:
         raise ValueError(f"--stop-at must be positive, found {args.stop_at}")
+    # the output-directory rule of gcsim/outdir.py, in place: the checkpoint must survive a kill
+    name = args.experiment
+    out = claim_in_place(args.out, [f"{name}.ckpt.npz", f"{name}.log.jsonl", f"chipgpt-{name}.npz"],
+                         force=args.force)
+    from ..chipmodel.train import set_threads, train
+    set_threads(args.threads)
     train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes, stop_at=args.stop_at)
     return 0
