@@ -30,6 +30,22 @@ predicted). For any other design this module scales each term by the law below
 `costs.model: table` in a description turns the scaling off: the phase times and the energy
 table are used as written (Accelergy style, for a table estimated elsewhere). The area is
 the same in both.
+
+`costs.array_read: charge` (optional, functional runs only) charges each K and V array read
+for the charge its cells actually integrate instead of a fixed energy per active column or
+row: E = kappa x Q, Q = sum over the cells that conduct of |I| x pulse width (uA x T_max;
+gcsim.physics.read_abs_charges: the cell law at the stored, decayed value, the query pulse
+on a K row, the phi pulse on a V row), i.e. supply voltage x charge up to the constant
+kappa. kappa is calibrated so that the description's k_column_read / v_row_read is the
+energy of a read of the calibration trace's mean charge:
+  kappa_K = k_column_read / CAL_K_COLUMN_UA_TMAX,  kappa_V = v_row_read / CAL_V_ROW_UA_TMAX,
+so on the calibration trace the paper's 1120 pJ (phi(Q.K^T)) and 700 pJ (phi(S).V, of which
+448 pJ V rows) hold per head and token at full window. The calibration constants are
+measured by `calibration_charges()` (the numbers below; tests/test_charge_energy.py
+re-measures them). The K item includes the integrator and charge-to-pulse: all of it is
+taken in proportion to the charge (the paper gives no split). The table entries are used as
+written (not scaled by d_head: the charge already counts the cells). Timing-only runs have
+no values, so the simulator refuses `charge` there (SimError), rather than falling back.
 """
 from __future__ import annotations
 
@@ -45,6 +61,15 @@ REF_Q_LEVELS = 16
 REF_KV_LEVELS = 8
 REF_OUT_LEVELS = 32
 HEAD_SHARE = 0.2  # [our default] share of the per-head periphery area that does not scale with sub-tiles
+
+# The calibration trace of `costs.array_read: charge`: what `gcsim paper --functional` replays,
+# i.e. `gcsim trace synth` of paper-gpt2 shape (12 layers x 12 heads, d_head 64), 1100 steps,
+# seed 0, on models/paper-gpt2.yaml (float32). Mean integrated |I| x pulse width per K column
+# read and per V row read (uA x T_max) over its full-window steps (t >= 1023), measured by
+# calibration_charges(). A read of these charges costs k_column_read / v_row_read.
+CALIBRATION_TRACE = {"model": "paper-gpt2", "steps": 1100, "seed": 0}
+CAL_K_COLUMN_UA_TMAX = 31.67519677830438
+CAL_V_ROW_UA_TMAX = 12.447847188562168
 
 
 def tree_depth(n: int) -> int:
@@ -67,6 +92,7 @@ class Costs:
     actions_pj: dict[str, float]   # energy per action, scaled to the design
     scale: dict[str, float]        # the factor applied to each action (1 at the calibration point)
     area: dict[str, float]         # mm2 and cell counts, see area()
+    charge_pj: dict[str, float] | None = None  # array_read charge: pJ per uA x T_max (kappa) per action
 
 
 def adder_tree_ps(hw) -> int:
@@ -115,11 +141,52 @@ def area(hw) -> dict[str, float]:
             "per_sub_tile_periphery_mm2": per_sub_tile_mm2, "per_head_periphery_mm2": per_head_mm2}
 
 
+def charge_pj(hw) -> dict[str, float] | None:
+    """kappa (pJ per uA x T_max) of the K and V array reads with `costs.array_read: charge`."""
+    if hw.costs.array_read != "charge":
+        return None
+    a = hw.energy.actions_pj
+    return {"k_column_read": a["k_column_read"] / CAL_K_COLUMN_UA_TMAX,
+            "v_row_read": a["v_row_read"] / CAL_V_ROW_UA_TMAX}
+
+
 def derive(hw) -> Costs:
-    """The costs of `hw`; with `costs.model: table` the description's numbers as written."""
+    """The costs of `hw`; with `costs.model: table` the description's numbers as written.
+    With `costs.array_read: charge` the K/V read actions cost 0 per count: the tiles book
+    kappa x charge for each read instead."""
     if hw.costs.model == "table":
-        return Costs(adder_tree_ps(hw), dict(hw.energy.actions_pj),
-                     {k: 1.0 for k in hw.energy.actions_pj}, area(hw))
-    scale = action_scale(hw)
+        scale = {k: 1.0 for k in hw.energy.actions_pj}
+    else:
+        scale = action_scale(hw)
     actions = {k: v * scale.get(k, 1.0) for k, v in hw.energy.actions_pj.items()}
-    return Costs(adder_tree_ps(hw), actions, scale, area(hw))
+    kappa = charge_pj(hw)
+    if kappa:
+        actions.update({k: 0.0 for k in kappa})
+    return Costs(adder_tree_ps(hw), actions, scale, area(hw), kappa)
+
+
+def calibration_charges(progress: bool = False) -> tuple[float, float]:
+    """Measure (CAL_K_COLUMN_UA_TMAX, CAL_V_ROW_UA_TMAX) on the calibration trace: the mean
+    integrated |I| x pulse width per K column read and per V row read at full window."""
+    import os
+    import tempfile
+
+    import numpy as np
+
+    from .hardware import load_hardware
+    from .sim import Simulator
+    from .traces import open_trace, write_synthetic
+
+    hw = load_hardware(CALIBRATION_TRACE["model"]).derive(costs={"array_read": "charge"})
+    s = hw.shape
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "calibration.gctrace")
+        write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
+                        steps=CALIBRATION_TRACE["steps"], seed=CALIBRATION_TRACE["seed"])
+        with open_trace(path) as trace:
+            sim = Simulator(hw, trace)
+            sim.run(progress=progress)
+    full = np.arange(sim.steps) >= s.window - 1
+    charge = sum(t.read_charge_ua_tmax[full].sum(axis=0) for t in sim.tiles)   # [K, V] summed
+    reads = int(full.sum()) * s.layers * s.heads * s.window * hw.periphery.sequences
+    return float(charge[0] / reads), float(charge[1] / reads)

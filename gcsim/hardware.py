@@ -298,6 +298,11 @@ class CostModel:
     model: str = choice(("scaled", "table"),
                         "scaled: the table and the adder-tree time are the calibration design's (the paper's) "
                         "and are scaled to this design; table: used as written", default="scaled")
+    array_read: str = choice(("per_cell", "charge"),
+                             "K/V array read energy. per_cell: energy.actions_pj k_column_read / v_row_read per "
+                             "active column / row; charge: in proportion to the |I| x pulse width the read's "
+                             "cells integrate (supply x charge), calibrated on the paper's trace "
+                             "(gcsim/costs.py); needs a functional run", default="per_cell")
 
 
 @dataclass(frozen=True)

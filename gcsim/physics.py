@@ -352,3 +352,35 @@ def bitline_charges_av_cells(phi, i_v, array_size: int, *, xp=None):
     w = xp.permute_dims(xp.reshape(phi, (kv, g, n_sub, array_size)), (0, 2, 1, 3))   # [KV, n_sub, G, a]
     iv = xp.reshape(i_v, (kv, n_sub, array_size, i_v.shape[-1]))                    # [KV, n_sub, a, d]
     return xp.permute_dims(xp.matmul(w, iv), (0, 2, 1, 3))
+
+
+# ---- integrated |I| of a bank read (the data-dependent array energy, gcsim/costs.py) ----
+#
+# The bit-line sums above are signed: cells with y < 0 (cubic: below ~ -0.04 V) subtract.
+# The energy drawn from the supply follows the absolute current of every cell that conducts:
+# a K cell (row d, column j) for the query pulse q_d, a V cell (row j, column d) for phi_j.
+# Per read, Q_K = sum_j sum_d q_d |f(y_dj d_j)| and Q_V = sum_j phi_j sum_d |f(y_jd d_j)|:
+# each needs only one sum of |f| per K row (over the slots read) or per V row (over d).
+
+def cell_abs_ua(y_v, decay, coeffs, gain=None, *, xp=None):
+    """|I| (uA) of each cell, |gain x f(y x decay)| (cell_currents_ua): y [..., M, d] stored
+    deviations, decay [M] per slot or [..., M, d] per cell, gain per cell or None."""
+    xp = namespace(y_v, decay, xp=xp)
+    decay = xp.asarray(decay)
+    if decay.ndim == 1:
+        decay = decay[:, None]
+    return xp.abs(cell_currents_ua(xp.asarray(y_v), decay, coeffs, gain, xp=xp))
+
+
+def read_abs_charges(q, phi, k_row_abs_ua, v_row_abs_ua, *, xp=None):
+    """Integrated |I| x pulse width (uA x T_max) of the cells a bank read drives.
+
+    q [KV, G, d] query pulse fractions; phi [KV, G, M] charge-to-pulse fractions (0 on
+    invalid slots); k_row_abs_ua [KV, d]: per K row, sum over the valid slots j of
+    |f(y_dj d_j)|; v_row_abs_ua [KV, M]: per V row (slot), sum over d of |f(y_jd d_j)|.
+    Returns (Q_K, Q_V), each [KV, G]: one entry per query head.
+    """
+    xp = namespace(q, phi, k_row_abs_ua, v_row_abs_ua, xp=xp)
+    qk = xp.sum(xp.asarray(q, dtype=xp.float64) * k_row_abs_ua[:, None, :], axis=-1)
+    qv = xp.sum(xp.asarray(phi, dtype=xp.float64) * v_row_abs_ua[:, None, :], axis=-1)
+    return qk, qv

@@ -92,6 +92,10 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         a["count"] += row["count"]
         a["energy_pj"] += row["energy_pj"]
         layer_action_pj[act] = layer_action_pj.get(act, 0.0) + np.asarray(row["per_layer_pj"])
+    for act in costs.charge_pj(hw) or ():   # data-dependent reads: the mean over all of them
+        a = by_action.get(act)
+        if a and a["count"]:
+            a["pj_each"] = a["energy_pj"] / a["count"]
     for block, pj in ledger.static_pj.items():
         by_component[f"static:{block}"] = pj
     clock_ps = hw.timing.clock_period_ps

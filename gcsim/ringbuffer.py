@@ -100,6 +100,11 @@ class RingBuffer:
         S, phi [KV, G, M] and A [KV, G, n_sub, d]."""
         return self._storage.read(q, decay, valid, step)
 
+    def abs_charges(self, q, phi, decay, valid):
+        """Integrated |I| x pulse width (uA x T_max) of the read of `read(q, decay, valid)`
+        that gave phi: (Q_K, Q_V), each [KV, G] (gcsim.physics.read_abs_charges)."""
+        return physics.read_abs_charges(q, phi, *self._storage.row_abs_currents(decay, valid))
+
     def restore(self, time_ps: int) -> int:
         """Refresh: every written slot is rewritten with its level, age 0 at time_ps.
         Returns the number of slots rewritten."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import noise as gnoise
 from .. import physics
-from . import bitline
+from . import bitline, charge
 from .device import namespace_for, to_host
 
 
@@ -112,6 +112,18 @@ class PowerStore:
     def powers(self):
         return to_host(self.k_pow), to_host(self.v_pow)
 
+    def row_abs_currents(self, decay, valid):
+        """Per K row the sum of |I| over the valid slots [KV, d], per V row (slot) the sum of
+        |I| over d [KV, M] (uA, float64 numpy): what physics.read_abs_charges takes."""
+        decay = np.asarray(to_host(decay), np.float64)
+        cells = {k: None if v is None else np.asarray(to_host(v), np.float64) for k, v in self.cells.items()}
+        rows = []
+        for pw, arr in ((self.k_pow, "k"), (self.v_pow, "v")):   # with the cells' spread, if any
+            cell_decay = physics.decay_per_cell(decay[:, None], cells.get(f"inv_tau_{arr}"))
+            rows.append(physics.cell_abs_ua(np.asarray(to_host(pw[0]), np.float64), cell_decay, self.coeffs,
+                                            cells.get(f"gain_{arr}")))
+        return np.einsum("kmd,m->kd", rows[0], np.asarray(valid, np.float64)), rows[1].sum(axis=-1)
+
     def nbytes(self) -> int:
         return 2 * int(np.prod(self.k_pow.shape)) * self._np_dtype.itemsize
 
@@ -136,6 +148,7 @@ class CodeStore:
         lo, hi = kv_range_v
         step = (hi - lo) / (kv_levels - 1)  # the grid of physics.quantize
         self.step, self.zero, self.inv_step = f(step), f(physics.V_ZERO_V), f(1.0 / step)
+        self.n_codes = round(hi / step) + 1   # codes 0..round(hi / step) (codes_exact: lo >= 0)
         self.coeffs, self.array_size, self.s_sat = coeffs, array_size, s_sat
         self.n_pow = len(coeffs) - 1
         self._coeffs, self._s_sat = np.asarray(coeffs, self.dtype), f(s_sat)
@@ -161,6 +174,16 @@ class CodeStore:
     def powers(self):
         """Deviations and their powers [P, KV, M, d] for K and V, as PowerStore keeps them."""
         return tuple(physics.stored_powers(x, self.n_pow + 1) for x in self.values())
+
+    def row_abs_currents(self, decay, valid):
+        """As PowerStore.row_abs_currents, from a table of |I| per (code, slot)."""
+        decay = np.asarray(decay, np.float64)
+        levels = np.arange(self.n_codes, dtype=np.float64) * float(self.step) - float(self.zero)  # y of each code
+        table = physics.cell_abs_ua(levels[None, :], decay, self.coeffs)   # [M, codes]: |I| per slot and code
+        kv, d, m = self.k_codes.shape
+        k_rows, v_rows = np.zeros((kv, d)), np.zeros((kv, m))
+        charge.row_abs_currents()(self.k_codes, self.v_codes, table, np.asarray(valid, np.float64), k_rows, v_rows)
+        return k_rows, v_rows
 
     def read(self, q, decay, valid, step: int | None = None):
         """As PowerStore.read: S, phi [KV,G,M] and A [KV,G,n_sub,d]."""

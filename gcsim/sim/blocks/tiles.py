@@ -15,7 +15,8 @@ Parameters: shape (window M, array size), `numerics.retention` (mode, loss_fract
 Ports: in `store` <- writer; in `read` <- controller (ReadRequest); out `count` -> counters
 (CountRequest per round, when its V phase ends); in `round_done` <- counters.
 Statistics (per K/V bank and sequence): busy while written, read and refreshed.
-Energy: `k_column_read` per active K column, `v_row_read` per active V row (per query head).
+Energy: `k_column_read` per active K column, `v_row_read` per active V row (per query head);
+with `costs.array_read: charge`, also kappa x the charge each read integrated (gcsim/costs.py).
 Counts lost reads (a slot read whose retention factor < loss_fraction) for refresh.summary.
 """
 from __future__ import annotations
@@ -24,7 +25,9 @@ import math
 
 import numpy as np
 
+from ... import costs
 from ...datapath import retention_decay
+from ...errors import SimError
 from ...kernels import make_store
 from ...ringbuffer import RingBuffer
 from ..kernel import Component, Resource
@@ -83,6 +86,12 @@ class GainCellTiles(Component):
         self.H = s.heads
         self.ledger.declare(self.name, "k_column_read", layer, per_valid=s.heads)   # per layer step
         self.ledger.declare(self.name, "v_row_read", layer, per_valid=s.heads)
+        # data-dependent read energy: pJ per uA x T_max integrated, and the charges [step, (K, V)]
+        self.charge_pj = costs.charge_pj(hw)
+        if self.charge_pj and not sim.values:
+            raise SimError("costs.array_read: charge needs the values a read integrates: run functional "
+                           "(not timing-only), or set costs.array_read=per_cell")
+        self.read_charge_ua_tmax = np.zeros((sim.steps, 2)) if self.charge_pj else None
 
     def _book(self, start, end, seq, step, action):
         """Busy over the union of reserved intervals (pipelined rounds overlap)."""
@@ -113,7 +122,10 @@ class GainCellTiles(Component):
             valid = ring.valid(step)
             ages = job.decay_ages = ring.ages_ps(read_ps)   # as the arrays saw them (refresh included)
             decay = retention_decay(ages, ring.ages_tokens(step), self.sim.hw)
-            self.integrators.integrate(job, ring, valid, np.where(valid, decay, 0.0).astype(self.dtype))
+            decay = np.where(valid, decay, 0.0).astype(self.dtype)
+            self.integrators.integrate(job, ring, valid, decay)
+            if self.charge_pj:
+                self._book_charge(job, ring, decay, valid)
         self.ledger.layer_step(l, step, n_valid, n_active)   # the declared per-layer-step actions
         job.rounds_left = len(self.rounds)
         if self.sequential:
@@ -122,6 +134,14 @@ class GainCellTiles(Component):
             path = job.path
             for r in range(len(self.rounds)):
                 self._round(job, r, read_ps, path if r == 0 else dict(path))
+
+    def _book_charge(self, job, ring, decay, valid):
+        """Book the K and V reads' energy for the charge their cells integrated (all heads)."""
+        qk, qv = ring.abs_charges(job.q_pulse, job.phi, decay, valid)
+        qk, qv = float(qk.sum()), float(qv.sum())
+        self.read_charge_ua_tmax[job.step] += (qk, qv)
+        self.ledger.book_pj(self.name, "k_column_read", self.charge_pj["k_column_read"] * qk, self.layer, job.step)
+        self.ledger.book_pj(self.name, "v_row_read", self.charge_pj["v_row_read"] * qv, self.layer, job.step)
 
     def on_round_done(self, rnd):
         """Time-multiplexed rounds: the next round starts when this one's count is over."""

@@ -7,6 +7,8 @@ per_active)`), and the tiles report each layer step's two numbers (`layer_step`)
 layer step costs three integer additions whatever the number of actions. Anything else
 (refresh, links) is booked as it happens (`book`). Counts per step are kept per layer in
 Python ints for the current step and flushed to numpy rows when the step changes.
+An action whose energy depends on the data (`costs.array_read: charge`) has 0 pJ in the
+table and its energy booked in pJ as it happens (`book_pj`), beside its counts.
 """
 from __future__ import annotations
 
@@ -33,6 +35,8 @@ class EnergyLedger:
         self._ls_step = 0
         self._ls_cur = [[0] * layers for _ in range(3)]
         self._ls_dirty = False
+        self._direct: dict[tuple[str, str], np.ndarray] = {}  # pJ booked directly, per layer
+        self._step_direct = np.zeros((steps, len(self.actions)))
 
     def declare(self, component: str, action: str, layer: int, const: int = 0, per_valid: int = 0,
                 per_active: int = 0) -> None:
@@ -81,6 +85,19 @@ class EnergyLedger:
             self._cur_step = step
         self._cur[self._col[action]] += count
 
+    def book_pj(self, component: str, action: str, pj: float, layer: int, step: int) -> None:
+        """`component` spent `pj` on `action` (data-dependent energy, beside its counts)."""
+        per_layer = self._direct.get((component, action))
+        if per_layer is None:
+            per_layer = self._direct[(component, action)] = np.zeros(self.layers)
+        per_layer[layer] += pj
+        self._step_direct[step, self._col[action]] += pj
+
+    def _energy(self, key, counts) -> np.ndarray:
+        """Per layer energy (pJ) of (component, action) with `counts` per layer."""
+        e = counts * self.table[key[1]]
+        return e + self._direct[key] if key in self._direct else e
+
     def add_action(self, action: str) -> None:
         """A further action (e.g. an edge's own energy per bit), with its entry in `table`."""
         self._flush()
@@ -88,6 +105,7 @@ class EnergyLedger:
         self._col[action] = len(self.actions) - 1
         self._pj.append(self.table[action])
         self._step_counts = np.concatenate([self._step_counts, np.zeros((len(self._step_counts), 1), np.int64)], axis=1)
+        self._step_direct = np.concatenate([self._step_direct, np.zeros((len(self._step_direct), 1))], axis=1)
         self._cur.append(0)
 
     def _flush(self) -> None:
@@ -109,7 +127,7 @@ class EnergyLedger:
         counts = self._step_counts.copy()
         for (_, action), per_step in self._declared()[1].items():
             counts[:, self._col[action]] += per_step
-        return counts * np.array(self._pj)
+        return counts * np.array(self._pj) + self._step_direct
 
     def step_pj(self) -> np.ndarray:
         """Dynamic energy of each step [T] (summed over sequences and layers)."""
@@ -126,20 +144,22 @@ class EnergyLedger:
     def by_action(self) -> dict[str, dict]:
         out = {}
         for (comp, action), arr in sorted(self.counts.items()):
-            out[f"{comp}.{action}"] = {"component": comp, "action": action, "count": int(arr.sum()),
-                                       "pj_each": self.table[action], "energy_pj": float(arr.sum() * self.table[action]),
-                                       "per_layer_pj": (arr * self.table[action]).tolist()}
+            e = self._energy((comp, action), arr)
+            count = int(arr.sum())
+            each = float(e.sum()) / count if (comp, action) in self._direct and count else self.table[action]
+            out[f"{comp}.{action}"] = {"component": comp, "action": action, "count": count,
+                                       "pj_each": each, "energy_pj": float(e.sum()), "per_layer_pj": e.tolist()}
         return out
 
     def total_pj(self) -> float:
-        dynamic = sum(float(arr.sum()) * self.table[a] for (_, a), arr in self.counts.items())
+        dynamic = sum(float(self._energy(k, arr).sum()) for k, arr in self.counts.items())
         return dynamic + sum(self.static_pj.values())
 
     def per_layer_pj(self) -> np.ndarray:
         out = np.zeros(self.layers)
-        for (_, a), arr in self.counts.items():
-            out += arr * self.table[a]
+        for k, arr in self.counts.items():
+            out += self._energy(k, arr)
         return out
 
     def action_pj(self, action: str) -> float:
-        return sum(float(arr.sum()) * self.table[a] for (_, a), arr in self.counts.items() if a == action)
+        return sum(float(self._energy(k, arr).sum()) for k, arr in self.counts.items() if k[1] == action)
