@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tokenizer import BPETokenizer
+from .tokenizer import Tokenizer
 from .weights import GGUFModel, LLMError, file_sha256, find_smollm2_gguf, load_gguf
 
 
@@ -70,7 +70,7 @@ class SmolLM2:
         self.name = g.path.stem
         self.path = g.path
         self.sha256 = sha256
-        self.tokenizer = BPETokenizer(g.tokens, g.merges, g.pre, g.token_types)
+        self.tokenizer = Tokenizer(g.tokens, g.merges, g.pre, g.token_types)
         # end-of-text: the GGUF's eos id and the chat template's end-of-turn, where present
         self.stop_ids = frozenset([g.special_ids[k] for k in ("eos",) if k in g.special_ids]
                                   + [i for i, t in enumerate(g.tokens) if t in ("<|endoftext|>", "<|im_end|>")])
