@@ -3,7 +3,7 @@ and 2048, and the prefill of a long prompt in one pass (baseline) vs in chunks (
 
 Run: python benchmarks/bench_record.py [--repeats 7]
 Medians of --repeats decode steps (min..max) at each context length, each step recording
-q/k/v like `gcsim trace record`; single-threaded BLAS.
+q/k/v like `gcsim trace record`, as ms per step and steps/s; single-threaded BLAS.
 """
 import os
 
@@ -24,17 +24,21 @@ from gcsim.llm import SmolLM2  # noqa: E402
 from gcsim.llm.decoder import Recording  # noqa: E402
 
 
-def decode_ms(model, cache, rec, pos: int, repeats: int) -> list[float]:
-    out = []
+def decode_ms(model, cache, rec, contexts, repeats: int) -> dict[int, list[float]]:
+    """ms of one recording decode step at each context, the contexts interleaved round by round
+    (so a change in the machine's load falls on all of them alike)."""
+    out = {pos: [] for pos in contexts}
     for i in range(repeats):
-        t0 = time.perf_counter()
-        model._forward(np.array([42]), pos + i, cache, rec, want_logits=True)
-        out.append(1e3 * (time.perf_counter() - t0))
+        for pos in contexts:
+            t0 = time.perf_counter()
+            model._forward(np.array([42]), pos + i, cache, rec, want_logits=True)
+            out[pos].append(1e3 * (time.perf_counter() - t0))
     return out
 
 
 def fmt(xs):
-    return f"{statistics.median(xs):8.1f} ms  ({min(xs):.1f} .. {max(xs):.1f})"
+    med = statistics.median(xs)
+    return f"{med:8.1f} ms = {1e3 / med:5.1f} steps/s  ({min(xs):.1f} .. {max(xs):.1f} ms)"
 
 
 def main() -> None:
@@ -54,11 +58,13 @@ def main() -> None:
     # fill the cache up to 2048 positions once (chunked), so every context length is real
     for s in range(0, 2048, 256):
         model._forward(ids[s:s + 256], s, cache, rec, want_logits=False)
-    base = decode_ms(model, cache, rec, 64, args.repeats)
-    print(f"decode step with recording, median of {args.repeats} (min .. max); baseline = context 64")
+    times = decode_ms(model, cache, rec, (64, 512, 2048), args.repeats)
+    base = times[64]
+    print(f"decode step with recording, median of {args.repeats} (min .. max), contexts interleaved; "
+          f"baseline = context 64")
     print(f"  context   64 {fmt(base)}")
     for pos in (512, 2048):
-        xs = decode_ms(model, cache, rec, pos, args.repeats)
+        xs = times[pos]
         print(f"  context {pos:4d} {fmt(xs)}   x{statistics.median(xs) / statistics.median(base):.2f} of context 64")
     n = args.prompt_tokens
     prompt = ids[:n]

@@ -69,7 +69,7 @@ HEAD_SHARE = 0.2  # [our default] share of the per-head periphery area that does
 # calibration_charges(). A read of these charges costs k_column_read / v_row_read.
 CALIBRATION_TRACE = {"model": "paper-gpt2", "steps": 1100, "seed": 0}
 CAL_K_COLUMN_UA_TMAX = 31.67519677830438
-CAL_V_ROW_UA_TMAX = 12.447847188562168
+CAL_V_ROW_UA_TMAX = 12.447848940911797
 
 
 def tree_depth(n: int) -> int:
