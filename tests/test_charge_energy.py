@@ -87,6 +87,39 @@ def test_both_stores_match_a_per_cell_loop_cubic_law():
         np.testing.assert_allclose(qv, want_v, rtol=1e-9)
 
 
+def test_cell_spread_enters_the_charge():
+    """With the fixed-pattern spread of numerics.noise (each cell's gain and retention time),
+    the integrated |I| is that of each cell's own current |gain x f(y x decay ** inv_tau)|."""
+    noise = load_hardware("paper-gpt2").derive(
+        numerics={"noise": {"seed": 4, "cell_sigma_rel": 0.3, "tau_sigma_ln": 0.5}}).numerics.noise
+    kv, g, m, d = 2, 2, 4, 3
+    coeffs = physics.law_coefficients("cubic")
+    store = PowerStore(kv, m, d, np.float64, coeffs, 2, 80.0, noise=noise)
+    ideal = PowerStore(kv, m, d, np.float64, coeffs, 2, 80.0)
+    rng = np.random.default_rng(5)
+    yk, yv = rng.uniform(-0.45, 0.45, (2, m, kv, d))
+    for j in range(m):
+        store.write(j, yk[j], yv[j], step=j)
+        ideal.write(j, yk[j], yv[j], step=j)
+    decay, valid = rng.uniform(0.5, 1.0, m), np.array([True, True, False, True])
+    c = store.cells
+    q, phi = rng.uniform(0, 1, (kv, g, d)), rng.uniform(0, 1, (kv, g, m)) * valid
+    want_k, want_v = np.zeros((kv, g)), np.zeros((kv, g))
+    for a in range(kv):
+        for j in range(m):
+            for e in range(d):
+                ik = c["gain_k"][a, j, e] * float(physics.cell_current_ua(
+                    yk[j, a, e] * decay[j] ** c["inv_tau_k"][a, j, e], "cubic"))
+                iv = c["gain_v"][a, j, e] * float(physics.cell_current_ua(
+                    yv[j, a, e] * decay[j] ** c["inv_tau_v"][a, j, e], "cubic"))
+                want_k[a] += valid[j] * q[a, :, e] * abs(ik)
+                want_v[a] += phi[a, :, j] * abs(iv)
+    got = physics.read_abs_charges(q, phi, *store.row_abs_currents(decay, valid))
+    np.testing.assert_allclose(got[0], want_k, rtol=1e-9)
+    np.testing.assert_allclose(got[1], want_v, rtol=1e-9)
+    assert not np.allclose(physics.read_abs_charges(q, phi, *ideal.row_abs_currents(decay, valid))[0], want_k)
+
+
 def test_calibration_trace_gives_the_papers_1120_and_700_pj():
     """`gcsim paper --functional` on the calibration trace with array_read: charge: the
     paper items per head and token at full window are the paper's (the calibration), while

@@ -9,7 +9,9 @@ gcsim/costs.py (docs/cost-model.md).
 Replays a synthetic GPT-2-shaped trace (seeded; generated in a temporary file unless
 --trace is given) of at least a full window on models/paper-gpt2.yaml and prints the
 simulated figures beside the published ones (docs/paper-model.md, "Published budgets"). Energy counts do not
-depend on the values, so the replay is timing-only unless --functional is given.
+depend on the values, so the replay is timing-only unless --functional is given; with
+`-s costs.array_read=charge` (reads charged for the charge they integrate) it must be
+--functional, and the default trace is that charge model's calibration trace.
 """
 from __future__ import annotations
 
