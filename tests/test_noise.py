@@ -1,5 +1,7 @@
 """Device non-idealities (numerics.noise): a counter-based generator (the same value for the same
 position, whatever the order of draws), applied alike in the reference model and the simulator."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from inputs import random_trace
@@ -14,6 +16,7 @@ from gcsim.noise import cell_factors, hash_keys, standard_normal
 from gcsim.reference import layer_attention
 from gcsim.sim import Simulator
 
+ROOT = Path(__file__).resolve().parent.parent
 HW = load_hardware("chipgpt")
 # 2 layers x 4 heads on 2 K/V banks (GQA), window 16 in 2 sub-tiles; tau 2 us: retention visible
 SMALL = load_hardware().derive(shape={"layers": 2, "heads": 4, "kv_heads": 2, "d_head": 8, "window": 16,
@@ -282,3 +285,13 @@ def test_noise_on_another_array_library_gives_the_cpu_codes(device):
             for dev in ("cpu", device)}
     np.testing.assert_allclose(outs[device], outs["cpu"], rtol=0, atol=1e-12)
     assert not np.array_equal(outs["cpu"], sim_outputs(SMALL.derive(numerics={"dtype": "float64"}), tr, 24))
+
+
+def test_the_noise_sweep_example_validates_every_point(tmp_path):
+    import gcsim
+    rows = gcsim.sweep(str(ROOT / "examples" / "sweep_noise.yaml"), jobs=1, out=str(tmp_path / "sw"))
+    rows = rows.to_dict("records") if hasattr(rows, "to_dict") else rows
+    assert len(rows) == 9 and all(r["validate_pass"] for r in rows)
+    cos = {(r["numerics.noise.read_sigma_rel"], r["numerics.noise.cell_sigma_rel"]): r["out_cosine_vs_softmax"]
+           for r in rows}
+    assert len(set(cos.values())) == 9   # every sigma moves the outputs

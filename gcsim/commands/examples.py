@@ -33,7 +33,9 @@ EXAMPLES = {
   gcsim decode --prompt "Once upon" -n 16 --chip-layers 0,1""",
     "eval": """\
   gcsim eval --windows 2 -o out/eval            # perplexity, agreement, KL and cost with the chip
-  gcsim eval --chip-layers 0 --no-progress -o out/eval-l0""",
+  gcsim eval --chip-layers 0 --no-progress -o out/eval-l0
+  gcsim eval --windows 8 --read-sigma 0,0.1,0.2 --cell-sigma 0,0.1,0.2 --plots -o out/eval-noise
+  gcsim eval --windows 2 --set numerics.noise.write_sigma_v=0.03 -o out/eval-w  # noise in the simulator too""",
     "train": """\
   gcsim train chip -o out/chipgpt              # needs the [train] extra (JAX)""",
     "trace": """\
