@@ -152,3 +152,31 @@ def test_charge_mode_refuses_timing_only(capsys):
         Simulator(hw, trace, values=False)
     assert cli(["paper", "--no-progress", "-s", "costs.array_read=charge"]) == 2
     assert "run functional" in capsys.readouterr().err
+
+
+def test_charge_mode_changes_only_the_array_reads_on_the_shipped_trace():
+    """The shipped SmolLM2 trace, per cell vs charge: every other action costs the same, the
+    K/V reads' counts are the same and their pj_each is the mean energy of a read; the energy
+    booked is kappa x the charges the tiles recorded."""
+    from gcsim.report import build_report
+    from gcsim.resources import DEFAULT_TRACE
+    from gcsim.sim import Simulator
+    from gcsim.traces import open_trace
+    reps, sims = {}, {}
+    for mode in ("per_cell", "charge"):
+        hw = load_hardware("smollm2").derive(costs={"array_read": mode})
+        with open_trace(str(DEFAULT_TRACE)) as trace:
+            sims[mode] = Simulator(hw, trace, steps=12)
+            reps[mode] = build_report(sims[mode].run())["energy"]["by_action"]
+    a, b = reps["per_cell"], reps["charge"]
+    assert a.keys() == b.keys()
+    for act in a:
+        assert a[act]["count"] == b[act]["count"], act
+        if act not in ("k_column_read", "v_row_read"):
+            assert a[act]["energy_pj"] == b[act]["energy_pj"], act
+    kappa = costs.charge_pj(sims["charge"].hw)
+    charges = sum(t.read_charge_ua_tmax.sum(axis=0) for t in sims["charge"].tiles)
+    for i, act in enumerate(("k_column_read", "v_row_read")):
+        assert b[act]["energy_pj"] == pytest.approx(kappa[act] * charges[i], rel=1e-12)
+        assert b[act]["pj_each"] == pytest.approx(b[act]["energy_pj"] / b[act]["count"], rel=1e-12)
+        assert b[act]["energy_pj"] != pytest.approx(a[act]["energy_pj"], rel=1e-3)
