@@ -1,5 +1,7 @@
-"""Peak memory against trace length: `gcsim run` (functional), `gcsim profile` and
-`gcsim validate` at 1,000, 5,000 and 20,000 steps, and the previous version's `run`.
+"""Peak memory against trace length: `gcsim run` (functional and timing-only), `gcsim profile`
+(without and with --timeline), `gcsim validate` and `gcsim reference` at 1,000, 5,000 and
+20,000 steps, and the previous version's `run`; optionally a longer timing-only
+`profile --timeline` (--timeline-steps, e.g. 100000).
 
 Each command runs in a fresh process (its CLI entry point called in-process, then VmHWM, the
 peak resident set, read from /proc/self/status). Shape: GPT-2 heads (12 x 64, window 1024)
@@ -7,8 +9,8 @@ with 2 layers (`-s shape.layers=2`) so that 20,000 functional steps take minutes
 hour; the trace is synthetic, float16, written once per length. Memory that grows with the
 length shows up as a slope between the columns; flat columns mean it does not.
 
-Run: python benchmarks/bench_memory.py [--steps 1000,5000,20000] [--commands run,profile,validate]
-     [--previous b1385e8]
+Run: nice -n 15 python benchmarks/bench_memory.py [--steps 1000,5000,20000]
+     [--commands run,profile,validate,reference] [--previous b1385e8] [--timeline-steps 100000]
 """
 import argparse
 import datetime
@@ -46,7 +48,9 @@ def peak_mb(root: Path, argv: list[str]) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", default="1000,5000,20000")
-    ap.add_argument("--commands", default="run,profile,validate")
+    ap.add_argument("--commands", default="run,profile,validate,reference")
+    ap.add_argument("--timeline-steps", type=int, default=None,
+                    help="also `profile --timing-only --timeline` at this length (and at the first of --steps)")
     ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured too ('' to skip)")
     ap.add_argument("--previous-max-steps", type=int, default=5000,
                     help="the previous version only up to this length (it is several times slower)")
@@ -66,7 +70,9 @@ def main():
         "run": ["run", *common, "--no-progress"],
         "run --timing-only": ["run", *common, "--timing-only", "--no-progress"],
         "profile": ["profile", *common, "--no-progress"],
+        "profile --timeline": ["profile", *common, "--timeline", "--no-progress"],
         "validate": ["validate", *common, "--no-progress"],
+        "reference": ["reference", *common, "--no-progress"],
     }
     wanted = args.commands.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +87,8 @@ def main():
             else:
                 subprocess.run(["tar", "-x", "-C", str(prev)], input=arch.stdout, check=True)
         traces = {}
-        for n in steps:
+        long = [steps[0], args.timeline_steps] if args.timeline_steps else []
+        for n in sorted(set(steps + long)):
             traces[n] = tmp / f"t{n}.gctrace"
             write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
         print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps")
@@ -94,9 +101,28 @@ def main():
                 if root != ROOT and n > args.previous_max_steps:
                     cells.append("-")
                     continue
-                out = [] if argv[0] == "validate" else ["-o", str(tmp / f"out-{len(cells)}-{abs(hash(name))}")]
-                cells.append(peak_mb(root, [*argv[:1], str(traces[n]), *argv[1:], *out]))
+                cells.append(peak_mb(root, [*argv[:1], str(traces[n]), *argv[1:], *out_dir(argv, tmp)]))
             print(f"{name:32s}" + "".join(f"{c:>10s}" for c in cells), flush=True)
+        if long:
+            argv = ["profile", *common, "--timing-only", "--timeline", "--no-progress"]
+            cells, sizes = [], []
+            for n in long:
+                cells.append(peak_mb(ROOT, [argv[0], str(traces[n]), *argv[1:], *out_dir(argv, tmp)]))
+                tl = tmp / "out" / "timeline.json"
+                sizes.append(f"{tl.stat().st_size / 2**20:8.0f}" if tl.exists() else "-")
+            print(f"\n{'profile --timing-only --timeline':32s}" + "".join(f"{n:>10d}" for n in long) + "   steps")
+            print(f"{'  peak RSS MB':32s}" + "".join(f"{c:>10s}" for c in cells))
+            print(f"{'  timeline.json MB':32s}" + "".join(f"{c:>10s}" for c in sizes), flush=True)
+
+
+def out_dir(argv, tmp: Path) -> list[str]:
+    """A fresh output directory (removed after the run: a long timeline is large)."""
+    if argv[0] == "validate":
+        return []
+    import shutil
+    out = tmp / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    return ["-o", str(out)]
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ The numpy floors compute all M slots from the first step (their cost does not de
 Peak memory is each worker process's VmHWM. Each measurement runs in a fresh process with
 OPENBLAS_NUM_THREADS=1 and NUMBA_NUM_THREADS = the thread count shown.
 
+With --device (cuda, torch:cpu, array-api-strict; gcsim/kernels/device.py) the simulator is
+also run with its bank reads on that device, next to the CPU rows of the same run.
+
 Run: python benchmarks/bench_values.py [--model paper-gpt2|smollm2|llama3-8b] [--segment 16]
-     [--repeats 5] [--previous b1385e8]
+     [--repeats 5] [--previous b1385e8] [--device cuda]
 """
 import argparse
 import datetime
@@ -162,13 +165,13 @@ def worker_sim(cfg):
     M, n, R = hw.shape.window, cfg["segment"], cfg["repeats"]
     if cfg.get("prefill"):
         src = _RandomSource(hw, n * R + 2)
-        sim = Simulator(hw, src, values=cfg["values"])
+        sim = Simulator(hw, src, values=cfg["values"], **_device(cfg))
         _prefill(sim, hw, np.random.default_rng(1))
         sim.run()
         return {**_segments(src.stamps, 1, n, R), "vmhwm_mb": _vmhwm_mb()}
     from gcsim.traces import open_trace
 
-    sim = Simulator(hw, open_trace(cfg["trace"]), values=cfg["values"], steps=M + n * R + 1)
+    sim = Simulator(hw, open_trace(cfg["trace"]), values=cfg["values"], steps=M + n * R + 1, **_device(cfg))
     stamps, last = {}, hw.shape.layers - 1
     if hasattr(sim, "source"):  # the host hands every layer's outputs (None: timing-only) back
         receive = sim.source.receive
@@ -188,6 +191,11 @@ def worker_sim(cfg):
         sim.host.layer_inputs = layer_inputs
     sim.run()
     return {**_segments(stamps, M, n, R), "vmhwm_mb": _vmhwm_mb()}
+
+
+def _device(cfg) -> dict:
+    """Simulator(device=...) only when asked: the previous gcsim has no such argument."""
+    return {"device": cfg["device"]} if cfg.get("device") else {}
 
 
 def worker_decode(cfg):
@@ -246,6 +254,23 @@ def fmt(res) -> str:
     return f"{np.median(r):9.1f}  [{r.min():7.1f}, {r.max():7.1f}]  {np.median(c):8.2f} [{c.min():6.2f}, {c.max():6.2f}]  {mem}"
 
 
+def _device_name(device: str) -> str:
+    """The card's name, for the record (figures on a GPU are quoted with it)."""
+    if device != "cuda":
+        return "on the CPU (the device code path, not a GPU)"
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (PyTorch {torch.__version__})"
+    except ImportError:
+        pass
+    try:
+        import cupy
+        return f"{cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()} (CuPy {cupy.__version__})"
+    except Exception as err:  # noqa: BLE001 - any failure: no GPU found
+        return f"no GPU found ({type(err).__name__})"
+
+
 def previous_tree(commit: str, tmp: Path) -> Path | None:
     dst = tmp / f"gcsim-{commit}"
     dst.mkdir()
@@ -264,6 +289,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--previous", default="b1385e8", help="commit to compare with ('' to skip)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--device", default=None,
+                    help="also run the Simulator with its bank reads on this device (cuda, torch:cpu, ...)")
     args = ap.parse_args()
     if args.worker:
         cfg = json.loads(args.worker)
@@ -290,6 +317,8 @@ def main():
     print(f"per step at full window, median [min, max] of {R} segments of {n} steps: wall-clock steps/s and "
           f"process CPU ms per step (all threads); peak RSS (VmHWM) in MB; "
           f"{'pre-filled window' if big else f'the first {s.window} steps replayed untimed'}")
+    if args.device:
+        print(f"device {args.device}: {_device_name(args.device)}")
     shape = {k: getattr(s, k) for k in ("layers", "heads", "kv_heads", "d_head", "window", "array_size")}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -321,6 +350,9 @@ def main():
         for kind, label in (("sim", "Simulator"), ("decode", "DecodeState f32")):
             for th in threads:
                 rows.append((f"gcsim (this tree): {label}", th, {"kind": kind, "root": str(ROOT), "values": True, **base}))
+        if args.device:
+            rows.append((f"gcsim (this tree): Simulator --device {args.device}", 1,
+                         {"kind": "sim", "root": str(ROOT), "values": True, "device": args.device, **base}))
         rows.append(("gcsim (this tree): Simulator timing-only", 1,
                      {"kind": "sim", "root": str(ROOT), "values": False, **base}))
         print(f"{'what':44s} {'threads':>7s}  {'steps/s':>9s}  {'[min,':>8s} {'max]':>8s}  "

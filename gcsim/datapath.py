@@ -40,8 +40,7 @@ def dac_query(q, sc: dict, hw: Hardware, variant: str):
     if variant == "softmax":
         return q
     n = hw.numerics
-    return physics.scale_clip_quantize(q, sc["a_q"][:, None].astype(q.dtype), sc["b_q"][:, None].astype(q.dtype),
-                                       *n.q_range, n.q_levels)
+    return _dac(q, sc["a_q"], sc["b_q"], *n.q_range, n.q_levels)
 
 
 def dac_kv(x, a, b, hw: Hardware, variant: str):
@@ -49,9 +48,23 @@ def dac_kv(x, a, b, hw: Hardware, variant: str):
     if variant == "softmax":
         return x
     n = hw.numerics
-    stored = physics.scale_clip_quantize(x, a[:, None].astype(x.dtype), b[:, None].astype(x.dtype),
-                                         *n.kv_range_v, n.kv_levels)
-    return stored - x.dtype.type(physics.V_ZERO_V)
+    return _dac(x, a, b, *n.kv_range_v, n.kv_levels) - x.dtype.type(physics.V_ZERO_V)
+
+
+def _dac(x, a, b, lo, hi, levels):
+    """The DAC front end (per-head scaler a x + b, clip, quantize: physics.scale_clip_quantize)
+    with its level chosen in float64 whatever x's dtype: in float32 the scaler's rounding
+    moved inputs near a level boundary to the other level (12 of 1.7 M k and v values of a
+    synthetic GPT-2 layer, each changing a stored cell by a whole level: benchmarks/
+    float32_trace.py). The level is then given in x's dtype as float32 computes it, step x code,
+    so float32 differs from float64 only in the bit-line sums."""
+    x = np.asarray(x)
+    wide = physics.scale_clip_quantize(x.astype(np.float64, copy=False), np.asarray(a, np.float64)[:, None],
+                                       np.asarray(b, np.float64)[:, None], lo, hi, None)
+    if x.dtype == np.float64 or not levels:
+        return physics.quantize(wide, lo, hi, levels).astype(x.dtype, copy=False)
+    step = (hi - lo) / (levels - 1)
+    return x.dtype.type(step) * np.round(wide / step).astype(x.dtype)
 
 
 def retention_decay(age_ps, age_tokens, hw: Hardware):

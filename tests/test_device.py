@@ -58,3 +58,26 @@ def test_unknown_or_missing_device_is_a_one_line_error(capsys):
         except ImportError:
             assert cli(["run", "--device", "cuda", "--steps", "2", "-o", "/nonexistent/never"]) == 2
             assert "no CUDA GPU found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["array-api-strict", "torch:cpu"])
+def test_device_codes_equal_the_cpu_codes_on_a_synthetic_trace(small, device, tmp_path):
+    """Every sub-tile output code of every step and layer (not only the outputs built from
+    them), float64, on a synthetic trace (`gcsim trace synth`'s generator) that wraps the window:
+    the device path (physics over float powers, on another array library) gives the CPU path's
+    codes (numba kernel over DAC codes)."""
+    device = _device_or_skip(device)
+    from gcsim.traces import open_trace, write_synthetic
+    path = write_synthetic(tmp_path / "t.gctrace", layers=2, heads=4, kv_heads=2, steps=150, seed=3)
+    hw64 = small.derive(numerics={"dtype": "float64"})
+    step = 2 / (hw64.numerics.out_levels - 1)
+    codes = {}
+    for dev in ("cpu", device):
+        got = codes[dev] = np.zeros((150, 2, 4, hw64.shape.n_sub_tiles, 64), np.int8)
+
+        def hook(seq, t, l, ages, S, phi, c, out, got=got):
+            got[t, l] = np.round(np.asarray(c) / step)
+        Simulator(hw64, open_trace(path), stages_hook=hook, device=dev).run()
+    assert make_store(hw64, np.float64, device="cpu").kind == "codes"   # two different implementations
+    assert np.array_equal(codes[device], codes["cpu"])
+    assert (codes["cpu"] != 0).mean() > 0.5 and len(np.unique(codes["cpu"])) > 10   # codes that say something
