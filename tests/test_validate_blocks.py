@@ -99,8 +99,9 @@ def test_worker_processes_give_the_same_report(small, tmp_path, monkeypatch):
     here = validate_cmd.validate(hw, trace, stage_steps=3, block=128, jobs=1)
     monkeypatch.setattr(validate_cmd, "worth_it", lambda *a: True)   # a short trace: workers anyway
     there = validate_cmd.validate(hw, trace, stage_steps=3, block=128, jobs=2)
+    every_core = validate_cmd.validate(hw, trace, stage_steps=3, block=128, jobs=None)  # the CLI's default
     assert here["pass"] and there["pass"]
-    assert here["layers"] == there["layers"]   # merged in the same order: the same floats
+    assert here["layers"] == there["layers"] == every_core["layers"]   # merged in the same order: the same floats
 
 
 def test_a_mismatch_in_a_late_block_is_counted(small, monkeypatch):

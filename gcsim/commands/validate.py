@@ -267,15 +267,16 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1, devi
     sample = np.unique(np.linspace(0, T - 1, min(stage_steps, T)).round().astype(int))
     s = hw.shape
     B = min(block, T)
-    in_flight = 1 + (2 * default_jobs() if worth_it(jobs, T, hw, trace) else 0)
-    check_run(hw64, T, extra={"stage records": (
-        8 * in_flight * s.layers * (B * s.layers * s.heads * s.d_head * (s.n_sub_tiles + 2) + B * s.window
-                                    + 4 * B * s.heads * s.window),
-        "block steps x shape.layers x shape.heads x shape.window (records and reference of a block)")})
+    workers = (default_jobs() if jobs is None else jobs) if worth_it(jobs, T, hw, trace) else 1
+    in_flight = 1 + (2 * workers if workers > 1 else 0)
+    check_run(hw64, T, extra={"stage records": (   # a block per layer being filled, blocks in flight
+        8 * (s.layers + in_flight) * (B * s.heads * s.d_head * (s.n_sub_tiles + 1) + B * s.window
+                                      + 4 * B * s.heads * s.window),
+        "block steps x shape.heads x shape.window (records and reference of a block)")})
     code_step = 2.0 / (hw.numerics.out_levels - 1) if hw.numerics.out_levels else None
     layers = [LayerComparison() for _ in range(s.layers)]
     ctx = {"trace": trace, "hw64": hw64, "T": T, "sample": sample, "code_step": code_step}
-    with BlockComparisons(ctx, layers, jobs if worth_it(jobs, T, hw, trace) else 1) as compare:
+    with BlockComparisons(ctx, layers, workers) as compare:
         rec = StageRecorder(hw64, T, sample, compare.submit, block=B)
         res = Simulator(hw64, trace, steps=T, stages_hook=rec, check=True, device=device).run(progress=progress)
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
