@@ -9,8 +9,11 @@ with 2 layers (`-s shape.layers=2`) so that 20,000 functional steps take minutes
 hour; the trace is synthetic, float16, written once per length. Memory that grows with the
 length shows up as a slope between the columns; flat columns mean it does not.
 
+A cell "A+B" is the command's own peak A and, where it started worker processes (validate and
+reference on long traces, -j default), the largest worker's peak B (RUSAGE_CHILDREN).
+
 Run: nice -n 15 python benchmarks/bench_memory.py [--steps 1000,5000,20000]
-     [--commands run,profile,validate,reference] [--previous b1385e8] [--timeline-steps 100000]
+     [--commands run,profile,validate,reference,previous] [--previous b1385e8] [--timeline-steps 100000]
 """
 import argparse
 import datetime
@@ -25,12 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = 2
 
 CHILD = """
-import sys
+import resource, sys
 sys.path.insert(0, {root!r})
 from gcsim.cli import main
 rc = main({argv!r})
 hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
-print('VMHWM', rc, hwm)
+print('VMHWM', rc, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -40,8 +43,9 @@ def peak_mb(root: Path, argv: list[str]) -> str:
                           capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith("VMHWM"):
-            _, rc, kb = line.split()
-            return f"{int(kb) / 1024:8.0f}" + ("" if rc == "0" else f" (exit {rc})")
+            _, rc, kb, child_kb = line.split()
+            workers = f"+{int(child_kb) / 1024:.0f}" if int(child_kb) else ""   # the largest worker process
+            return f"{int(kb) / 1024:.0f}{workers}" + ("" if rc == "0" else f" (exit {rc})")
     return "  failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:60]
 
 
@@ -72,7 +76,9 @@ def main():
         "profile": ["profile", *common, "--no-progress"],
         "profile --timeline": ["profile", *common, "--timeline", "--no-progress"],
         "validate": ["validate", *common, "--no-progress"],
+        "validate -j 1": ["validate", *common, "-j", "1", "--no-progress"],
         "reference": ["reference", *common, "--no-progress"],
+        "reference -j 1": ["reference", *common, "-j", "1", "--no-progress"],
     }
     wanted = args.commands.split(",")
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,15 +99,22 @@ def main():
             write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
         print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps")
         todo = [(name, argv, ROOT) for name, argv in rows.items() if name.split()[0] in wanted]
-        if prev is not None and "run" in wanted:
+        if prev is not None and ("run" in wanted or "previous" in wanted):
             todo.append((f"run (gcsim {args.previous})", ["run", *common], prev))
+            for n in steps:   # the previous gcsim reads only its own trace format (v1): same data, its writer
+                if n <= args.previous_max_steps:
+                    subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                                    "from gcsim.traces.synthetic import write_synthetic; "
+                                    f"write_synthetic(sys.argv[2], layers={LAYERS}, steps={n}, seed=0)",
+                                    str(prev), str(tmp / f"prev{n}.gctrace")], check=True, cwd=prev)
         for name, argv, root in todo:
             cells = []
             for n in steps:
                 if root != ROOT and n > args.previous_max_steps:
                     cells.append("-")
                     continue
-                cells.append(peak_mb(root, [*argv[:1], str(traces[n]), *argv[1:], *out_dir(argv, tmp)]))
+                trace = traces[n] if root == ROOT else tmp / f"prev{n}.gctrace"
+                cells.append(peak_mb(root, [*argv[:1], str(trace), *argv[1:], *out_dir(argv, tmp)]))
             print(f"{name:32s}" + "".join(f"{c:>10s}" for c in cells), flush=True)
         if long:
             argv = ["profile", *common, "--timing-only", "--timeline", "--no-progress"]
