@@ -66,10 +66,11 @@ HEAD_SHARE = 0.2  # [our default] share of the per-head periphery area that does
 # i.e. `gcsim trace synth` of paper-gpt2 shape (12 layers x 12 heads, d_head 64), 1100 steps,
 # seed 0, on models/paper-gpt2.yaml (float32). Mean integrated |I| x pulse width per K column
 # read and per V row read (uA x T_max) over its full-window steps (t >= 1023), measured by
-# calibration_charges(). A read of these charges costs k_column_read / v_row_read.
+# calibration_charges(). A read of these charges costs k_column_read / v_row_read. (Re-measured
+# after the DAC front end chose its levels in float64, gcsim/datapath.py: -5e-6 and -1.7e-5.)
 CALIBRATION_TRACE = {"model": "paper-gpt2", "steps": 1100, "seed": 0}
-CAL_K_COLUMN_UA_TMAX = 31.67519677830438
-CAL_V_ROW_UA_TMAX = 12.447848940911797
+CAL_K_COLUMN_UA_TMAX = 31.67504667960329
+CAL_V_ROW_UA_TMAX = 12.447636468614341
 
 
 def tree_depth(n: int) -> int:
