@@ -183,6 +183,9 @@ def test_record_command(tmp_path, capsys, monkeypatch):
     prompt = tmp_path / "prompt.txt"
     prompt.write_text("The capital of France is\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
+    # a token slower than the bar's delay (a loaded machine) would draw a bar on stderr;
+    # this test checks that nothing else is written there
+    monkeypatch.setattr("gcsim.progress.DELAY_S", 1e9)
     rc, stdout, err = run(["trace", "record", "--prompt-file", "prompt.txt", "--new", "3",
                            "-o", "r.gctrace"], capsys)
     assert rc == 0 and err == "" and "r.gctrace" in stdout
