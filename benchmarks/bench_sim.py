@@ -1,9 +1,12 @@
 """Simulator speed on the GPT-2 shape at full window (models/paper-gpt2.yaml, 12 layers x 12
 heads x 64, window 1024), side by side in one run:
 
-- this tree and the previous simulator (the one-process sequencer of main at b1385e8, taken
-  with `git archive` into a temporary directory and imported in its own process);
-- timing-only mode: whole runs of 1024 + AFTER steps, repeated (median, min, max);
+- this tree and the previous simulators, each taken with `git archive` into a temporary
+  directory and imported in its own process: the components as callback actors (main at
+  0898eac: only the host's decode loop and refresh were SimPy processes, 5 events per layer
+  step) and the one-process sequencer (main at b1385e8);
+- timing-only mode: whole runs of 1024 + AFTER steps, repeated (median, min, max), and the
+  SimPy events per layer step (events scheduled / (steps x layers));
 - functional mode (float32): per-step times of the steps after the window is full, read from
   the moments the simulator asks for each step's inputs (no subtraction of two runs), in
   chunks (median, min, max over the chunks); next to the reference model's step form
@@ -30,7 +33,7 @@ from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PREVIOUS = "b1385e8"   # main before the components model
+PREVIOUS = {"0898eac": "callback components", "b1385e8": "sequencer"}   # earlier versions of main
 
 CHILD = r"""
 import json, sys, time
@@ -57,7 +60,7 @@ if MODE == "timing":
         w0, c0 = time.perf_counter(), time.process_time()
         sim.run()
         wall.append(T / (time.perf_counter() - w0)); cpu.append(T / (time.process_time() - c0))
-    out["timing"] = {"wall": wall, "cpu": cpu}
+    out["timing"] = {"wall": wall, "cpu": cpu, "events": next(sim.env._eid) / (T * L)}
 else:
     STAMPS = {}
     class Stamped(np.ndarray):   # q as the simulator reads it: one read per step, time-stamped
@@ -101,12 +104,12 @@ def child(tree: str, mode: str, after: int, repeats: int, reference: bool = Fals
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def previous_tree(tmp: str) -> str | None:
-    """main at PREVIOUS, extracted with git archive (None if git or the commit is missing)."""
-    dest = Path(tmp) / "previous"
+def previous_tree(tmp: str, commit: str) -> str | None:
+    """main at `commit`, extracted with git archive (None if git or the commit is missing)."""
+    dest = Path(tmp) / commit
     dest.mkdir()
     try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS], check=True, capture_output=True).stdout
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -147,18 +150,22 @@ def main():
           f"chunks of the {args.after} steps after the window is full)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        prev = None if args.no_previous else previous_tree(tmp)
-        trees = [("this tree", str(ROOT))] + ([(f"previous ({PREVIOUS})", prev)] if prev else [])
-        for name, tree in trees:   # interleaved per mode so that both see the same load
-            rows.append((name, "timing only", child(tree, "timing", args.after, args.repeats)["timing"]))
+        trees = [("this tree", str(ROOT))]
+        for commit, what in ({} if args.no_previous else PREVIOUS).items():
+            prev = previous_tree(tmp, commit)
+            if prev:
+                trees.append((f"{what} ({commit})", prev))
+        for name, tree in trees:   # one after another per mode so that all see the same load
+            r = child(tree, "timing", args.after, args.repeats)["timing"]
+            rows.append((name, f"timing only ({r.pop('events'):.1f} events per layer step)", r))
         for name, tree in trees:
             res = child(tree, "functional", args.after, args.repeats, reference=tree == str(ROOT))
             rows.append((name, "functional (float32)", res["functional"]))
             if "reference" in res:
                 rows.append((name, "reference step form DecodeState (float32), same process", res["reference"]))
-    print(f"{'simulator':<22} {'mode':<58} {'wall steps/s':>24}   {'CPU steps/s':>24}")
+    print(f"{'simulator':<32} {'mode':<58} {'wall steps/s':>24}   {'CPU steps/s':>24}")
     for name, mode, r in rows:
-        print(f"{name:<22} {mode:<58} {stats(r['wall']):>24}   {stats(r['cpu']):>24}")
+        print(f"{name:<32} {mode:<58} {stats(r['wall']):>24}   {stats(r['cpu']):>24}")
     func = next(r for n, m, r in rows if n == "this tree" and m.startswith("functional"))
     ref = next(r for n, m, r in rows if m.startswith("reference"))
     import statistics

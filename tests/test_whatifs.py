@@ -155,7 +155,7 @@ def test_component_graph_of_a_live_simulator():
     # layer 1's inputs cross both links; its outputs come back the same way
     assert g.has_edge("host", "link.host_to_chip0") and g.has_edge("link.chip0_to_chip1", "L01.controller")
     assert g.has_edge("L01.controller", "link.chip1_to_chip0") and g.has_edge("link.chip0_to_host", "host")
-    assert g.edges["L00.tiles", "L00.counters"]["port"] == "count"
+    assert g.edges["L00.integrators", "L00.counters"]["port"] == "count"   # A, when the V phase ends
 
 
 def test_edge_capacity_back_pressure():

@@ -6,13 +6,16 @@ Components (gcsim/sim/blocks/, one file each) exchange timed messages
 (gcsim/sim/kernel/resource.py), so every wait comes out of contention and is explained
 by who held what. Policies (gcsim/sim/policies/) are chosen by name in the description.
 
-SimPy processes: the host's decode loop per sequence in flight and the refresh of each
-layer (when periodic); every other component reacts to the messages it receives, each
-delivery one SimPy event at its arrival time (a direct call when it arrives at once, on a
-wire inside a bank). Event budget of a layer step without contention: write done, V phase
-done (per round), count done (per round), adder tree done, outputs at the host: 5 for
-multi-head attention. A step of a sequence starts when its previous step has left the
-last layer (decoding is autoregressive).
+SimPy processes: one per component instance: per layer its controller, writer, tiles,
+integrators, charge-to-pulse, counters and accumulator (one instance, and one process, for
+a counter bank shared by layers), the refresh of each layer (when periodic), and the
+host's decode loop per sequence in flight. Each waits on its inbox for a message, does its
+phase, books its own time and sends the result on: one SimPy event per message hop
+(gcsim/sim/messages.py lists them). Event budget of a layer step of multi-head attention
+without contention: inputs, write request, store, write done, read request, grant, Q
+pulses, S, phi, A, count done, summed, outputs: 13 (a GQA round adds grant to count done,
+6, and a RoundDone when the next round waits for the count). A step of a sequence starts
+when its previous step has left the last layer (decoding is autoregressive).
 """
 from __future__ import annotations
 
@@ -131,6 +134,7 @@ class Simulator:
         self.energy = EnergyLedger(costs.derive(hw).actions_pj, hw.energy.link_pj_per_bit, s.layers, self.steps)
         self.path = CriticalPath(p.sequences, self.steps)
         self.components = {}
+        self.processes = []   # (component, simpy.Process): one per component instance (per sequence: host)
         self.policies = {kind: make(kind, choice, hw) for kind, choice in
                          (("gqa", p.gqa_mapping), ("counters", p.counters), ("issue", p.issue),
                           ("refresh", hw.numerics.retention.refresh))}
@@ -155,21 +159,33 @@ class Simulator:
             tiles = GainCellTiles(self, l, n_powers)
             integ, ctp = ChargeIntegrators(self, l, coeffs), ChargeToPulse(self, l)
             # wiring: each port to its peer
-            ctrl.writer, ctrl.tiles = writer, tiles
+            ctrl.writer, ctrl.tiles, ctrl.integrators = writer, tiles, integ
             writer.tiles, writer.controller = tiles, ctrl
-            tiles.integrators, tiles.ctp, tiles.controller, tiles.counters = integ, ctp, ctrl, counters
-            integ.ctp = ctp
+            tiles.controller, tiles.writer = ctrl, writer
+            integ.ctp, integ.counters, ctp.integrators = ctp, counters, integ
             counters.serve(l, tiles, integ, acc)
             acc.serve(l, ctrl)
             for a, port, b in ((self.host, "inputs", ctrl), (ctrl, "write", writer), (writer, "store", tiles),
-                               (writer, "written", ctrl), (ctrl, "read", tiles), (tiles, "charges", integ),
-                               (integ, "charge", ctp), (tiles, "count", counters), (counters, "counted", acc),
+                               (writer, "written", ctrl), (ctrl, "read", tiles), (tiles, "grant", ctrl),
+                               (ctrl, "pulses", integ), (integ, "charges", ctp), (ctp, "phi", integ),
+                               (integ, "count", counters), (counters, "latched", integ), (counters, "counted", acc),
                                (acc, "summed", ctrl), (ctrl, "outputs", self.host)):
                 a.connect(f"{port}:{b.name}", b)
-            tiles.refresh = self.policies["refresh"].attach(self, tiles, writer)
+            if tiles.wants_round_done:
+                counters.connect(f"round_done:{tiles.name}", tiles)
+            refresh = tiles.refresh = writer.refresh = self.policies["refresh"].attach(self, tiles, writer)
+            if refresh is not None:
+                for a, port, b in ((tiles, "free", refresh), (refresh, "refresh", writer), (refresh, "refresh", tiles)):
+                    a.connect(f"{port}:{b.name}", b)
             self.controllers.append(ctrl)
             self.tiles.append(tiles)
         self._bar = None
+
+    def start(self, component, generator):
+        """Start `component`'s SimPy process."""
+        proc = self.env.process(generator)
+        self.processes.append((component, proc))
+        return proc
 
     def rings(self):
         """(layer, sequence, RingBuffer) of every layer's tiles, e.g. to pre-fill a window."""
@@ -184,7 +200,7 @@ class Simulator:
     def run(self, progress: bool = False) -> SimResult:
         env, rec = self.env, self.record
         self._bar = feedback.bar(self.steps, "simulate", enabled=progress)
-        done = simpy.AllOf(env, [env.process(self.host.decode(seq)) for seq in range(self.hw.periphery.sequences)])
+        done = simpy.AllOf(env, self.host.processes)
         # the run allocates many small short-lived objects (messages, paths); keep the objects
         # already alive (numba, numpy, the trace) out of the garbage collector's full passes
         gc.freeze()

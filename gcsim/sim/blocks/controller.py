@@ -1,6 +1,7 @@
 """Layer controller / DAC front end of one layer: per-head scaling, clipping and quantization
-of q, k and v, and the issue of a layer step's requests: a write to the token writer, then a
-read to the tiles; it routes the accumulator's outputs back to the host.
+of q, k and v, the issue of a layer step's requests (a write to the token writer, then a
+read to the tiles), the PWM row drivers of the Q phase, and the route of the
+accumulator's outputs back to the host.
 
 It issues requests; the other components do their phases. When another sequence's layer
 step holds the layer, the next waits here (issue policy, gcsim/sim/policies/issue.py).
@@ -8,11 +9,12 @@ step holds the layer, the next waits here (issue policy, gcsim/sim/policies/issu
 Parameters: `timing.phases_ns.routing`, `interconnect.*_bits`, the per-head scalers of the
 source, `periphery.issue`.
 Ports: in `inputs` <- host (LayerInputs); out `write` -> writer (WriteRequest); in
-`written` <- writer (WriteDone); out `read` -> tiles (ReadRequest); in `summed` <-
+`written` <- writer (WriteDone); out `read` -> tiles (ReadRequest); in `grant` <- tiles
+(a round's Q phase may start); out `pulses` -> integrators (QPulses); in `summed` <-
 accumulator (Summed); out `outputs` -> host (LayerOutputs, over the interconnect route).
-Statistics (per query head): busy while its PWM drivers fire (Q phase, booked by the
-tiles' schedule through `pwm`) and during routing/control; stalled while a layer step
-waits for the layer (another sequence), a refresh or a link.
+Statistics (per query head): busy while its PWM drivers fire (Q phase of the round granted
+to it) and during routing/control; stalled while it holds a step's k, v that the writer
+cannot take (`refresh`, from the WriteDone) and while its outputs wait for a link.
 Energy: `q_pwm_drive` per PWM row driver firing into an active sub-tile, `control` per
 head and step.
 """
@@ -26,6 +28,7 @@ from ..kernel import Component
 from ..kernel.path import add
 
 INF = 1 << 62
+LAYER_BUSY = "layer busy (other sequence)"
 
 
 class LayerController(Component):
@@ -33,8 +36,9 @@ class LayerController(Component):
               "periphery.issue")
     PORTS = {"inputs": "in <- host: LayerInputs", "write": "out -> writer: WriteRequest",
              "written": "in <- writer: WriteDone", "read": "out -> tiles: ReadRequest",
+             "grant": "in <- tiles: Grant (Q phase)", "pulses": "out -> integrators: QPulses",
              "summed": "in <- accumulator: Summed", "outputs": "out -> host: LayerOutputs"}
-    STATS = "busy: PWM drive (Q phase), routing/control; stalled: layer busy, refresh, link"
+    STATS = "busy: PWM drive (Q phase), routing/control; stalled: refresh (holding k, v), link"
     ACTIONS = ("q_pwm_drive", "control")
 
     def __init__(self, sim, layer, scalers):
@@ -49,6 +53,7 @@ class LayerController(Component):
         self.write_during_read = sim.policies["issue"].WRITE_DURING_READ
         # issue policy: the layer (serial) or its read path (overlap_write) is busy until
         # `busy_until` ps (INF while a layer step's end is not yet known); steps queue meanwhile
+        # (the one queue of the layer: inputs may arrive while it serves another sequence)
         self.busy_until = 0
         self.waiting = deque()
         self.wake_pending = False
@@ -77,21 +82,23 @@ class LayerController(Component):
 
     def _start(self, job):
         now = self.env._now
-        wait = now - job.arrived_ps
-        if wait:  # waited for another sequence's layer step
-            self.sim.host.sequences.stall(job.arrived_ps, now, "layer busy (other sequence)", units=job.seq,
-                                          step=job.step, layer=self.layer)
-            add(job.path, "stall:layer busy (other sequence)", wait)
+        if now > job.arrived_ps:  # waited for another sequence's layer step
+            _wait(job, job.arrived_ps, now, LAYER_BUSY)
         if self.sim.values:
             hw, s, sc = self.sim.hw, self.sim.hw.shape, self.sc
             job.q_pulse = dac_query(job.q, sc, hw, self.law).reshape(s.kv_heads, s.group_size, s.d_head)
             job.k_dev = dac_kv(job.k, sc["a_k"], sc["b_k"], hw, self.law)
             job.v_dev = dac_kv(job.v, sc["a_v"], sc["b_v"], hw, self.law)
-        self.writer.on_write(job)
+        job.arrived_ps = now    # the write request leaves now
+        self.send(now, self.writer.on_write, job)
 
     # -- in: WriteDone -----------------------------------------------------------------------
     def on_written(self, job):
-        job.arrived_ps = self.env._now   # ready to read
+        now = self.env._now
+        if job.write_start > job.arrived_ps and not self.write_during_read:
+            # the writer could not take the k, v at once (refresh): this controller held them
+            self.stall(job.arrived_ps, job.write_start, job.write_cause, step=job.step, layer=self.layer)
+        job.arrived_ps = now   # ready to read
         if self.write_during_read:
             self._admit(job, self._read)
         else:
@@ -99,17 +106,17 @@ class LayerController(Component):
 
     def _read(self, job):
         now = self.env._now
-        wait = now - job.arrived_ps
-        if wait:  # overlap_write: the read path served another sequence
-            self.sim.host.sequences.stall(job.arrived_ps, now, "layer busy (other sequence)", units=job.seq,
-                                          step=job.step, layer=self.layer)
-            add(job.path, "stall:layer busy (other sequence)", wait)
+        if now > job.arrived_ps:  # overlap_write: the read path served another sequence
+            _wait(job, job.arrived_ps, now, LAYER_BUSY)
         job.read_ps = now
-        self.tiles.on_read(job)
+        self.send(now, self.tiles.on_read, job)
 
-    def pwm(self, start, end, heads, job):
-        """The PWM row drivers fire during a Q phase (scheduled by the tiles)."""
-        self.busy(start, end, units=heads, step=job.step, layer=self.layer, action="PWM drive")
+    # -- in: Grant (a round's Q phase) -------------------------------------------------------
+    def on_grant(self, rnd):
+        """The PWM row drivers fire during the round's Q phase; the pulses reach the K arrays,
+        whose columns the integrators integrate."""
+        self.busy(rnd.q0, rnd.q1, units=rnd.heads, step=rnd.job.step, layer=self.layer, action="PWM drive")
+        self.send(rnd.q0, self.integrators.on_pulses, rnd)
 
     # -- in: Summed --------------------------------------------------------------------------
     def on_summed(self, job):
@@ -125,9 +132,7 @@ class LayerController(Component):
             sim.stages_hook(job.seq, step, l, job.decay_ages, job.S, job.phi, job.codes, job.out)
         # the outputs wait for the links at this controller
         arrive = sim.network.transfer(sim.network.routes_out[l], self.bits_out, end, job, self, None)
-        job.done._ok = True
-        job.done._value = None
-        env.schedule(job.done, 1, arrive - now)    # LayerOutputs reach the host
+        sim.host.send_outputs(arrive, job)    # LayerOutputs reach the host
         self._release(arrive)
 
     def _release(self, at):
@@ -151,3 +156,12 @@ class LayerController(Component):
                                     job.phi.reshape(s.heads, -1), "sub-tile output codes": job.codes,
                                     "output (adder tree and output scaler)": job.out},
                                    layer=self.layer, step=job.step, where=f"simulator, {self.sim.hw.source}")
+
+
+def _wait(job, start, end, cause):
+    """`job` waited [start, end) for `cause`: on its critical path, and listed for its
+    sequence (the host books the sequence's stall when the outputs arrive)."""
+    add(job.path, "stall:" + cause, end - start)
+    if job.waits is None:
+        job.waits = []
+    job.waits.append((start, end, cause))

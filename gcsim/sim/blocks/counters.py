@@ -11,10 +11,13 @@ adder tree too, so layers (of different sequences) contend for it. The counter p
 Parameters: `timing.phases_ns.output_count` (and `adder_tree` for a shared periphery),
 `periphery.counters_shared_by`, `counters_shared_by_layers`, `periphery.counters`,
 `numerics.out_sat`, `numerics.out_levels`.
-Ports: in `count` <- tiles (CountRequest); out `counted` -> accumulator (CountDone) and,
-time-multiplexed rounds, -> tiles (RoundDone), when the count ends.
+Ports: in `count` <- integrators (A, when a round's V phase ends); out `latched` ->
+integrators (a round that waited or counts in turns, when its count starts); out
+`counted` -> accumulator (CountDone) and, where the tiles wait for it (time-multiplexed
+rounds, a refresh), `round_done` -> tiles (RoundDone), when the count ends.
 Statistics: busy per physical counter set. Waits are booked by the integrators holding
-the charge. Energy: `output_conversion` per output column of an active sub-tile.
+the charge (from the Latched). Energy: `output_conversion` per output column of an active
+sub-tile.
 """
 from __future__ import annotations
 
@@ -75,7 +78,7 @@ class OutputCounters(Component):
         self.turns = out
         self.n_rounds = len(rounds)
 
-    # -- in: CountRequest ------------------------------------------------------------------
+    # -- in: A (a round's V phase is over) -------------------------------------------------
     def on_count(self, rnd):
         job = rnd.job
         l, step = job.layer, job.step
@@ -85,30 +88,20 @@ class OutputCounters(Component):
         last = rnd.index == self.n_rounds - 1
         hold = n * count + (self.adder_ps if last else 0)
         start, path = self.res.claim(now, hold, job, rnd.path)
-        integ = self.integrators[l]
-        if start > now:
-            integ.stall(now, start, self.res.cause, units=rnd.heads, step=step, layer=l)
-        for i, (th, sets) in enumerate(turns):
+        for i, (_, sets) in enumerate(turns):
             t0 = start + i * count
-            if i:
-                integ.stall(start, t0, "output counters shared", units=th, step=step, layer=l)
             self.busy(t0, t0 + count, units=sets, step=step, layer=l, action="count")
         add(path, "output_count", n * count)
         end = start + n * count
         self.res.release(path)
-        tiles = self.tiles[l]
-        if tiles.count_holds_bank:   # the bank was busy until the count read its charges
-            bank = tiles.bank
-            if end > bank.free_at:
-                bank.free_at = end
-            bank.release(path)
         if rnd.index == 0 and self.sim.values:
             job.codes = physics.output_code(job.A, self.n.out_sat, self.n.out_levels).reshape(self.shape)
         rnd.path = path
-        self.send(end, self._counted, rnd)
-
-    def _counted(self, rnd):
-        tiles = self.tiles[rnd.job.layer]
-        if tiles.sequential and rnd.index < self.n_rounds - 1:
-            tiles.on_round_done(rnd)
-        self.accumulator.on_counted(rnd)
+        if start > now or n > 1:   # the integrators held the charge: they book it when it is latched
+            rnd.count0 = start
+            rnd.turns = [(th, start + i * count) for i, (th, _) in enumerate(turns) if i]
+            self.send(start, self.integrators[l].on_latched, rnd)
+        tiles = self.tiles[l]
+        if tiles.wants_round_done and not last:   # the next time-multiplexed round may start
+            self.send(end, tiles.on_round_done, rnd)
+        self.send(end, self.accumulator.on_counted, rnd)

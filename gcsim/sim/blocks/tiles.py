@@ -1,19 +1,24 @@
 """Gain-cell tiles of one layer: the K and V arrays of all sub-tiles of its K/V banks, for
-every sequence in flight (each its own ring buffer, gcsim/ringbuffer.py), and the
-schedule of a read through them.
+every sequence in flight (each its own ring buffer, gcsim/ringbuffer.py), and the arbiter
+that grants the arrays to a read's rounds.
 
 A read is served in rounds (GQA mapping policy): each round's Q phase (PWM query pulses on
 the K arrays, charges integrated) and V phase (phi pulses on the V arrays) claim the
 arrays as resources: the K/V bank (time-multiplexed: held from Q through the round's
 count unless the counters are double-buffered) or the K arrays and the V arrays apart
-(pipelined). A round that finds them busy waits; the schedule comes from the claims.
+(pipelined). A round that finds them busy waits; the schedule comes from the claims, and
+the tiles grant each round to the controller (a `Grant` when its Q phase starts: the PWM
+drivers fire, the integrators integrate). The tiles book only their own busy time (written,
+read, refreshed); the phase times travel in the `Round` to the components that work in them.
 Retention: the values of a read decay by the simulated age of each slot at the start of
 the read (the tens of ns between phases are < 1e-5 of tau).
 
 Parameters: shape (window M, array size), `numerics.retention` (mode, loss_fraction),
 `timing.phases_ns.q_phase` / `v_phase`, `periphery.gqa_mapping`, `periphery.counters`.
-Ports: in `store` <- writer; in `read` <- controller (ReadRequest); out `count` -> counters
-(CountRequest per round, when its V phase ends); in `round_done` <- counters.
+Ports: in `store` <- writer (values and write interval, when the writer takes the request); in `read`
+<- controller (ReadRequest); out `grant` -> controller (a Round, when its Q phase starts);
+in `round_done` <- counters (a round's count is over: bank released, next time-multiplexed
+round); in `refresh` <- refresh; out `free` -> refresh (TilesFree).
 Statistics (per K/V bank and sequence): busy while written, read and refreshed.
 Energy: `k_column_read` per active K column, `v_row_read` per active V row (per query head);
 with `costs.array_read: charge`, also kappa x the charge each read integrated (gcsim/costs.py).
@@ -73,6 +78,7 @@ class GainCellTiles(Component):
         self.busy_until = [0] * n_seq    # per sequence's arrays: end of their reserved activity
         self.open_steps = 0          # layer steps between write and their last V phase
         self.refresh = None          # set by the engine (refresh policy of this layer)
+        self.wants_round_done = self.sequential   # the counters send a RoundDone (next round)
         self.unit_of = [None] * n_seq if n_seq == 1 else [slice(i * s.kv_heads, (i + 1) * s.kv_heads) for i in range(n_seq)]
         ret = hw.numerics.retention
         self.retention_mode = ret.mode
@@ -102,13 +108,14 @@ class GainCellTiles(Component):
                   action=action)
         self.busy_until[seq] = end
 
-    # -- in: store (from the writer) -------------------------------------------------------
-    def store(self, job, start, end):
+    # -- in: Store (from the writer: the slot's cells are written in [write_start, end)) ---
+    def on_store(self, job):
+        end = job.write_start + self.writer.write_ps
         self.open_steps += 1
-        self._book(start, end, job.seq, job.step, "write")
+        self._book(job.write_start, end, job.seq, job.step, "write")
         ring = self.rings[job.seq]
-        slot = ring.write(job.step, end, job.k_dev, job.v_dev)
-        job.write_ps = int(ring.write_ps[slot])   # the age-0 time the arrays hold
+        slot = ring.write(job.step, end, job.k_dev, job.v_dev)   # the value is in the cells at `end`: age 0
+        job.write_ps = int(ring.write_ps[slot])
 
     # -- in: ReadRequest -------------------------------------------------------------------
     def on_read(self, job):
@@ -118,12 +125,14 @@ class GainCellTiles(Component):
         n_valid, n_active = ring.counts(step)
         job.n_valid, job.n_active = n_valid, n_active
         self._count_lost(ring, step, read_ps, n_valid)
-        if self.sim.values:
+        if self.sim.values:   # the values of the read, at the arrays' state at the read
             valid = ring.valid(step)
             ages = job.decay_ages = ring.ages_ps(read_ps)   # as the arrays saw them (refresh included)
             decay = retention_decay(ages, ring.ages_tokens(step), self.sim.hw)
             decay = np.where(valid, decay, 0.0).astype(self.dtype)
-            self.integrators.integrate(job, ring, valid, decay)
+            # the bank read: one pass of the fused kernel over this bank's storage gives what the
+            # integrators and the charge-to-pulse will hold in their phases (S, phi, A; all heads)
+            job.S, job.phi, job.A = ring.read(job.q_pulse, decay, valid, step)   # step: keys of read noise
             if self.charge_pj:
                 self._book_charge(job, ring, decay, valid)
         self.ledger.layer_step(l, step, n_valid, n_active)   # the declared per-layer-step actions
@@ -143,15 +152,27 @@ class GainCellTiles(Component):
         self.ledger.book_pj(self.name, "k_column_read", self.charge_pj["k_column_read"] * qk, self.layer, job.step)
         self.ledger.book_pj(self.name, "v_row_read", self.charge_pj["v_row_read"] * qv, self.layer, job.step)
 
+    # -- in: RoundDone (from the counters, when a round's count is over) -------------------
     def on_round_done(self, rnd):
-        """Time-multiplexed rounds: the next round starts when this one's count is over."""
-        job = rnd.job
-        self._round(job, rnd.index + 1, self.env._now, dict(rnd.path))
+        """Time-multiplexed rounds: the count has read the bank's charges, the bank is free
+        and the next round starts."""
+        now = self.env._now
+        bank = self.bank
+        if now > bank.free_at:
+            bank.free_at = now
+        bank.release(rnd.path)
+        self._round(rnd.job, rnd.index + 1, now, dict(rnd.path))
+
+    def _step_done(self, at):
+        """The step's last V phase ends at `at`: a waiting refresh may start then (the arrays
+        are free; a count still running reads the integrators' charges)."""
+        self.open_steps -= 1
+        if self.open_steps == 0 and self.refresh is not None and self.refresh.waiting:
+            self.send(at, self.refresh.on_tiles_free, at)
 
     def _round(self, job, r, ready, path):
         heads = self.rounds[r]
         step, seq = job.step, job.seq
-        integ = self.integrators
         q_ps, v_ps = self.q_ps, self.v_ps
         if self.separate:
             q0, path = self.k_arrays.claim(ready, q_ps, job, path)
@@ -159,37 +180,34 @@ class GainCellTiles(Component):
             add(path, "q_phase", q_ps)
             self.k_arrays.release(path)
             v0, path = self.v_arrays.claim(q1, v_ps, job, path)
-            if v0 > q1:
-                integ.stall(q1, v0, "V arrays busy (GQA pipeline)", units=heads, step=step, layer=self.layer)
         else:
             q0, path = self.bank.claim(ready, q_ps + v_ps, job, path)
             q1 = v0 = q0 + q_ps
             add(path, "q_phase", q_ps)
         v1 = v0 + v_ps
         add(path, "v_phase", v_ps)
-        if q0 > job.read_ps:  # these heads waited for the K/V bank
-            integ.stall(job.read_ps, q0, "K/V bank shared (GQA)", units=heads, step=step, layer=self.layer)
         if self.separate:
             self.v_arrays.release(path)
         elif not self.count_holds_bank:
             self.bank.release(path)
-        self.controller.pwm(q0, q1, heads, job)
-        if v0 == q1 and self.activity.timeline is None:   # one interval each (no timeline to show)
+        if v0 == q1 and self.activity.timeline is None:   # one interval (no timeline to show)
             self._book(q0, v1, seq, step, "K, V read")
-            integ.busy(q0, v1, units=heads, step=step, layer=self.layer, action="integrate K, V")
         else:
             self._book(q0, q1, seq, step, "K read")
             self._book(v0, v1, seq, step, "V read")
-            integ.busy(q0, q1, units=heads, step=step, layer=self.layer, action="integrate K")
-            integ.busy(v0, v1, units=heads, step=step, layer=self.layer, action="integrate V")
-        self.ctp.busy(v0, v1, units=heads, step=step, layer=self.layer, action="drive V rows")
         if r == len(self.rounds) - 1:
-            self.open_steps -= 1
-            if self.open_steps == 0 and self.refresh is not None:
-                self.refresh.tiles_free(v1)
+            self._step_done(v1)
         rnd = Round(job, r, heads, path)
-        rnd.v_end = v1
-        self.send(v1, self.counters.on_count, rnd)
+        rnd.q0, rnd.q1, rnd.v0, rnd.v1 = q0, q1, v0, v1
+        self.send(q0, self.controller.on_grant, rnd)
+
+    # -- in: Refresh ------------------------------------------------------------------------
+    def on_refresh(self, r):
+        """Every valid slot is read and rewritten in [start, end): age 0 again at `end`."""
+        self.busy(r.start, r.end, step=r.step, layer=self.layer, action="refresh")
+        self.busy_until = [r.end] * len(self.busy_until)
+        for ring in self.rings:
+            ring.restore(r.end)
 
     def _count_lost(self, ring, step, read_ps, n_valid):
         """Count the valid slots read at read_ps whose retention factor < loss_fraction."""

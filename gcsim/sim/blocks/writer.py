@@ -4,11 +4,12 @@ sequence's arrays, with its write DACs.
 Parameters: `timing.phases_ns.write`; `energy kv_write_dac` per cell written
 (2 x KV x d per step; x G copies when GQA replicates the K/V arrays).
 Ports: in `write` <- controller (WriteRequest); out `store` -> tiles (the values and their
-write time); out `written` -> controller (WriteDone, when the write ends).
-Statistics (per K/V bank): busy during writes (and refreshes, which use its DACs);
-a write that finds the DACs busy waits (cause `refresh`, or `writer busy (other sequence)`
-with the `overlap_write` issue policy), booked on the sequence and, serial issue, on
-the controller that holds the k, v.
+write interval, when the writer takes the request); out `written` -> controller (WriteDone, when the
+write ends); in `refresh` <- refresh (a refresh uses its DACs).
+Statistics (per K/V bank): busy during writes and refreshes. A write that finds the DACs
+busy waits (cause `refresh`, or `writer busy (other sequence)` with the `overlap_write`
+issue policy): on the step's critical path and listed for its sequence; the WriteDone
+carries when the write started, so that the controller books its own hold.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from ..kernel.path import add
 
 class TokenWriter(Component):
     PARAMS = ("timing.phases_ns.write", "periphery.gqa_mapping (copies)")
-    PORTS = {"write": "in <- controller: WriteRequest", "store": "out -> tiles: values + write time",
-             "written": "out -> controller: WriteDone"}
-    STATS = "busy: write (and refresh); waits booked on the sequence/controller"
+    PORTS = {"write": "in <- controller: WriteRequest", "store": "out -> tiles: values + write interval",
+             "written": "out -> controller: WriteDone", "refresh": "in <- refresh: Refresh"}
+    STATS = "busy: write and refresh"
     ACTIONS = ("kv_write_dac",)
 
     def __init__(self, sim, layer):
@@ -32,23 +33,29 @@ class TokenWriter(Component):
         self.cells_per_write = 2 * s.kv_heads * s.d_head * sim.policies["gqa"].copies()
         self.ledger.declare(self.name, "kv_write_dac", layer, const=self.cells_per_write)   # per layer step
         self.dacs = Resource(self.name, "writer busy (other sequence)", sim.check)
+        self.refresh = None   # the layer's refresh component (periodic refresh), set by the engine
+        self.refresh_wait_ps = 0   # writes delayed by a refresh (refresh summary's stall_ps)
 
+    # -- in: WriteRequest ------------------------------------------------------------------
     def on_write(self, job):
-        env, l = self.env, self.layer
-        now = env._now
+        now = self.env._now
         dacs = self.dacs
-        holder = dacs.holder
-        cause = "refresh" if holder is self.tiles.refresh else "writer busy (other sequence)"
+        refreshing = dacs.holder is self.refresh and self.refresh is not None
+        cause = "refresh" if refreshing else "writer busy (other sequence)"
         start, job.path = dacs.claim(now, self.write_ps, job, job.path, cause)
         if start > now:
-            seqs = self.sim.host.sequences
-            seqs.stall(now, start, cause, units=job.seq, step=job.step, layer=l)
-            if not self.controller.write_during_read:
-                self.controller.stall(now, start, cause, step=job.step, layer=l)
-            if cause == "refresh":
-                self.tiles.refresh.stall_ps += start - now
+            if job.waits is None:
+                job.waits = []
+            job.waits.append((now, start, cause))
+            if refreshing:
+                self.refresh_wait_ps += start - now
+        job.write_start, job.write_cause = start, cause
         end = start + self.write_ps
-        self.busy(start, end, step=job.step, layer=l, action="write")
+        self.busy(start, end, step=job.step, layer=self.layer, action="write")
         add(job.path, "write", self.write_ps)
-        self.tiles.store(job, start, end)   # the value is in the cell when the write ends: its age-0 time
+        self.send(now, self.tiles.on_store, job)   # the tiles reserve the slot's cells for [start, end) now
         self.send(end, self.controller.on_written, job)
+
+    # -- in: Refresh ------------------------------------------------------------------------
+    def on_refresh(self, r):
+        self.busy(r.start, r.end, step=r.step, layer=self.layer, action="refresh")

@@ -4,7 +4,7 @@
   of a stored value that had decayed past `loss_fraction` (one count per slot, for all K/V
   banks at once; exp(-age / tau) < loss_fraction, i.e. age > tau ln(1 / loss_fraction);
   per_token mode: by age in tokens).
-- `periodic`: one SimPy process per layer. Refreshes fall due at k x
+- `periodic`: one SimPy process per layer (`LayerRefresh`). Refreshes fall due at k x
   `refresh_interval_ns` (k = 1, 2, ...). A refresh due at D waits until no layer step is
   between its write and the end of its last V phase (a refresh never interrupts a step's
   use of the arrays), then claims the write DACs and the K/V arrays for
@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import math
 
-from simpy.events import Event
-
 from ...hardware import PS_PER_NS
 from ...physics import V_ZERO_V
-from ..kernel import Component, wake_at
+from ..kernel import Component, Inbox
+from ..messages import Refresh
 from . import Policy, register
 
 
@@ -48,10 +47,15 @@ class Periodic(Policy):
 
 
 class LayerRefresh(Component):
-    """The periodic refresh of one layer's tiles (a SimPy process)."""
+    """The periodic refresh of one layer's tiles (a SimPy process): when a refresh falls
+    due it waits for the tiles to be free (a TilesFree from them), claims the write DACs and
+    the arrays, and sends a Refresh to the writer and the tiles, which book their own time
+    and the tiles restore their values."""
     PARAMS = ("numerics.retention.refresh_interval_ns", "numerics.retention.refresh_ns_per_subtile")
-    STATS = "energy only (its time is booked on the tiles and the writer)"
+    PORTS = {"free": "in <- tiles: TilesFree", "refresh": "out -> writer, tiles: Refresh"}
+    STATS = "energy only (the writer and the tiles book their own time in a refresh)"
     ACTIONS = ("k_column_read", "v_row_read", "kv_write_dac")
+    PROCESS = False   # its own process: run()
 
     def __init__(self, sim, tiles, writer):
         super().__init__(sim, f"L{tiles.layer:02d}.refresh", 1)
@@ -68,19 +72,21 @@ class LayerRefresh(Component):
         self.safe_age_ps = (-hw.decay_tau_ps * math.log(1.0 - half_level / max_dev)
                             if ret.mode == "time" and half_level < max_dev else math.inf)
         self.expected_writes = sim.steps * hw.periphery.sequences
-        self.writes = 0
-        self.waiting = None
-        self.refreshes = self.busy_ps = self.stall_ps = self.slots_refreshed = self.assumption_violations = 0
-        sim.env.process(self.run())
+        self.waiting = False
+        self.refreshes = self.busy_ps = self.slots_refreshed = self.assumption_violations = 0
+        self.inbox = Inbox(sim.env)
+        sim.start(self, self.run())
 
-    def tiles_free(self, at_ps):
-        """The tiles' last reserved V phase ends at at_ps (a waiting refresh may start)."""
-        if self.waiting is not None:
-            wake_at(self.env, self.waiting, at_ps)
-            self.waiting = None
+    @property
+    def stall_ps(self) -> int:
+        """Time writes waited for a refresh (the writer's count)."""
+        return self.writer.refresh_wait_ps
+
+    def on_tiles_free(self, at_ps):
+        """TilesFree: handled by run() (it waits for it)."""
 
     def run(self):
-        env, tiles, writer = self.env, self.tiles, self.writer
+        env, tiles, writer, inbox = self.env, self.tiles, self.writer, self.inbox
         due = self.interval_ps
         while True:
             yield env.timeout(max(0, due - env._now))
@@ -88,8 +94,10 @@ class LayerRefresh(Component):
             if sum(r.writes for r in tiles.rings) >= self.expected_writes:
                 return   # no layer step will come here again
             if tiles.open_steps:
-                self.waiting = Event(env)
-                yield self.waiting
+                self.waiting = True      # the tiles send a TilesFree when their last step lets go
+                yield inbox.event
+                inbox.woke()
+                self.waiting = False
             now = env._now
             free = max([now, writer.dacs.free_at] + tiles.busy_until + [b.free_at for b in tiles.banks])
             active = max(r.counts(r.last)[1] if r.written().any() else 0 for r in tiles.rings)
@@ -99,18 +107,19 @@ class LayerRefresh(Component):
 
     def _refresh(self, start, end):
         tiles, writer, l = self.tiles, self.writer, self.layer
-        for res in (writer.dacs,) + tiles.banks:
+        for res in (writer.dacs,) + tiles.banks:   # claimed: a write or read finding them busy waits
             res.free_at, res.holder, res.holder_path = end, self, None
         step = max(r.last for r in tiles.rings)
-        tiles.busy(start, end, step=step, layer=l, action="refresh")
-        tiles.busy_until = [end] * len(tiles.busy_until)
-        writer.busy(start, end, step=step, layer=l, action="refresh")
         n_slots = 0
         for ring in tiles.rings:
             valid = ring.written()
             if valid.any() and start - int(ring.write_ps[valid].min()) > self.safe_age_ps:
                 self.assumption_violations += 1
-            n_slots += ring.restore(end)   # the rewritten level is the one written: age 0 from here
+            n_slots += int(valid.sum())
+        msg = Refresh(start, end, step)
+        now = self.env._now   # the writer and the tiles book the interval they are claimed for now
+        self.send(now, writer.on_refresh, msg)
+        self.send(now, tiles.on_refresh, msg)
         self.energy("k_column_read", self.banks * n_slots, l, step)
         self.energy("v_row_read", self.banks * n_slots, l, step)
         self.energy("kv_write_dac", self.cells_per_slot * n_slots, l, step)

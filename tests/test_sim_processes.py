@@ -1,0 +1,114 @@
+"""The simulator as components with processes of their own (issue 8): one SimPy process per
+component instance, one SimPy event per message hop, and every booking made by the
+component it belongs to, from the messages it received."""
+import numpy as np
+import pytest
+import simpy
+from inputs import random_trace
+
+from gcsim import load_hardware
+from gcsim.sim import ArrayTrace, Simulator
+from gcsim.sim.kernel import Timeline
+from gcsim.sim.kernel.stats import Activity
+
+NS = 1000
+PER_LAYER = ("controller", "writer", "tiles", "integrators", "ctp", "counters", "accumulator")
+
+
+def zeros(hw, T):
+    s = hw.shape
+    return ArrayTrace(np.zeros((T, s.layers, s.heads, s.d_head), np.float32),
+                      np.zeros((T, s.layers, s.kv_heads, s.d_head), np.float32),
+                      np.zeros((T, s.layers, s.kv_heads, s.d_head), np.float32))
+
+
+def owners(sim):
+    return {id(proc): comp.name for comp, proc in sim.processes}
+
+
+def test_paper_gpt2_is_one_process_per_component_instance():
+    hw = load_hardware("paper-gpt2")
+    T = 3
+    sim = Simulator(hw, zeros(hw, T), values=False)
+    assert all(isinstance(p, simpy.Process) for _, p in sim.processes)
+    names = sorted(c.name for c, _ in sim.processes)
+    # 12 layers x 7 components, and the host's decode loop of its one sequence
+    expected = sorted([f"L{l:02d}.{c}" for l in range(12) for c in PER_LAYER] + ["host"])
+    assert names == expected and len(names) == 12 * 7 + 1
+    res = sim.run()
+    # the event budget of a layer step of multi-head attention (gcsim/sim/messages.py): inputs,
+    # write request, store, write done, read request, grant, Q pulses, S, phi, A, count done,
+    # summed, outputs = 13 hops, one event each; beyond them only the 85 processes' starts and
+    # the host process's end (and the AllOf waiting for it)
+    events = next(sim.env._eid)
+    assert 13 * 12 * T + 85 <= events <= 13 * 12 * T + 85 + 3
+    assert res.elapsed_ps == T * 12 * 65 * NS
+
+
+def test_shared_counters_and_several_sequences_and_refresh_processes():
+    hw = load_hardware("stall-refresh").derive(periphery={"counters_shared_by_layers": 3, "sequences": 2})
+    assert hw.numerics.retention.refresh == "periodic"
+    sim = Simulator(hw, zeros(hw, 2), values=False)
+    names = [c.name for c, _ in sim.processes]
+    # a counter bank and its adder tree shared by 3 layers is one instance with one process
+    assert sorted(n for n in names if n.endswith(".counters")) == [f"P{g:02d}.counters" for g in range(4)]
+    assert sorted(n for n in names if n.endswith(".accumulator")) == [f"P{g:02d}.accumulator" for g in range(4)]
+    assert names.count("host") == 2                                       # one decode loop per sequence
+    assert sum(n.endswith(".refresh") for n in names) == 12               # one per layer
+    assert len(names) == 12 * 5 + 4 * 2 + 2 + 12
+    sim.run()
+
+
+@pytest.mark.parametrize("model", ["paper-gpt2", "smollm2", "stall-shared-counters", "stall-link"])
+def test_no_component_books_another_components_time(model, monkeypatch):
+    """Every busy or stalled interval is booked while the process of the component it belongs
+    to is running (the `sequences` units are the host's per-sequence processes). Links are
+    booked by the sender that pushes a message through them: the one exception (channels have
+    no process yet)."""
+    hw = load_hardware(model)
+    sim = Simulator(hw, random_trace(hw, 3), values=False, timeline=Timeline())   # timeline: every booking via _book
+    who = owners(sim)
+    seen = []
+    book = Activity._book
+
+    def spy(self, name, *args):
+        proc = sim.env.active_process
+        seen.append((name, who.get(id(proc)) if proc is not None else None))
+        return book(self, name, *args)
+
+    monkeypatch.setattr(Activity, "_book", spy)
+    sim.run()
+    assert len(seen) > 3 * hw.shape.layers * 8
+    for name, owner in seen:
+        if name == "sequences":
+            assert owner == "host", name
+        elif name.startswith("link."):
+            assert owner == "host" or owner.endswith(".controller"), (name, owner)
+        else:
+            assert owner == name, (name, owner)
+
+
+def test_integrators_book_q_and_v_from_their_own_messages():
+    # SmolLM2 (9 heads, 3 K/V banks, G = 3 time-multiplexed rounds of 3 heads): a round's Q and
+    # V phases (15 + 15 ns) are the integrators' busy time, 9 heads x 30 ns per layer step; the
+    # rounds wait for the bank: round r from the read request for r x (15 + 15 + 15) ns.
+    hw = load_hardware("smollm2")
+    ph = hw.timing.phases_ns
+    q, v, c = ph["q_phase"], ph["v_phase"], ph["output_count"]
+    assert (q, v, c) == (15.0, 15.0, 15.0)
+    T = 2
+    tl = Timeline(layers={0})
+    res = Simulator(hw, zeros(hw, T), values=False, timeline=tl).run()
+    integ = res.activity["L00.integrators"]
+    assert integ["busy_ps"] == T * 9 * (15 + 15) * NS
+    assert integ["stall_causes_ps"] == {"K/V bank shared (GQA)": T * 3 * (0 + 45 + 90) * NS}
+    # per round, the integrators' own bookings: K integration [q0, q0 + 15), V [q0 + 15, q0 + 30)
+    rows = [e for e in tl.events if e[0] == "L00.integrators" and e[4] == "busy" and e[6] == 0]
+    starts = sorted({(e[5], e[2] - rows[0][2]) for e in rows})
+    assert starts == [("integrate K", 0), ("integrate K", 45 * NS), ("integrate K", 90 * NS),
+                      ("integrate V", 15 * NS), ("integrate V", 60 * NS), ("integrate V", 105 * NS)]
+    # the charge-to-pulse drives the V rows in the same V phases, the controller's PWM drivers fire
+    # in the Q phases: each from the message it received (S, Grant)
+    assert res.activity["L00.ctp"]["busy_ps"] == T * 9 * 15 * NS
+    pwm = [e for e in tl.events if e[0] == "L00.controller" and e[5] == "PWM drive" and e[6] == 0]
+    assert sorted(e[2] - rows[0][2] for e in pwm) == [0, 45 * NS, 90 * NS]
