@@ -60,7 +60,7 @@ if MODE == "timing":
         w0, c0 = time.perf_counter(), time.process_time()
         sim.run()
         wall.append(T / (time.perf_counter() - w0)); cpu.append(T / (time.process_time() - c0))
-    out["timing"] = {"wall": wall, "cpu": cpu, "events": next(sim.env._eid) / (T * L)}
+    out["timing"] = {"wall": wall, "cpu": cpu, "events": next(sim.env._eid) / (T * L) if hasattr(sim, "env") else float("nan")}
 else:
     STAMPS = {}
     class Stamped(np.ndarray):   # q as the simulator reads it: one read per step, time-stamped
