@@ -112,3 +112,18 @@ def test_integrators_book_q_and_v_from_their_own_messages():
     assert res.activity["L00.ctp"]["busy_ps"] == T * 9 * 15 * NS
     pwm = [e for e in tl.events if e[0] == "L00.controller" and e[5] == "PWM drive" and e[6] == 0]
     assert sorted(e[2] - rows[0][2] for e in pwm) == [0, 45 * NS, 90 * NS]
+
+
+def test_declared_ports_are_the_live_graphs():
+    """Each component's PORTS (what its docstring and docs/architecture.md list) names every
+    port it is connected by in a live simulator, with the right direction."""
+    from gcsim.sim.graph import component_graph
+    hw = load_hardware("stall-refresh").derive(shape={"layers": 2}, periphery={"gqa_mapping": "time_multiplexed"})
+    sim = Simulator(hw, zeros(hw, 1), values=False)
+    for a, port, b in ((c.name, p.split(":")[0], peer.name) for c in sim.components.values() for p, peer in c.peers.items()):
+        declared_out, declared_in = sim.components[a].PORTS[port], sim.components[b].PORTS[port]
+        assert declared_out.startswith("out"), (a, port)
+        assert declared_in.startswith("in"), (b, port)
+    g = component_graph(sim)
+    assert g.edges["L00.tiles", "L00.controller"]["port"] == "grant"
+    assert g.edges["L00.refresh", "L00.writer"]["port"] == "refresh"

@@ -31,7 +31,8 @@ from ..kernel.path import add
 class OutputCounters(Component):
     PARAMS = ("timing.phases_ns.output_count", "periphery.counters_shared_by", "periphery.counters_shared_by_layers",
               "periphery.counters", "numerics.out_sat", "numerics.out_levels")
-    PORTS = {"count": "in <- tiles: CountRequest", "counted": "out -> accumulator: CountDone; -> tiles: RoundDone"}
+    PORTS = {"count": "in <- integrators: A", "latched": "out -> integrators: Latched",
+             "counted": "out -> accumulator: CountDone", "round_done": "out -> tiles: RoundDone"}
     STATS = "busy per physical counter set"
     ACTIONS = ("output_conversion",)
 

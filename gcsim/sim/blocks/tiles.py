@@ -43,8 +43,9 @@ from ..messages import Round
 class GainCellTiles(Component):
     PARAMS = ("shape.window", "shape.array_size", "numerics.retention", "timing.phases_ns.q_phase",
               "timing.phases_ns.v_phase", "periphery.gqa_mapping", "periphery.counters")
-    PORTS = {"store": "in <- writer: values + write time", "read": "in <- controller: ReadRequest",
-             "count": "out -> counters: CountRequest", "round_done": "in <- counters: RoundDone"}
+    PORTS = {"store": "in <- writer: Store", "read": "in <- controller: ReadRequest",
+             "grant": "out -> controller: Grant", "round_done": "in <- counters: RoundDone",
+             "refresh": "in <- refresh: Refresh", "free": "out -> refresh: TilesFree"}
     STATS = "busy while written, read (Q, V phases) and refreshed; per K/V bank and sequence"
     ACTIONS = ("k_column_read", "v_row_read")
 
