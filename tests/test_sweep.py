@@ -89,7 +89,11 @@ def test_point_the_validator_rejects_is_skipped_with_its_reason(tmp_path):
     ({"colour": 1}, "unknown field 'colour'"),
 ])
 def test_bad_spec_is_one_line_exit_2(tmp_path, capsys, change, message):
-    path = spec(tmp_path, **change)
+    assert_bad_spec(spec(tmp_path, **change), tmp_path, capsys, message)
+
+
+def assert_bad_spec(path, tmp_path, capsys, message):
+    """A bad spec: refused at load, one line naming the field, exit 2, nothing written."""
     with pytest.raises(SpecError, match="spec.yaml"):
         load_spec(path)
     assert cli(["sweep", str(path), "-o", str(tmp_path / "out"), "--cache", str(tmp_path / "c")]) == 2

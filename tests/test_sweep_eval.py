@@ -12,8 +12,9 @@ import yaml
 
 from gcsim.chipmodel.data import read_corpus, split_text
 from gcsim.cli import main as cli
-from gcsim.sweeps import SpecError, load_spec
+from gcsim.sweeps import load_spec
 from gcsim.sweeps.runner import run_sweep
+from test_sweep import assert_bad_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = split_text(read_corpus())[1]
@@ -154,13 +155,7 @@ def test_reference_chip_gives_accuracy_without_cost(tmp_path):
     ({"eval": {"chip_layers": [4]}}, "field 'eval.chip_layers': expected 'all' or a list of layer numbers in 0..3"),
 ])
 def test_bad_eval_spec_is_one_line_exit_2(tmp_path, capsys, change, message):
-    path = spec(tmp_path, **change)
-    with pytest.raises(SpecError, match="spec.yaml"):
-        load_spec(path)
-    assert cli(["sweep", str(path), "-o", str(tmp_path / "out"), "--cache", str(tmp_path / "c")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
-    assert not (tmp_path / "out").exists()
+    assert_bad_spec(spec(tmp_path, **change), tmp_path, capsys, message)
 
 
 def test_a_shape_the_model_lacks_is_skipped(tmp_path):
