@@ -18,10 +18,11 @@ unit in a fixed order, so results do not depend on the number of threads.
 Why numba: the read is memory-bound in numpy (three float powers per cell, ~226 MB per
 GPT-2 step); a compiled loop over one-byte codes is needed to pass it, numba compiles
 plain Python loops with no C toolchain at install time, is widely used and well kept.
-Threads: the kernel is compiled serial (no prange) over a range of units, and a call is
-split over Python threads (the kernel releases the GIL). numba's own parallel launch cost
-~115 us per call even on one thread, as much as the kernel's work for a GPT-2 layer's
-quarter of a bank read; a split by hand over a persistent pool costs a few us.
+Threads: the kernel is compiled serial over a range of units; with n > 1 threads a call is
+split into n fixed unit ranges run by numba's parallel runtime (gcsim/kernels/
+bitline_threads.py, `prange` over the ranges). With numba's OpenMP threading layer a launch
+costs ~2 us (its workers spin briefly between calls); a hand-off to Python threads cost
+~35-55 us per call (the waking thread's latency), more than half a GPT-2 layer's read.
 """
 from __future__ import annotations
 
@@ -47,33 +48,18 @@ def get_threads() -> int:
     return _threads["n"]
 
 
-def _pool():
-    from concurrent.futures import ThreadPoolExecutor
-
-    n = _threads["n"] - 1
-    pool = _threads["pool"]
-    if pool is None or pool._max_workers != n:
-        if pool is not None:
-            pool.shutdown(wait=True)
-        pool = _threads["pool"] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="gcsim-kernel")
-    return pool
-
-
 def _bank_read_split(kernel):
     def bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A):
         """One bank read (arguments as _bank_read), its units split over get_threads() threads."""
         units = q.shape[0] * q.shape[1]
         n = min(_threads["n"], units)
-        args = (q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A)
         if n == 1:
-            kernel(*args, 0, units)
+            kernel(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, 0, units)
             return
-        bounds = [units * i // n for i in range(n + 1)]
-        pool = _pool()
-        futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, n)]
-        kernel(*args, bounds[0], bounds[1])
-        for f in futures:
-            f.result()
+        from . import bitline_threads   # numba's parallel runtime, loaded by the first split read
+
+        bitline_threads.bank_read_chunks(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size,
+                                         S, phi, A, n)
     return bank_read
 
 
@@ -84,7 +70,7 @@ def compiled():
 
         # fastmath "contract" only: multiply-add pairs become FMAs (rounded once, as BLAS);
         # no reassociation, so the additions keep their order
-        kernel = numba.njit(cache=True, nogil=True, fastmath={"contract"})(_bank_read)
+        kernel = _compiled["kernel"] = numba.njit(cache=True, nogil=True, fastmath={"contract"})(_bank_read)
         _compiled["bank_read"] = _bank_read_split(kernel)
         _compiled["encode"] = numba.njit(cache=True, nogil=True)(_encode)
     return _compiled["bank_read"], _compiled["encode"]
