@@ -37,11 +37,11 @@ def test_paper_gpt2_is_one_process_per_component_instance():
     assert names == expected and len(names) == 12 * 7 + 1
     res = sim.run()
     # the event budget of a layer step of multi-head attention (gcsim/sim/messages.py): inputs,
-    # write request, store, write done, read request, grant, Q pulses, S, phi, A, count done,
-    # summed, outputs = 13 hops, one event each; beyond them only the 85 processes' starts and
+    # write request (carrying the read: serial issue policy), store (and the read), grant,
+    # Q pulses, S, phi, A, count done, summed, outputs = 11 hops, one event each; beyond them only the 85 processes' starts and
     # the host process's end (and the AllOf waiting for it)
     events = next(sim.env._eid)
-    assert 13 * 12 * T + 85 <= events <= 13 * 12 * T + 85 + 3
+    assert 11 * 12 * T + 85 <= events <= 11 * 12 * T + 85 + 3
     assert res.elapsed_ps == T * 12 * 65 * NS
 
 

@@ -40,6 +40,7 @@ from .blocks.interconnect import Network
 from .blocks.tiles import GainCellTiles
 from .blocks.writer import TokenWriter
 from .kernel import Activity, CriticalPath, EnergyLedger, Timeline
+from .kernel.environment import Environment, Process
 from .policies import make
 from .policies.refresh import summary as refresh_summary
 from .source import TraceSource, is_source
@@ -128,7 +129,7 @@ class Simulator:
         check_run(hw, self.steps, values=values)  # memory and int64 time fit (gcsim/budget.py)
         self.values, self.check, self.stages_hook, self.device = values, check, stages_hook, device
         s, p = hw.shape, hw.periphery
-        self.env = simpy.Environment()
+        self.env = Environment()
         self.activity = Activity(timeline)
         # energy per action scaled from the calibration design to this one (gcsim/costs.py)
         self.energy = EnergyLedger(costs.derive(hw).actions_pj, hw.energy.link_pj_per_bit, s.layers, self.steps)
@@ -183,7 +184,7 @@ class Simulator:
 
     def start(self, component, generator):
         """Start `component`'s SimPy process."""
-        proc = self.env.process(generator)
+        proc = Process(self.env, generator)
         self.processes.append((component, proc))
         return proc
 
@@ -205,7 +206,7 @@ class Simulator:
         # already alive (numba, numpy, the trace) out of the garbage collector's full passes
         gc.freeze()
         try:
-            env.run(until=done)
+            env.run_until(done)
         finally:
             gc.unfreeze()
         self._bar.close()

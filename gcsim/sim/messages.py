@@ -8,10 +8,12 @@ times the tiles' arrays serve it.
 
 Hops (sender -> receiver, message, when it arrives; every hop is one SimPy event):
   host -> controller         LayerInputs (the LayerStep: q, k, v)   after the route's links
-  controller -> writer       WriteRequest (k, v DAC'ed)            at once (local wire)
-  writer -> tiles            Store (values, write interval)        when the writer takes it (at once)
-  writer -> controller       WriteDone                             when the write ends
-  controller -> tiles        ReadRequest (q pulses)                at once
+  controller -> writer       WriteRequest (k, v DAC'ed; serial:    at once (local wire)
+                             the read that follows, q pulses)
+  writer -> tiles            Store (values, write interval;        when the writer takes it (at once)
+                             serial: the read, from the write end)
+  writer -> controller       WriteDone (overlap_write only)        when the write ends
+  controller -> tiles        ReadRequest (overlap_write only)      when the read path is free
   tiles -> controller        Grant (a Round: its Q phase)          when the round's Q phase starts
   controller -> integrators  QPulses (the round's PWM pulses)      at once
   integrators -> ctp         Charges S (the round)                 when the Q phase ends
@@ -35,7 +37,7 @@ class LayerStep:
     __slots__ = ("seq", "step", "layer", "path", "q", "k", "v", "q_pulse", "k_dev", "v_dev", "arrived_ps",
                  "write_ps", "read_ps", "rounds_left", "codes", "S", "phi", "out", "last_path",
                  "last_end", "n_valid", "n_active", "A", "decay_ages", "waits",
-                 "write_start", "write_cause")
+                 "write_start", "write_cause", "read_after")
 
     def __init__(self, seq, step, layer, path, q=None, k=None, v=None):
         self.seq, self.step, self.layer, self.path = seq, step, layer, path
@@ -47,6 +49,7 @@ class LayerStep:
         self.last_path, self.last_end = None, -1
         self.waits = None        # [(start, end, cause)] the sequence waited inside the layer (booked by the host)
         self.write_cause = None
+        self.read_after = False  # the write request carries the read (serial issue policy)
 
 
 class Round:

@@ -3,18 +3,24 @@ of q, k and v, the issue of a layer step's requests (a write to the token writer
 read to the tiles), the PWM row drivers of the Q phase, and the route of the
 accumulator's outputs back to the host.
 
-It issues requests; the other components do their phases. When another sequence's layer
-step holds the layer, the next waits here (issue policy, gcsim/sim/policies/issue.py).
+It issues requests; the other components do their phases. With the `serial` issue policy a
+layer step is one request: write, then read (the WriteRequest carries the read; the writer
+passes it to the tiles with the Store, and the tiles start the read when the write ends).
+With `overlap_write` the read is a request of its own, issued when the WriteDone arrives and
+the read path is free. When another sequence's layer step holds the layer, the next waits
+here (issue policy, gcsim/sim/policies/issue.py).
 
 Parameters: `timing.phases_ns.routing`, `interconnect.*_bits`, the per-head scalers of the
 source, `periphery.issue`.
-Ports: in `inputs` <- host (LayerInputs); out `write` -> writer (WriteRequest); in
-`written` <- writer (WriteDone); out `read` -> tiles (ReadRequest); in `grant` <- tiles
+Ports: in `inputs` <- host (LayerInputs); out `write` -> writer (WriteRequest, with the read
+under `serial`); in `written` <- writer (WriteDone, `overlap_write`); out `read` -> tiles
+(ReadRequest, `overlap_write`); in `grant` <- tiles
 (a round's Q phase may start); out `pulses` -> integrators (QPulses); in `summed` <-
 accumulator (Summed); out `outputs` -> host (LayerOutputs, over the interconnect route).
 Statistics (per query head): busy while its PWM drivers fire (Q phase of the round granted
 to it) and during routing/control; stalled while it holds a step's k, v that the writer
-cannot take (`refresh`, from the WriteDone) and while its outputs wait for a link.
+cannot take (`refresh`: from the first Grant, or the WriteDone) and while its outputs wait
+for a link.
 Energy: `q_pwm_drive` per PWM row driver firing into an active sub-tile, `control` per
 head and step.
 """
@@ -90,19 +96,13 @@ class LayerController(Component):
             job.k_dev = dac_kv(job.k, sc["a_k"], sc["b_k"], hw, self.law)
             job.v_dev = dac_kv(job.v, sc["a_v"], sc["b_v"], hw, self.law)
         job.arrived_ps = now    # the write request leaves now
+        job.read_after = not self.write_during_read   # serial: the read follows the write
         self.send(now, self.writer.on_write, job)
 
-    # -- in: WriteDone -----------------------------------------------------------------------
+    # -- in: WriteDone (overlap_write: the read is issued apart) --------------------------------
     def on_written(self, job):
-        now = self.env._now
-        if job.write_start > job.arrived_ps and not self.write_during_read:
-            # the writer could not take the k, v at once (refresh): this controller held them
-            self.stall(job.arrived_ps, job.write_start, job.write_cause, step=job.step, layer=self.layer)
-        job.arrived_ps = now   # ready to read
-        if self.write_during_read:
-            self._admit(job, self._read)
-        else:
-            self._read(job)
+        job.arrived_ps = self.env._now   # ready to read
+        self._admit(job, self._read)
 
     def _read(self, job):
         now = self.env._now
@@ -115,6 +115,10 @@ class LayerController(Component):
     def on_grant(self, rnd):
         """The PWM row drivers fire during the round's Q phase; the pulses reach the K arrays,
         whose columns the integrators integrate."""
+        job = rnd.job
+        if rnd.index == 0 and job.write_start > job.arrived_ps and job.read_after:
+            # the writer could not take the k, v at once (refresh): this controller held them
+            self.stall(job.arrived_ps, job.write_start, job.write_cause, step=job.step, layer=self.layer)
         self.busy(rnd.q0, rnd.q1, units=rnd.heads, step=rnd.job.step, layer=self.layer, action="PWM drive")
         self.send(rnd.q0, self.integrators.on_pulses, rnd)
 

@@ -15,8 +15,9 @@ the read (the tens of ns between phases are < 1e-5 of tau).
 
 Parameters: shape (window M, array size), `numerics.retention` (mode, loss_fraction),
 `timing.phases_ns.q_phase` / `v_phase`, `periphery.gqa_mapping`, `periphery.counters`.
-Ports: in `store` <- writer (values and write interval, when the writer takes the request); in `read`
-<- controller (ReadRequest); out `grant` -> controller (a Round, when its Q phase starts);
+Ports: in `store` <- writer (values and write interval, when the writer takes the request;
+under the `serial` issue policy it carries the read that follows: the read starts when the
+write ends); in `read` <- controller (ReadRequest, `overlap_write`); out `grant` -> controller (a Round, when its Q phase starts);
 in `round_done` <- counters (a round's count is over: bank released, next time-multiplexed
 round); in `refresh` <- refresh; out `free` -> refresh (TilesFree).
 Statistics (per K/V bank and sequence): busy while written, read and refreshed.
@@ -117,6 +118,9 @@ class GainCellTiles(Component):
         ring = self.rings[job.seq]
         slot = ring.write(job.step, end, job.k_dev, job.v_dev)   # the value is in the cells at `end`: age 0
         job.write_ps = int(ring.write_ps[slot])
+        if job.read_after:   # the read issued with the write starts when the write ends
+            job.read_ps = end
+            self.on_read(job)
 
     # -- in: ReadRequest -------------------------------------------------------------------
     def on_read(self, job):

@@ -4,11 +4,13 @@ sequence's arrays, with its write DACs.
 Parameters: `timing.phases_ns.write`; `energy kv_write_dac` per cell written
 (2 x KV x d per step; x G copies when GQA replicates the K/V arrays).
 Ports: in `write` <- controller (WriteRequest); out `store` -> tiles (the values and their
-write interval, when the writer takes the request); out `written` -> controller (WriteDone, when the
-write ends); in `refresh` <- refresh (a refresh uses its DACs).
+write interval, when the writer takes the request, with the read that follows it under the
+`serial` issue policy); out `written` -> controller (WriteDone, when the write ends; only
+with `overlap_write`, where the controller issues the read itself); in `refresh` <- refresh
+(a refresh uses its DACs).
 Statistics (per K/V bank): busy during writes and refreshes. A write that finds the DACs
 busy waits (cause `refresh`, or `writer busy (other sequence)` with the `overlap_write`
-issue policy): on the step's critical path and listed for its sequence; the WriteDone
+issue policy): on the step's critical path and listed for its sequence; the request
 carries when the write started, so that the controller books its own hold.
 """
 from __future__ import annotations
@@ -54,7 +56,8 @@ class TokenWriter(Component):
         self.busy(start, end, step=job.step, layer=self.layer, action="write")
         add(job.path, "write", self.write_ps)
         self.send(now, self.tiles.on_store, job)   # the tiles reserve the slot's cells for [start, end) now
-        self.send(end, self.controller.on_written, job)
+        if not job.read_after:
+            self.send(end, self.controller.on_written, job)
 
     # -- in: Refresh ------------------------------------------------------------------------
     def on_refresh(self, r):
