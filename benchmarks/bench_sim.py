@@ -2,9 +2,10 @@
 heads x 64, window 1024), side by side in one run:
 
 - this tree and the previous simulators, each taken with `git archive` into a temporary
-  directory and imported in its own process: the components as callback actors (main at
-  0898eac: only the host's decode loop and refresh were SimPy processes, 5 events per layer
-  step) and the one-process sequencer (main at b1385e8);
+  directory and imported in its own process: one process per component with 13 events per
+  layer step (main at 18ec054), the components as callback actors (main at 0898eac: only the
+  host's decode loop and refresh were SimPy processes, 5 events per layer step) and the
+  one-process sequencer (main at b1385e8);
 - timing-only mode: whole runs of 1024 + AFTER steps, repeated (median, min, max), and the
   SimPy events per layer step (events scheduled / (steps x layers));
 - functional mode (float32): per-step times of the steps after the window is full, read from
@@ -34,7 +35,8 @@ from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PREVIOUS = {"0898eac": "callback components", "b1385e8": "sequencer"}   # earlier versions of main
+PREVIOUS = {"18ec054": "13-event processes", "0898eac": "callback components",
+            "b1385e8": "sequencer"}   # earlier versions of main
 
 CHILD = r"""
 import json, sys, time

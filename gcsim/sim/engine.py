@@ -12,9 +12,10 @@ a counter bank shared by layers), the refresh of each layer (when periodic), and
 host's decode loop per sequence in flight. Each waits on its inbox for a message, does its
 phase, books its own time and sends the result on: one SimPy event per message hop
 (gcsim/sim/messages.py lists them). Event budget of a layer step of multi-head attention
-without contention: inputs, write request, store, write done, read request, grant, Q
-pulses, S, phi, A, count done, summed, outputs: 13 (a GQA round adds grant to count done,
-6, and a RoundDone when the next round waits for the count). A step of a sequence starts
+without contention: inputs, write request (with its read), store (and the read), grant,
+Q pulses, S, phi, A, count done, summed, outputs: 11 (a GQA round adds grant to count done,
+6, and a RoundDone when the next round waits for the count; the overlap_write issue policy
+adds a WriteDone and a ReadRequest). A step of a sequence starts
 when its previous step has left the last layer (decoding is autoregressive).
 """
 from __future__ import annotations

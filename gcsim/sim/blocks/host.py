@@ -80,7 +80,8 @@ class HostPort(Component):
                 job = LayerStep(seq, t, l, path)
                 if values:
                     q, k, v = source.layer_inputs(seq, t, l)
-                    job.q, job.k, job.v = (np.asarray(a, dtype=self.dtype) for a in (q, k, v))
+                    dt = self.dtype
+                    job.q, job.k, job.v = np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt)
                 ctrl = controllers[l]
                 arrive = sim.network.transfer(routes[l], ctrl.bits_in, env._now, job, seqs, seq)
                 self.send(arrive, ctrl.on_inputs, job)
