@@ -167,11 +167,13 @@ class Simulator:
             integ.ctp, integ.counters, ctp.integrators = ctp, counters, integ
             counters.serve(l, tiles, integ, acc)
             acc.serve(l, ctrl)
-            for a, port, b in ((self.host, "inputs", ctrl), (ctrl, "write", writer), (writer, "store", tiles),
-                               (writer, "written", ctrl), (ctrl, "read", tiles), (tiles, "grant", ctrl),
-                               (ctrl, "pulses", integ), (integ, "charges", ctp), (ctp, "phi", integ),
-                               (integ, "count", counters), (counters, "latched", integ), (counters, "counted", acc),
-                               (acc, "summed", ctrl), (ctrl, "outputs", self.host)):
+            wires = [(self.host, "inputs", ctrl), (ctrl, "write", writer), (writer, "store", tiles),
+                     (tiles, "grant", ctrl), (ctrl, "pulses", integ), (integ, "charges", ctp), (ctp, "phi", integ),
+                     (integ, "count", counters), (counters, "latched", integ), (counters, "counted", acc),
+                     (acc, "summed", ctrl), (ctrl, "outputs", self.host)]
+            if ctrl.write_during_read:   # the read is a request of its own (else the store carries it)
+                wires += [(writer, "written", ctrl), (ctrl, "read", tiles)]
+            for a, port, b in wires:
                 a.connect(f"{port}:{b.name}", b)
             if tiles.wants_round_done:
                 counters.connect(f"round_done:{tiles.name}", tiles)
