@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .sim.kernel.stats import Timeline
+from .streamio import in_chunks
 
 PS_PER_US = 1e6
 
@@ -136,8 +137,9 @@ def write_profile(out: Path, res, rep: dict, *, plots: bool = False) -> list[str
         w = csv.writer(f)
         w.writerow(["sequence", "step", "latency_ps"] + [f"{c}_ps" for c in cats])
         for seq, arr in enumerate(res.path.per_step):
-            for t in range(res.steps):
-                w.writerow([seq, t, int(arr[t].sum())] + [int(x) for x in arr[t]])
+            for t0, chunk in in_chunks(arr):   # a long run's rows are on disk: read a chunk at a time
+                for t, row in enumerate(chunk.tolist(), t0):
+                    w.writerow([seq, t, sum(row)] + row)
     written.append("critical_path.csv")
     if isinstance(res.timeline, StreamedTimeline):
         res.timeline.write(out / "timeline.json")

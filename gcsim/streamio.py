@@ -4,12 +4,17 @@ A memory-mapped file's pages stay resident in the process once touched (read or 
 so replaying a long trace through a map grew RSS by the trace's size. `release_pages` drops
 the pages of a read-only map (touched again, they come back from the page cache), and
 `NpyWriter` writes a .npy file row by row with pwrite (the page cache holds the data, not
-the process).
+the process). `scratch_array` is a zero-filled array on an unlinked temporary file, for
+per-step records that would otherwise grow the process with the trace: written in place,
+its pages dropped by `release_pages` every so often, read back `in_chunks`.
 """
 from __future__ import annotations
 
+import errno
+import math
 import mmap
 import os
+import tempfile
 
 import numpy as np
 
@@ -29,8 +34,51 @@ def release_pages(arr) -> bool:
     mm = _mmap_of(arr)
     if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
         return False
-    mm.madvise(mmap.MADV_DONTNEED)
+    mm.madvise(mmap.MADV_DONTNEED)   # a shared file map: its dirty pages stay in the page cache
     return True
+
+
+def scratch_array(shape, dtype=np.int64) -> np.ndarray:
+    """A zero-filled array [shape] on an unlinked temporary file (in TMPDIR; gone when the
+    array is, whatever happens to the process). Its space is reserved now, so a full disk
+    fails here with a one-line OSError, not later as a SIGBUS on a page of the map."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes == 0:
+        return np.zeros(shape, dtype)
+    with tempfile.TemporaryFile(prefix="gcsim-records-") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, nbytes)
+        except OSError as exc:
+            raise OSError(exc.errno or errno.ENOSPC,
+                          f"cannot reserve {nbytes / 2**20:.1f} MiB of scratch space for per-step records in "
+                          f"{tempfile.gettempdir()} ({exc.strerror}); set TMPDIR to a directory with room") from None
+        return np.memmap(f, dtype, "r+", shape=tuple(shape))   # the map keeps the file open
+
+
+SCRATCH_MIN_BYTES = 1 << 18   # smaller record arrays stay in memory (no file, no descriptor)
+
+
+def records_array(shape, dtype=np.int64) -> np.ndarray:
+    """A zero-filled array for per-step records: `scratch_array` from SCRATCH_MIN_BYTES on,
+    a plain array below (a short run's records cost less than a file)."""
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize < SCRATCH_MIN_BYTES:
+        return np.zeros(shape, dtype)
+    return scratch_array(shape, dtype)
+
+
+CHUNK_ROWS = 4096   # rows of per-step records read back at a time
+
+
+def in_chunks(arr, rows: int | None = None):
+    """(t0, arr[t0:t1] as an in-memory copy) along the first axis, the map's pages dropped
+    after each chunk: reading a long scratch_array back does not make it resident."""
+    rows = rows or CHUNK_ROWS
+    for t0 in range(0, len(arr), rows):
+        chunk = np.array(arr[t0:t0 + rows])
+        release_pages(arr)
+        yield t0, chunk
 
 
 class NpyWriter:

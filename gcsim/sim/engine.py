@@ -30,6 +30,7 @@ from .. import costs, physics, progress as feedback
 from ..datapath import layer_scalers
 from ..budget import check_run
 from ..errors import SimError
+from ..streamio import records_array, release_pages
 from ..hardware import Hardware
 from .blocks.accumulator import DigitalAccumulator
 from .blocks.controller import LayerController
@@ -97,7 +98,7 @@ class SimResult:
     outputs: object = None     # [T, L, H, d] of sequence 0, or None
     timeline: Timeline | None = None
     retention: dict = field(default_factory=dict)  # refresh and lost-read counts (policies/refresh.py)
-    resources: dict = field(default_factory=dict)  # name -> served intervals (check=True only)
+    resources: dict = field(default_factory=dict)  # name -> its ServedLog (check=True only)
 
     def step_latency_ps(self, seq: int = 0) -> np.ndarray:
         end = self.step_end_ps[seq]
@@ -105,12 +106,21 @@ class SimResult:
 
 
 class Record:
-    """Per sequence [T, L] times of every layer step, and step ends [T]."""
+    """Per sequence [T, L] times of every layer step, and step ends [T]: records_arrays
+    (on disk for long runs, gcsim.streamio), so that they do not grow the process."""
 
     def __init__(self, n, steps, layers):
-        z = lambda: [np.zeros((steps, layers), np.int64) for _ in range(n)]  # noqa: E731
+        z = lambda: [records_array((steps, layers), np.int64) for _ in range(n)]  # noqa: E731
         self.layer_start, self.layer_end, self.write, self.read = z(), z(), z(), z()
-        self.step_end = [np.zeros(steps, np.int64) for _ in range(n)]
+        self.step_end = [records_array((steps,), np.int64) for _ in range(n)]
+
+    def release(self) -> None:
+        for arrays in (self.layer_start, self.layer_end, self.write, self.read, self.step_end):
+            for arr in arrays:
+                release_pages(arr)
+
+
+RELEASE_STEPS = 1024   # the per-step records' pages leave the process every so many steps
 
 
 class Simulator:
@@ -198,8 +208,17 @@ class Simulator:
                 yield l, seq, ring
 
     def step_done(self, t: int) -> None:
+        if not (t + 1) % RELEASE_STEPS:
+            self.release_records()
         if self._bar is not None:
             self._bar.update(1)
+
+    def release_records(self) -> None:
+        """The per-step records written so far go to disk (where they are disk-backed) and
+        leave the process's resident memory; the critical paths are stored."""
+        self.record.release()
+        self.energy.release()
+        self.path.release()
 
     def run(self, progress: bool = False) -> SimResult:
         env, rec = self.env, self.record
@@ -221,6 +240,7 @@ class Simulator:
             lat = np.diff(np.concatenate([[0], rec.step_end[seq]]))
             if not np.array_equal(self.path.step_totals(seq), lat):
                 raise RuntimeError(f"critical path of sequence {seq} does not add up to its step latency")
+        self.release_records()
         resources = {}
         if self.check:
             for t in self.tiles:

@@ -16,7 +16,8 @@ the description's phases by sums:
 
 Everything else: invariants that hold whatever the contention: a read never starts before
 its own write has ended, no stored value is read at a negative age, a resource never
-serves two claims at once (intervals recorded with `Simulator(check=True)`), and layer
+serves two claims at once (checked as they are served with `Simulator(check=True)`:
+kernel/resource.py's ServedLog), and layer
 l + 1 of a step never starts before layer l has ended.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from .. import costs
 from ..hardware import PS_PER_NS
+from .kernel.resource import first_violation
 
 
 def _ps(ns):
@@ -118,11 +120,9 @@ def check(res, ages_ps=None) -> dict:
         t, l, m = np.argwhere(np.asarray(ages_ps) < 0)[0]
         bad.append(f"step {t} layer {l} slot {m}: read at a negative age {int(ages_ps[t, l, m])} ps")
     for name, served in (res.resources or {}).items():
-        if served:
-            iv = np.array(sorted(served), np.int64)
-            overlap = np.argwhere(iv[1:, 0] < iv[:-1, 1])
-            if len(overlap):
-                i = overlap[0][0]
-                bad.append(f"{name} serves [{iv[i][0]}, {iv[i][1]}) and [{iv[i + 1][0]}, {iv[i + 1][1]}) ps at once")
+        found = first_violation(served)
+        if found:
+            (a0, a1), (b0, b1), what = found
+            bad.append(f"{name} serves [{a0}, {a1}) and [{b0}, {b1}) ps {what}")
     out["pass"] = not bad
     return out

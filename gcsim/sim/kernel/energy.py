@@ -6,13 +6,17 @@ component *declares* those once (`declare(component, action, layer, const, per_v
 per_active)`), and the tiles report each layer step's two numbers (`layer_step`), so a
 layer step costs three integer additions whatever the number of actions. Anything else
 (refresh, links) is booked as it happens (`book`). Counts per step are kept per layer in
-Python ints for the current step and flushed to numpy rows when the step changes.
+Python ints for the current step and flushed to numpy rows when the step changes; the rows
+are `streamio.records_array`s (on disk for long runs, read back in chunks), so the ledger does
+not grow the process with the trace.
 An action whose energy depends on the data (`costs.array_read: charge`) has 0 pJ in the
 table and its energy booked in pJ as it happens (`book_pj`), beside its counts.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from ...streamio import in_chunks, records_array, release_pages
 
 
 class EnergyLedger:
@@ -26,17 +30,18 @@ class EnergyLedger:
         self._counts: dict[tuple[str, str], list] = {}
         self._col = {a: i for i, a in enumerate(self.actions)}
         self._pj = [self.table[a] for a in self.actions]
-        self._step_counts = np.zeros((steps, len(self.actions)), np.int64)
+        self.steps = steps
+        self._step_counts = records_array((steps, len(self.actions)), np.int64)
         self._cur_step = 0
         self._cur = [0] * len(self.actions)
         self.static_pj: dict[str, float] = {}
         self._formulas: list[tuple] = []                       # (component, action, layer, c, a, b)
-        self._ls = np.zeros((steps, 3, layers), np.int64)       # per step: layer steps, sum n_valid, sum n_active
+        self._ls = records_array((steps, 3, layers), np.int64)  # per step: layer steps, sum n_valid, sum n_active
         self._ls_step = 0
         self._ls_cur = [[0] * layers for _ in range(3)]
         self._ls_dirty = False
         self._direct: dict[tuple[str, str], np.ndarray] = {}  # pJ booked directly, per layer
-        self._step_direct = np.zeros((steps, len(self.actions)))
+        self._step_direct = records_array((steps, len(self.actions)), np.float64)
 
     def declare(self, component: str, action: str, layer: int, const: int = 0, per_valid: int = 0,
                 per_active: int = 0) -> None:
@@ -63,16 +68,26 @@ class EnergyLedger:
     def _declared(self):
         """Per (component, action): counts per layer [L], and per step [T] (all layers)."""
         self._ls_flush()
-        per_layer, per_step = {}, {}
-        tot = self._ls.sum(axis=0)   # [3, L]
+        per_layer = {}
+        tot = np.zeros((3, self.layers), np.int64)
+        for _, chunk in in_chunks(self._ls):
+            tot += chunk.sum(axis=0)
         for comp, action, l, c, a, b in self._formulas:
             key = (comp, action)
             if key not in per_layer:
                 per_layer[key] = np.zeros(self.layers, np.int64)
-                per_step[key] = np.zeros(len(self._ls), np.int64)
             per_layer[key][l] += c * tot[0, l] + a * tot[1, l] + b * tot[2, l]
-            per_step[key] += c * self._ls[:, 0, l] + a * self._ls[:, 1, l] + b * self._ls[:, 2, l]
-        return per_layer, per_step
+        return per_layer
+
+    def _declared_steps(self, ls):
+        """Per (component, action): counts per step of the rows `ls` [n, 3, L] (all layers)."""
+        per_step = {}
+        for comp, action, l, c, a, b in self._formulas:
+            key = (comp, action)
+            if key not in per_step:
+                per_step[key] = np.zeros(len(ls), np.int64)
+            per_step[key] += c * ls[:, 0, l] + a * ls[:, 1, l] + b * ls[:, 2, l]
+        return per_step
 
     def book(self, component: str, action: str, count: int, layer: int, step: int) -> None:
         key = (component, action)
@@ -104,9 +119,23 @@ class EnergyLedger:
         self.actions.append(action)
         self._col[action] = len(self.actions) - 1
         self._pj.append(self.table[action])
-        self._step_counts = np.concatenate([self._step_counts, np.zeros((len(self._step_counts), 1), np.int64)], axis=1)
-        self._step_direct = np.concatenate([self._step_direct, np.zeros((len(self._step_direct), 1))], axis=1)
+        self._step_counts = self._widened(self._step_counts)
+        self._step_direct = self._widened(self._step_direct)
         self._cur.append(0)
+
+    @staticmethod
+    def _widened(arr):
+        """`arr` [T, n] with a column of zeros added (a records_array again)."""
+        out = records_array((arr.shape[0], arr.shape[1] + 1), arr.dtype)
+        for t0, chunk in in_chunks(arr):
+            out[t0:t0 + len(chunk), :-1] = chunk
+        release_pages(out)
+        return out
+
+    def release(self) -> None:
+        """Drop the per-step rows' resident pages (on disk for long runs: gcsim.streamio)."""
+        for arr in (self._step_counts, self._step_direct, self._ls):
+            release_pages(arr)
 
     def _flush(self) -> None:
         if any(self._cur):
@@ -116,27 +145,41 @@ class EnergyLedger:
     @property
     def counts(self) -> dict[tuple[str, str], np.ndarray]:
         out = {k: np.array(v, np.int64) for k, v in self._counts.items()}
-        for k, v in self._declared()[0].items():
+        for k, v in self._declared().items():
             out[k] = out[k] + v if k in out else v
         return out
+
+    def step_action_chunks(self):
+        """(t0, energy [n, actions] pJ of steps t0..t0+n-1), by step and action, all sequences
+        and layers; chunk by chunk, so that a long run's rows are never all in memory."""
+        self._flush()
+        self._ls_flush()
+        pj = np.array(self._pj)
+        for (t0, counts), (_, ls), (_, direct) in zip(in_chunks(self._step_counts), in_chunks(self._ls),
+                                                      in_chunks(self._step_direct)):
+            for (_, action), per_step in self._declared_steps(ls).items():
+                counts[:, self._col[action]] += per_step
+            yield t0, counts * pj + direct
 
     @property
     def step_action_pj(self) -> np.ndarray:
         """Energy [T, actions] (pJ) by step and action, all sequences and layers."""
-        self._flush()
-        counts = self._step_counts.copy()
-        for (_, action), per_step in self._declared()[1].items():
-            counts[:, self._col[action]] += per_step
-        return counts * np.array(self._pj) + self._step_direct
+        return np.concatenate([pj for _, pj in self.step_action_chunks()]) if self.steps else \
+            np.zeros((0, len(self.actions)))
 
     def step_pj(self) -> np.ndarray:
         """Dynamic energy of each step [T] (summed over sequences and layers)."""
-        return self.step_action_pj.sum(axis=1)
+        return np.concatenate([pj.sum(axis=1) for _, pj in self.step_action_chunks()]) if self.steps else \
+            np.zeros(0)
 
     def step_item_pj(self, items: dict[str, list]) -> dict[str, np.ndarray]:
         """Per step [T], the energy of each named group of actions (the paper's items)."""
-        pj = self.step_action_pj
-        return {name: pj[:, [self._col[a] for a in acts]].sum(axis=1) for name, acts in items.items()}
+        cols = {name: [self._col[a] for a in acts] for name, acts in items.items()}
+        parts = {name: [] for name in items}
+        for _, pj in self.step_action_chunks():
+            for name, c in cols.items():
+                parts[name].append(pj[:, c].sum(axis=1))
+        return {name: np.concatenate(p) if p else np.zeros(0) for name, p in parts.items()}
 
     def add_static(self, block: str, power_mw: float, elapsed_ps: int) -> None:
         self.static_pj[block] = power_mw * elapsed_ps * 1e-3  # mW x ps = 1e-3 pJ

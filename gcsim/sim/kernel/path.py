@@ -15,46 +15,86 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...streamio import in_chunks, records_array, release_pages
+
 
 class CriticalPath:
-    """Per step and sequence: where its latency went, by category (phase, wait cause, host, link)."""
+    """Per step and sequence: where its latency went, by category (phase, wait cause, host, link).
+
+    The finished paths wait in a short list and go to a [T, categories] array per sequence
+    in batches (`flush`, every `records_array` release and before any read): a dict per step
+    kept for the whole run would grow the process with the trace."""
 
     def __init__(self, n_seq: int, steps: int):
         self.categories: dict[str, int] = {}
         self.steps = steps
-        self._rows = [[None] * steps for _ in range(n_seq)]
-        self._arrays = None
+        self._cap = 16     # columns allocated; doubled when more categories appear
+        self._arrays = [records_array((steps, self._cap)) for _ in range(n_seq)]
+        self._pending: list[tuple] = []   # (seq, step, path) not yet in the arrays
 
     def record(self, seq: int, step: int, path: dict) -> None:
         """The finished path of step `step` of sequence `seq`."""
-        for c in path:
-            if c not in self.categories:
-                self.categories[c] = len(self.categories)
-        self._rows[seq][step] = path
-        self._arrays = None
+        self._pending.append((seq, step, path))
+
+    def flush(self) -> None:
+        """The pending paths into the arrays (one fancy assignment per sequence)."""
+        if not self._pending:
+            return
+        cols = self.categories
+        by_seq = [([], [], []) for _ in self._arrays]
+        for seq, step, path in self._pending:
+            rows, cs, vals = by_seq[seq]
+            for c, ps in path.items():
+                i = cols.get(c)
+                if i is None:
+                    i = cols[c] = len(cols)
+                rows.append(step)
+                cs.append(i)
+                vals.append(ps)
+        self._pending = []
+        if len(cols) > self._cap:
+            self._grow(len(cols))
+        for arr, (rows, cs, vals) in zip(self._arrays, by_seq):
+            if rows:
+                arr[rows, cs] = vals
+
+    def _grow(self, n: int) -> None:
+        cap = self._cap
+        while cap < n:
+            cap *= 2
+        grown = []
+        for arr in self._arrays:
+            new = records_array((self.steps, cap))
+            for t0, chunk in in_chunks(arr):
+                new[t0:t0 + len(chunk), :self._cap] = chunk
+            release_pages(new)
+            grown.append(new)
+        self._arrays, self._cap = grown, cap
+
+    def release(self) -> None:
+        """Flush, and drop the arrays' resident pages (they are on disk: gcsim.streamio)."""
+        self.flush()
+        for arr in self._arrays:
+            release_pages(arr)
 
     @property
     def per_step(self) -> list[np.ndarray]:
-        """Per sequence [T, categories] ps."""
-        if self._arrays is None:
-            cols = self.categories
-            self._arrays = []
-            for rows in self._rows:
-                arr = np.zeros((self.steps, len(cols)), np.int64)
-                for t, path in enumerate(rows):
-                    if path:
-                        for c, ps in path.items():
-                            arr[t, cols[c]] = ps
-                self._arrays.append(arr)
-        return self._arrays
+        """Per sequence [T, categories] ps (disk-backed on long runs: read them `in_chunks`)."""
+        self.flush()
+        return [arr[:, :len(self.categories)] for arr in self._arrays]
 
     def step_totals(self, seq: int) -> np.ndarray:
-        return self.per_step[seq].sum(axis=1)
+        arr = self.per_step[seq]
+        return np.concatenate([chunk.sum(axis=1) for _, chunk in in_chunks(arr)]) if len(arr) else \
+            np.zeros(0, np.int64)
 
     def mean_breakdown(self, steps_done: int) -> dict[str, float]:
         """Average ps per step and category over all sequences and completed steps."""
-        n = max(1, steps_done * len(self._rows))
-        total = sum(arr[:steps_done].sum(axis=0) for arr in self.per_step)
+        n = max(1, steps_done * len(self._arrays))
+        total = np.zeros(len(self.categories), np.int64)
+        for arr in self.per_step:
+            for _, chunk in in_chunks(arr[:steps_done]):
+                total += chunk.sum(axis=0)
         return {c: float(total[i]) / n for c, i in self.categories.items() if total[i]}
 
 

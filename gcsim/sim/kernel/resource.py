@@ -7,7 +7,8 @@ in the order they are made (time order; ties in event order).
 the wait is explained: the stall's cause for the statistics and the critical path
 (`kernel/path.py`). No SimPy event is created: a claim is a few integer operations, and
 the claimant schedules its own completion. A resource never serves two claims at once
-(`served` keeps the intervals when `check` is on, for the validation invariants).
+(with `check` on, `served` checks each served interval against the ones before, for the
+validation invariants: a `ServedLog`, whose memory does not grow with the run).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class Resource:
         self.free_at = 0            # ps: end of the last claim
         self.holder = None          # the work item (job) of the last claim, or a label
         self.holder_path = None     # its critical path when it let go
-        self.served = [] if check else None
+        self.served = ServedLog() if check else None
         self.last_wait = 0
 
     def claim(self, ready: int, hold: int, job, path: dict, cause: str | None = None):
@@ -46,3 +47,45 @@ class Resource:
     def release(self, path: dict | None) -> None:
         """The claimant's path when the hold ends (for a same-job successor to continue)."""
         self.holder_path = None if path is None else dict(path)
+
+
+class ServedLog:
+    """The intervals a resource served, checked as they come instead of kept: how many, and
+    the first two served at once. A resource serves its claims in time order (a claim starts
+    at or after the previous one's end), so each interval sorts after all the earlier ones
+    and overlaps an earlier one only if it overlaps the latest: checking it against that one
+    finds, in arrival order, the first overlap of the sorted intervals. An interval that
+    would sort before an earlier one breaks that order and is reported itself."""
+    __slots__ = ("n", "last", "violation")
+
+    def __init__(self):
+        self.n = 0
+        self.last = None          # the interval that sorts last so far
+        self.violation = None     # (earlier, later, what) of the first broken invariant
+
+    def append(self, interval: tuple) -> None:
+        last = self.last
+        self.n += 1
+        if last is None:
+            self.last = interval
+        elif interval >= last:
+            if self.violation is None and interval[0] < last[1]:
+                self.violation = (last, interval, "at once")
+            self.last = interval
+        elif self.violation is None:
+            self.violation = (last, interval, "out of time order")
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def first_violation(served) -> tuple | None:
+    """(a, b, what) of the first two intervals served at once (in sorted order), or served out
+    of time order; None if there are none. `served`: a ServedLog or a sequence of intervals."""
+    if isinstance(served, ServedLog):
+        return served.violation
+    iv = sorted(served)
+    for a, b in zip(iv, iv[1:]):
+        if b[0] < a[1]:
+            return a, b, "at once"
+    return None
