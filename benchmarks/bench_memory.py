@@ -10,10 +10,14 @@ hour; the trace is synthetic, float16, written once per length. Memory that grow
 length shows up as a slope between the columns; flat columns mean it does not.
 
 A cell "A+B" is the command's own peak A and, where it started worker processes (validate and
-reference on long traces, -j default), the largest worker's peak B (RUSAGE_CHILDREN).
+reference on long traces, -j default), the largest worker's peak B (RUSAGE_CHILDREN). The last
+column is the growth of the own peak between the last two lengths, in bytes per step: what a
+longer trace would add (0 where the peak does not move; a few MB of noise are ±100s of B/step
+over 15,000 steps).
 
 Run: nice -n 15 python benchmarks/bench_memory.py [--steps 1000,5000,20000]
      [--commands run,profile,validate,reference,previous] [--previous b1385e8] [--timeline-steps 100000]
+The default (run, profile, validate at 1k/5k/20k) takes about 5 minutes on an idle 2-core machine.
 """
 import argparse
 import datetime
@@ -38,6 +42,11 @@ print('VMHWM', rc, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 
 def peak_mb(root: Path, argv: list[str]) -> str:
+    return peak(root, argv)[0]
+
+
+def peak(root: Path, argv: list[str]) -> tuple[str, int | None]:
+    """(cell text, own peak in kB or None if it failed)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(root))
     proc = subprocess.run([sys.executable, "-c", CHILD.format(root=str(root), argv=argv)],
                           capture_output=True, text=True, env=env)
@@ -45,17 +54,18 @@ def peak_mb(root: Path, argv: list[str]) -> str:
         if line.startswith("VMHWM"):
             _, rc, kb, child_kb = line.split()
             workers = f"+{int(child_kb) / 1024:.0f}" if int(child_kb) else ""   # the largest worker process
-            return f"{int(kb) / 1024:.0f}{workers}" + ("" if rc == "0" else f" (exit {rc})")
-    return "  failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:60]
+            return f"{int(kb) / 1024:.0f}{workers}" + ("" if rc == "0" else f" (exit {rc})"), int(kb)
+    return "  failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:60], None
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", default="1000,5000,20000")
-    ap.add_argument("--commands", default="run,profile,validate,reference")
+    ap.add_argument("--commands", default="run,profile,validate",
+                    help="of run,profile,validate,reference,previous (default: %(default)s)")
     ap.add_argument("--timeline-steps", type=int, default=None,
                     help="also `profile --timing-only --timeline` at this length (and at the first of --steps)")
-    ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured too ('' to skip)")
+    ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured with 'previous' in --commands")
     ap.add_argument("--previous-max-steps", type=int, default=5000,
                     help="the previous version only up to this length (it is several times slower)")
     args = ap.parse_args()
@@ -97,9 +107,10 @@ def main():
         for n in sorted(set(steps + long)):
             traces[n] = tmp / f"t{n}.gctrace"
             write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
-        print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps")
+        print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps"
+              + (f"   B/step {steps[-2]}->{steps[-1]}" if len(steps) > 1 else ""))
         todo = [(name, argv, ROOT) for name, argv in rows.items() if name.split()[0] in wanted]
-        if prev is not None and ("run" in wanted or "previous" in wanted):
+        if prev is not None and "previous" in wanted:
             todo.append((f"run (gcsim {args.previous})", ["run", *common], prev))
             for n in steps:   # the previous gcsim reads only its own trace format (v1): same data, its writer
                 if n <= args.previous_max_steps:
@@ -108,14 +119,20 @@ def main():
                                     f"write_synthetic(sys.argv[2], layers={LAYERS}, steps={n}, seed=0)",
                                     str(prev), str(tmp / f"prev{n}.gctrace")], check=True, cwd=prev)
         for name, argv, root in todo:
-            cells = []
+            cells, kbs = [], []
             for n in steps:
                 if root != ROOT and n > args.previous_max_steps:
                     cells.append("-")
+                    kbs.append(None)
                     continue
                 trace = traces[n] if root == ROOT else tmp / f"prev{n}.gctrace"
-                cells.append(peak_mb(root, [*argv[:1], str(trace), *argv[1:], *out_dir(argv, tmp)]))
-            print(f"{name:32s}" + "".join(f"{c:>10s}" for c in cells), flush=True)
+                cell, kb = peak(root, [*argv[:1], str(trace), *argv[1:], *out_dir(argv, tmp)])
+                cells.append(cell)
+                kbs.append(kb)
+            growth = ""
+            if len(steps) > 1 and None not in kbs[-2:]:
+                growth = f"{(kbs[-1] - kbs[-2]) * 1024 / (steps[-1] - steps[-2]):+12.0f}"
+            print(f"{name:32s}" + "".join(f"{c:>10s}" for c in cells) + growth, flush=True)
         if long:
             argv = ["profile", *common, "--timing-only", "--timeline", "--no-progress"]
             cells, sizes = [], []
