@@ -42,7 +42,7 @@ from .blocks.interconnect import Network
 from .blocks.tiles import GainCellTiles
 from .blocks.writer import TokenWriter
 from .kernel import Activity, CriticalPath, EnergyLedger, Timeline
-from .kernel.environment import Environment, Process
+from .kernel.environment import Environment
 from .policies import make
 from .policies.refresh import summary as refresh_summary
 from .source import TraceSource, is_source
@@ -197,7 +197,7 @@ class Simulator:
 
     def start(self, component, generator):
         """Start `component`'s SimPy process."""
-        proc = Process(self.env, generator)
+        proc = self.env.process(generator)
         self.processes.append((component, proc))
         return proc
 

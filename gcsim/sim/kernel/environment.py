@@ -1,15 +1,13 @@
-"""The SimPy environment and process the simulator runs: SimPy's own, with the two
-functions every event goes through restated for its common case.
+"""The SimPy environment the simulator runs in: SimPy's own, with `step` inlined into the
+run loop.
 
-A GPT-2 step of a timing-only run is ~130 events of ~1.5 µs each, so SimPy's generic paths
-are a measurable share: `Environment.run` calls `step` once per event, and
-`Process._resume` loops and branches for failed and already-processed events. `run_until`
-does what `run(until=event)` does (pop the next event, set the clock, call its callbacks,
-raise a failed event's exception that nobody handled) in one loop; `Process._resume` sends
-a successful event's value into the generator and registers for the next event, and hands
-every other case (a failed event, an event already processed, the generator's end or
-exception) to SimPy's own code or the same steps as SimPy's. Events, processes and the queue
-are SimPy's.
+A GPT-2 step of a timing-only run is ~130 events, so the method call per event that
+`Environment.run` makes to `step` is a share worth saving: a bare hop between two component
+processes costs ~490 ns of CPU time with SimPy's loop and ~460 ns with this one
+(benchmarks/bench_hop.py, the two alternated in one process). `run_until` does what `run(until=event)` does (pop the next event, set
+the clock, call its callbacks, raise a failed event's exception that nobody handled) in one
+loop. Events, processes and the queue are SimPy's. (A leaner `Process._resume` was tried
+too and gained nothing measurable.)
 """
 from __future__ import annotations
 
@@ -17,34 +15,6 @@ from heapq import heappop
 
 import simpy
 from simpy.core import StopSimulation
-
-
-class Process(simpy.Process):
-    def _resume(self, event) -> None:
-        if not event._ok:
-            return super()._resume(event)   # the generator must handle (or raise) the failure
-        env = self.env
-        env._active_proc = self
-        try:
-            nxt = self._generator.send(event._value)
-        except StopIteration as stop:   # the process has ended: as simpy.Process._resume
-            self._ok, self._value = True, (stop.args[0] if stop.args else None)
-            env.schedule(self)
-            self._target = env._active_proc = None
-            return
-        except BaseException as exc:    # the process has failed: as simpy.Process._resume
-            exc.__traceback__ = exc.__traceback__.tb_next
-            self._ok, self._value = False, exc
-            env.schedule(self)
-            self._target = env._active_proc = None
-            return
-        callbacks = nxt.callbacks
-        if callbacks is not None:   # a pending event: resume when it is processed
-            callbacks.append(self._resume)
-            self._target = nxt
-            env._active_proc = None
-        else:                       # an event already processed: SimPy's loop sends its value on
-            super()._resume(nxt)
 
 
 class Environment(simpy.Environment):
