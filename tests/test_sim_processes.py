@@ -59,13 +59,25 @@ def test_shared_counters_and_several_sequences_and_refresh_processes():
     sim.run()
 
 
-@pytest.mark.parametrize("model", ["paper-gpt2", "smollm2", "stall-shared-counters", "stall-link"])
-def test_no_component_books_another_components_time(model, monkeypatch):
+# links whose messages wait: the outputs of two sequences on one link (their controllers hold
+# them), and inputs waiting for a place on a link of capacity 1 (their sequences hold them)
+CONTENDED = {"periphery": {"sequences": 2}, "interconnect": {"links": {
+    "host_to_controller": {"latency_ns": 5.0}, "bank_to_host": {"latency_ns": 10.0, "gbps": 512.0}}}}
+CAPACITY = {"periphery": {"sequences": 2}, "interconnect": {
+    "nodes": {"chip0": {"first_layer": 0, "last_layer": 5}, "chip1": {"first_layer": 6, "last_layer": 11}},
+    "edges": {"host_to_chip0": {"latency_ns": 100.0, "capacity": 1}}}}
+
+
+@pytest.mark.parametrize("model, changes", [("paper-gpt2", None), ("smollm2", None), ("stall-shared-counters", None),
+                                            ("stall-link", None), ("paper-gpt2", CONTENDED),
+                                            ("gpt2-two-chips", CAPACITY)])
+def test_no_component_books_another_components_time(model, changes, monkeypatch):
     """Every busy or stalled interval is booked while the process of the component it belongs
-    to is running (the `sequences` units are the host's per-sequence processes). Links are
-    booked by the sender that pushes a message through them: the one exception (channels have
-    no process yet)."""
-    hw = load_hardware(model)
+    to is running (the `sequences` units are the host's per-sequence processes); a link with a
+    cost books its own serialisation in its own process, and the wait of a message for it is
+    booked by the message's sender (CONTENDED, CAPACITY: controllers' outputs and sequences'
+    inputs that wait for a link)."""
+    hw = load_hardware(model) if changes is None else load_hardware(model).derive(**changes)
     sim = Simulator(hw, random_trace(hw, 3), values=False, timeline=Timeline())   # timeline: every booking via _book
     who = owners(sim)
     seen = []
@@ -77,13 +89,16 @@ def test_no_component_books_another_components_time(model, monkeypatch):
         return book(self, name, *args)
 
     monkeypatch.setattr(Activity, "_book", spy)
-    sim.run()
+    res = sim.run()
     assert len(seen) > 3 * hw.shape.layers * 8
+    if changes is not None:   # messages did wait for links, and their holders booked it
+        holders = "sequences" if changes is CAPACITY else "L01.controller"
+        assert any(c.startswith("link.") for c in res.activity[holders]["stall_causes_ps"]), holders
+    if model == "stall-link":   # the link's serialisation, booked by the link's own process
+        assert ("link.bank_to_host", "link.bank_to_host") in seen
     for name, owner in seen:
         if name == "sequences":
             assert owner == "host", name
-        elif name.startswith("link."):
-            assert owner == "host" or owner.endswith(".controller"), (name, owner)
         else:
             assert owner == name, (name, owner)
 

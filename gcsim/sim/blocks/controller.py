@@ -16,11 +16,13 @@ Ports: in `inputs` <- host (LayerInputs); out `write` -> writer (WriteRequest, w
 under `serial`); in `written` <- writer (WriteDone, `overlap_write`); out `read` -> tiles
 (ReadRequest, `overlap_write`); in `grant` <- tiles
 (a round's Q phase may start); out `pulses` -> integrators (QPulses); in `summed` <-
-accumulator (Summed); out `outputs` -> host (LayerOutputs, over the interconnect route).
+accumulator (Summed); out `outputs` -> host (LayerOutputs, over the interconnect route); in
+`delivered` <- the last link with a cost of that route (the outputs reached the host, and
+what they waited for on the way; over plain wires they arrive at once and no note comes).
 Statistics (per query head): busy while its PWM drivers fire (Q phase of the round granted
 to it) and during routing/control; stalled while it holds a step's k, v that the writer
 cannot take (`refresh`: from the first Grant, or the WriteDone) and while its outputs wait
-for a link.
+for a link (`link.NAME`, from the `delivered` note).
 Energy: `q_pwm_drive` per PWM row driver firing into an active sub-tile, `control` per
 head and step.
 """
@@ -43,7 +45,8 @@ class LayerController(Component):
     PORTS = {"inputs": "in <- host: LayerInputs", "write": "out -> writer: WriteRequest",
              "written": "in <- writer: WriteDone", "read": "out -> tiles: ReadRequest",
              "grant": "in <- tiles: Grant (Q phase)", "pulses": "out -> integrators: QPulses",
-             "summed": "in <- accumulator: Summed", "outputs": "out -> host: LayerOutputs"}
+             "summed": "in <- accumulator: Summed", "outputs": "out -> host: LayerOutputs",
+             "delivered": "in <- last link of the outputs' route: the outputs reached the host (their waits)"}
     STATS = "busy: PWM drive (Q phase), routing/control; stalled: refresh (holding k, v), link"
     ACTIONS = ("q_pwm_drive", "control")
 
@@ -134,10 +137,21 @@ class LayerController(Component):
         step = job.step
         if sim.stages_hook is not None and sim.values:
             sim.stages_hook(job.seq, step, l, job.decay_ages, job.S, job.phi, job.codes, job.out)
-        # the outputs wait for the links at this controller
-        arrive = sim.network.transfer(sim.network.routes_out[l], self.bits_out, end, job, self, None)
-        sim.host.send_outputs(arrive, job)    # LayerOutputs reach the host
-        self._release(arrive)
+        if sim.network.links_out[l]:   # over links with a cost: they tell this controller (delivered)
+            sim.network.send_outputs(self, job, end)
+        else:                          # plain wires: LayerOutputs reach the host when routed
+            sim.host.send_outputs(end, job)
+            self._release(end)
+
+    # -- in: Delivered (from the last link of the outputs' route) ----------------------------
+    def on_delivered(self, tr):
+        """The outputs reached the host: the layer is free. While they waited for a link
+        (tr.waits) this controller held them: its stall."""
+        if tr.waits:
+            job = tr.msg
+            for start, end, cause in tr.waits:
+                self.stall(start, end, cause, step=job.step, layer=self.layer)
+        self._release(self.env._now)
 
     def _release(self, at):
         """The layer step's outputs have left at `at`: the next may start then."""

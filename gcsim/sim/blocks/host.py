@@ -5,10 +5,12 @@ and waits on its inbox for the layer's outputs, which it hands back to the sourc
 Parameters: `timing.host_ns_per_layer` (projections and MLP before each layer's attention;
 0 keeps the paper's accelerator-only figures), `periphery.host_engines` (engines shared by
 the sequences in flight), `periphery.sequences`.
-Ports: out `inputs` -> controller (LayerInputs, over the interconnect route);
+Ports: out `inputs` -> controller (LayerInputs, over the interconnect route: to the first
+link with a cost, or straight to the controller over plain wires);
 in `outputs` <- controller (LayerOutputs).
 Statistics: `host` busy (computing), per engine; `sequences`, one unit per sequence,
-stalled while its next layer waits for the host (`host compute`, `host busy`), a link, or,
+stalled while its next layer waits for the host (`host compute`, `host busy`), a link
+(`link.NAME`, listed by the links in the LayerStep), or,
 inside the layer, for the layer (`layer busy (other sequence)`), the writer (`refresh`,
 `writer busy (other sequence)`): the components that saw those waits list them in the
 LayerStep (`waits`) and the sequence's process books them when the outputs arrive.
@@ -59,7 +61,7 @@ class HostPort(Component):
         """The decode loop of one sequence (a SimPy process)."""
         sim, env, source = self.sim, self.env, self.source
         values, L, host_ps = sim.values, sim.hw.shape.layers, self.host_ps
-        controllers, routes = sim.controllers, sim.network.routes_in
+        controllers, links_in = sim.controllers, sim.network.links_in
         rec, seqs, inbox = sim.record, self.sequences, self.inboxes[seq]
         on_outputs = self.on_outputs
         for t in range(sim.steps):
@@ -83,8 +85,10 @@ class HostPort(Component):
                     dt = self.dtype
                     job.q, job.k, job.v = np.asarray(q, dt), np.asarray(k, dt), np.asarray(v, dt)
                 ctrl = controllers[l]
-                arrive = sim.network.transfer(routes[l], ctrl.bits_in, env._now, job, seqs, seq)
-                self.send(arrive, ctrl.on_inputs, job)
+                if links_in[l]:   # over links with a cost (their waits come back in job.waits)
+                    sim.network.send_inputs(self, job, ctrl)
+                else:             # plain wires: straight to the controller
+                    self.send(env._now, ctrl.on_inputs, job)
                 _, job = yield inbox.event            # the LayerOutputs arrive (one event)
                 inbox.woke()
                 if job.waits:

@@ -1,6 +1,6 @@
 """Interconnect: the topology of the description as a networkx graph; each edge is a
-channel (latency, bandwidth, energy per bit: gcsim/sim/kernel/channel.py), and a message
-between the host and a layer's controller travels its route hop by hop.
+channel (latency, bandwidth, capacity, energy per bit: gcsim/sim/kernel/channel.py), and a
+message between the host and a layer's controller travels its route hop by hop.
 
 Topology: without `interconnect.nodes`/`edges`, one node `chip` holds every layer and
 the two links of `interconnect.links` are its edges: `host_to_controller` (host -> chip)
@@ -9,22 +9,32 @@ layers (`first_layer`..`last_layer`) and `edges` (a mapping by name, so `--set
 interconnect.edges.NAME.gbps=...` reaches each) connect the nodes and `host`; routes are
 networkx shortest paths by latency (fewest hops between equals), computed once.
 
+Every edge with a cost is a component `link.<name>` with its own process (kernel/channel.py):
+a message enters it when the previous hop delivers it, waits in entry order (FIFO) for the
+serialiser and a place, and is delivered to the next hop at start + serialisation + latency.
+An ideal edge (no latency, unlimited bandwidth, no capacity: paper-gpt2's) is a plain wire
+with no process and no event; a route of ideal edges only is one event, sender to receiver.
+
 Parameters: `interconnect.links` or `interconnect.nodes` + `edges`, `energy.link_pj_per_bit`
-(an edge's own `pj_per_bit` replaces it for that edge).
-Statistics: per edge (`link.<name>`): busy while serialising; a message that waits for an
-edge (serialisation, or a place when the edge's `capacity` of messages in flight is reached)
-is a stall of its sender, cause `link.<name>`. Energy: `link` per bit and hop
-(`link:<name>` for an edge with its own energy per bit).
+(an edge's own `pj_per_bit` replaces it for that edge), `interconnect.*_bits` (message sizes).
+Ports: the host's `inputs` reach a layer's controller over `routes_in[layer]`; a
+controller's `outputs` reach the host over `routes_out[layer]`; over links with a cost the
+last hop also tells the controller (`delivered`) when its outputs reached the host.
+Statistics: per edge (`link.<name>`): busy while serialising, booked by the link. A message
+that waits for an edge (serialisation, or a place when the edge's `capacity` of messages in
+flight is reached) is held by its sender: a stall of the sender, cause `link.<name>`, on
+the step's critical path. The sender books it itself: a sequence's inputs list their waits
+in the LayerStep (`waits`), which the sequence's process books when the layer's outputs
+arrive; a controller's outputs bring theirs back in the `delivered` note. Energy: `link`
+per bit and hop, declared per layer step (`link:<name>` for an edge with its own energy
+per bit).
 """
 from __future__ import annotations
-
-from bisect import insort
 
 import networkx as nx
 
 from ...hardware import Hardware
-from ..kernel import Channel
-from ..kernel.path import add
+from ..kernel.channel import Channel, Transit
 
 
 def topology(hw: Hardware) -> nx.DiGraph:
@@ -62,24 +72,26 @@ class Network:
         self.sim, self.graph = sim, topology(hw)
         self.channels = {}
         for a, b, data in self.graph.edges(data=True):
-            ch = Channel(data["name"], data["latency_ns"], data["gbps"], data["pj_per_bit"], sim.check, data["capacity"])
-            ch.action = "link" if ch.pj_per_bit is None else f"link:{ch.name}"
+            ch = Channel(sim, data["name"], data["latency_ns"], data["gbps"], data["pj_per_bit"], data["capacity"])
+            ch.action = "link" if ch.pj_per_bit is None else f"link:{ch.link}"
             if ch.pj_per_bit is not None:
                 sim.energy.table[ch.action] = ch.pj_per_bit
                 sim.energy.add_action(ch.action)
-            sim.activity.add_component(ch.stat_name, 1)
             self.channels[(a, b)] = ch
         self.routes_in, self.routes_out = [], []
         s, ic = hw.shape, hw.interconnect
-        bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
-        bits_out = s.heads * s.d_head * ic.out_bits
+        self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
+        self.bits_out = s.heads * s.d_head * ic.out_bits
         for l in range(hw.shape.layers):
             node = node_of_layer(self.graph, l)
             self.routes_in.append(self._route("host", node, hw.source))
             self.routes_out.append(self._route(node, "host", hw.source))
-            for route, bits in ((self.routes_in[l], bits_in), (self.routes_out[l], bits_out)):
+            for route, bits in ((self.routes_in[l], self.bits_in), (self.routes_out[l], self.bits_out)):
                 for ch in route:  # every layer step moves its inputs and outputs over each hop
                     sim.energy.declare(ch.stat_name, ch.action, l, const=bits)
+        # the hops with a cost (the others are plain wires): empty = deliver at once
+        self.links_in = [[ch for ch in r if ch.PROCESS] for r in self.routes_in]
+        self.links_out = [[ch for ch in r if ch.PROCESS] for r in self.routes_out]
 
     def _route(self, a, b, source):
         try:
@@ -89,30 +101,29 @@ class Network:
             raise HardwareError(f"{source}: field 'interconnect.edges': no route from {a!r} to {b!r}") from None
         return [self.channels[(x, y)] for x, y in zip(nodes, nodes[1:])]
 
-    def transfer(self, route, bits, now, job, waiter, units):
-        """Move `bits` of `job` along `route` from `now`; returns the arrival time. Waits for
-        a busy edge are stalls of `waiter` (its `units`) and on the job's critical path."""
-        sim, t = self.sim, now
-        layer, step = job.layer, job.step
-        for ch in route:
-            if ch.capacity:   # back-pressure: wait for a place among the messages in flight
-                free = ch.slot_free_at(t)
-                if free > t:
-                    waiter.stall(t, free, ch.stat_name, units=units, step=step, layer=layer)
-                    add(job.path, "stall:" + ch.stat_name, free - t)
-                    t = free
-            ser = ch.serialize_ps(bits)
-            if ser:
-                start, job.path = ch.resource.claim(t, ser, job, job.path)
-                if start > t:
-                    waiter.stall(t, start, ch.stat_name, units=units, step=step, layer=layer)
-                sim.activity._book(ch.stat_name, start, start + ser, None, step, layer, "busy", "serialize")
-                add(job.path, ch.stat_name, ser)
-                t = start + ser
-            if ch.latency_ps:
-                add(job.path, ch.stat_name, ch.latency_ps)
-                t += ch.latency_ps
-            ch.bits += bits
-            if ch.capacity:
-                insort(ch.in_flight, t)   # arrival times, in order
-        return t
+    # -- the senders' side: hand a message to the first link of its route ------------------------
+    def send_inputs(self, sender, job, ctrl) -> None:
+        """The host (`sender`) sends `job`'s inputs now over its layer's route (links with a cost)."""
+        links = self.links_in[job.layer]
+        sender.send(sender.env._now, links[0].on_message, Transit(job, self.bits_in, links, ctrl, _inputs_arrive))
+
+    def send_outputs(self, ctrl, job, at_ps: int) -> None:
+        """The controller sends `job`'s outputs at at_ps over its layer's route (links with a cost)."""
+        links = self.links_out[job.layer]
+        ctrl.send(at_ps, links[0].on_message, Transit(job, self.bits_out, links, ctrl, _outputs_arrive))
+
+
+def _inputs_arrive(link, at_ps, tr):
+    """Last hop of an input route: the inputs reach the controller; what they waited for on the
+    way is the sequence's, listed for its process to book with the layer's other waits."""
+    job = tr.msg
+    if tr.waits:
+        job.waits = tr.waits if job.waits is None else tr.waits + job.waits
+    link.send(at_ps, tr.dest.on_inputs, job)
+
+
+def _outputs_arrive(link, at_ps, tr):
+    """Last hop of an output route: the outputs reach the host, and the controller that sent
+    them learns when (the layer is free) and what they waited for (its stall)."""
+    link.sim.host.send_outputs(at_ps, tr.msg)
+    link.send(at_ps, tr.dest.on_delivered, tr)
