@@ -155,6 +155,9 @@ def test_component_graph_of_a_live_simulator():
     # layer 1's inputs cross both links; its outputs come back the same way
     assert g.has_edge("host", "link.host_to_chip0") and g.has_edge("link.chip0_to_chip1", "L01.controller")
     assert g.has_edge("L01.controller", "link.chip1_to_chip0") and g.has_edge("link.chip0_to_host", "host")
+    # chip1_to_chip0, the last link with a cost of layer 1's outputs, tells its controller when they arrived
+    assert g.edges["link.chip1_to_chip0", "L01.controller"]["port"] == "delivered"
+    assert not g.has_edge("link.chip0_to_host", "L00.controller")   # an ideal route: no note
     assert g.edges["L00.integrators", "L00.counters"]["port"] == "count"   # A, when the V phase ends
 
 

@@ -8,14 +8,16 @@ by who held what. Policies (gcsim/sim/policies/) are chosen by name in the descr
 
 SimPy processes: one per component instance: per layer its controller, writer, tiles,
 integrators, charge-to-pulse, counters and accumulator (one instance, and one process, for
-a counter bank shared by layers), the refresh of each layer (when periodic), and the
-host's decode loop per sequence in flight. Each waits on its inbox for a message, does its
+a counter bank shared by layers), the refresh of each layer (when periodic), the host's
+decode loop per sequence in flight, and each link of the interconnect with a cost (an ideal
+link is a plain wire: blocks/interconnect.py). Each waits on its inbox for a message, does its
 phase, books its own time and sends the result on: one SimPy event per message hop
 (gcsim/sim/messages.py lists them). Event budget of a layer step of multi-head attention
 without contention: inputs, write request (with its read), store (and the read), grant,
 Q pulses, S, phi, A, count done, summed, outputs: 11 (a GQA round adds grant to count done,
 6, and a RoundDone when the next round waits for the count; the overlap_write issue policy
-adds a WriteDone and a ReadRequest). A step of a sequence starts
+adds a WriteDone and a ReadRequest; a link with a cost 1 per message crossing it, and 1 for
+the note telling a controller its outputs arrived). A step of a sequence starts
 when its previous step has left the last layer (decoding is autoregressive).
 """
 from __future__ import annotations

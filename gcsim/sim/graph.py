@@ -1,7 +1,7 @@
 """The component graph of a built simulator, as a networkx DiGraph: a node per component
 (attribute `kind`: its class, `layer` when it belongs to one) and per link of the
 interconnect, an edge per connected port (attribute `port`), the links along each layer's
-routes to and from the host. Drawn by docs/draw_architecture.py into docs/architecture.md."""
+routes to and from the host (and the `delivered` note of a route's last link with a cost). Drawn by docs/draw_architecture.py into docs/architecture.md."""
 from __future__ import annotations
 
 import networkx as nx
@@ -30,4 +30,7 @@ def component_graph(sim) -> nx.DiGraph:
             hops = [src] + [ch.stat_name for ch in route] + [dst]
             for a, b in zip(hops, hops[1:]):
                 g.add_edge(a, b, port="inputs" if src == "host" else "outputs")
+        links = sim.network.links_out[l]
+        if links:   # the last link with a cost tells the controller when its outputs arrived
+            g.add_edge(links[-1].name, ctrl.name, port="delivered")
     return g

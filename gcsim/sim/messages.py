@@ -26,8 +26,11 @@ Hops (sender -> receiver, message, when it arrives; every hop is one SimPy event
   controller -> host         LayerOutputs                          after the route's links
   refresh -> writer, tiles   Refresh (interval)                    when it is decided (at once)
   tiles -> refresh           TilesFree                             when the last V phase ends
+  sender or hop -> link      Transit (a LayerStep in transit)      when it reaches the link (one with a cost)
+  last link -> controller    Delivered (the outputs' waits)        when the outputs reach the host
 Latched is sent only when the round waited for the counters or counts in turns; RoundDone
-only where the tiles need it (time-multiplexed rounds, a refresh, a shared periphery).
+only where the tiles need it (time-multiplexed rounds, a refresh, a shared periphery);
+Transit and Delivered only over links with a cost (an ideal link is a plain wire).
 """
 from __future__ import annotations
 
