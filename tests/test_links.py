@@ -95,9 +95,9 @@ def test_a_link_serves_messages_in_the_order_they_reach_it():
 
 def test_links_with_a_cost_are_processes_and_ideal_links_cost_no_event():
     # gpt2-two-chips: the host links are ideal (plain wires), the chip-to-chip edges have a cost
-    # (10 ns, 512 Gbit/s): two link processes. A layer step on chip0 is 13 events, as on one
+    # (10 ns, 512 Gbit/s): two link processes. A layer step on chip0 is 11 events, as on one
     # chip; on chip1 its inputs enter chip0_to_chip1 (+1), its outputs enter chip1_to_chip0
-    # (+1) and that link tells the controller when they reached the host (+1): 16.
+    # (+1) and that link tells the controller when they reached the host (+1): 14.
     hw = load_hardware("gpt2-two-chips")
     T = 3
     sim = Simulator(hw, zeros(hw, T), values=False)
@@ -105,9 +105,9 @@ def test_links_with_a_cost_are_processes_and_ideal_links_cost_no_event():
     assert links == ["link.chip0_to_chip1", "link.chip1_to_chip0"] and len(sim.processes) == 85 + 2
     sim.run()
     events = next(sim.env._eid)
-    per_token = 6 * 13 + 6 * 16
+    per_token = 6 * 11 + 6 * 14
     assert per_token * T + 87 <= events <= per_token * T + 87 + 3
-    # paper-gpt2's links are ideal: no link process (the 13-event budget: test_sim_processes.py)
+    # paper-gpt2's links are ideal: no link process (the 11-event budget: test_sim_processes.py)
     paper = Simulator(load_hardware("paper-gpt2"), zeros(hw, 1), values=False)
     assert not [c for c, _ in paper.processes if c.name.startswith("link.")]
 
