@@ -25,7 +25,7 @@ import numpy as np
 
 from . import noise as gnoise
 from . import physics
-from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, readout, retention_decay
+from .datapath import dac_kv, dac_query, default_scalers, layer_scalers, output_code, readout, retention_decay
 from .errors import ReferenceModelError
 from .finite import all_finite, raise_first_non_finite
 from .hardware import Hardware
@@ -154,9 +154,11 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
             raise ReferenceModelError("ages_ps: expected ages >= 0 ps (a negative age would give decay > 1)")
     sc = layer_scalers(scalers, layer, shp.heads, shp.kv_heads)
 
-    q_in = dac_query(q, sc, hw, variant)
-    k_in = dac_kv(k, sc["a_k"], sc["b_k"], hw, variant)
-    v_in = dac_kv(v, sc["a_v"], sc["b_v"], hw, variant)
+    # the numpy path of the datapath stages, here as for the bank read (physics): the step form
+    # and the simulator use the fused kernels, so `gcsim validate` compares two implementations
+    q_in = dac_query(q, sc, hw, variant, kernel=False)
+    k_in = dac_kv(k, sc["a_k"], sc["b_k"], hw, variant, kernel=False)
+    v_in = dac_kv(v, sc["a_v"], sc["b_v"], hw, variant, kernel=False)
 
     G, KV, d = shp.group_size, shp.kv_heads, shp.d_head
     noise = hw.numerics.noise
@@ -255,7 +257,7 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
                                         (offset + ts)[None, None, :, None, None])
             sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels)  # [KV,G,tb,n_sub,d]
             sub_all[o0:o1] = sub.transpose(2, 0, 1, 3, 4).reshape(t1 - t0, shp.heads, n_sub, d)
-            out[o0:o1] = readout(sub_all[o0:o1], sc)
+            out[o0:o1] = readout(sub_all[o0:o1], sc, kernel=False)
         if stages:  # token layout -> slot layout: slot s holds token t - ((t - s) mod M)
             slots = np.arange(M)
             tok = ts[:, None] - ((offset + ts[:, None] - slots[None, :]) % M)
@@ -399,5 +401,5 @@ class DecodeState:
                               w.reshape(s.heads, -1), None, out)
         decay = np.where(valid, retention_decay(ring.ages_ps(time_ps), ring.ages_tokens(t), hw), 0.0).astype(self.dtype)
         S, phi, acc = ring.read(qb, decay, valid, t)
-        sub = physics.output_code(acc, hw.numerics.out_sat, hw.numerics.out_levels).reshape(s.heads, s.n_sub_tiles, s.d_head)
+        sub = output_code(acc, hw).reshape(s.heads, s.n_sub_tiles, s.d_head)
         return StepStages(q_in, S.reshape(s.heads, -1), phi.reshape(s.heads, -1), sub, readout(sub, self.sc))

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import costs, physics
+from ... import costs
+from ...datapath import output_code
 from ..kernel import Component, Resource
 from ..kernel.path import add
 
@@ -96,7 +97,7 @@ class OutputCounters(Component):
         end = start + n * count
         self.res.release(path)
         if rnd.index == 0 and self.sim.values:
-            job.codes = physics.output_code(job.A, self.n.out_sat, self.n.out_levels).reshape(self.shape)
+            job.codes = output_code(job.A, self.sim.hw).reshape(self.shape)
         rnd.path = path
         if start > now or n > 1:   # the integrators held the charge: they book it when it is latched
             rnd.count0 = start
