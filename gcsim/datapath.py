@@ -54,6 +54,49 @@ def dac_kv(x, a, b, hw: Hardware, variant: str, *, kernel: bool = True):
     return _dac(x, a, b, *n.kv_range_v, n.kv_levels, physics.V_ZERO_V, kernel)
 
 
+def dac_step(q, k, v, sc: dict, hw: Hardware, variant: str, *, kernel: bool = True):
+    """The DACs of one layer step: (dac_query(q), dac_kv(k, a_k, b_k), dac_kv(v, a_v, b_v)) for
+    q [H, d] and k, v [KV, d], in one kernel call where the kernel applies."""
+    if kernel and variant != "softmax" and _on_kernel(q) and _on_kernel(k) and _on_kernel(v):
+        consts = _dac_constants(hw.numerics)
+        a_q, b_q, a_k, b_k, a_v, b_v = (sc[key] for key in ("a_q", "b_q", "a_k", "b_k", "a_v", "b_v"))
+        if (consts is not None and q.ndim == k.ndim == 2 and q.dtype is k.dtype is v.dtype and k.shape == v.shape
+                and _per_head(a_q, q) and _per_head(b_q, q) and _per_head(a_k, k) and _per_head(b_k, k)
+                and _per_head(a_v, k) and _per_head(b_v, k)):
+            outs = np.empty(q.shape, q.dtype), np.empty(k.shape, k.dtype), np.empty(v.shape, v.dtype)
+            periphery.compiled()["dac_step"](q, k, v, a_q, b_q, a_k, b_k, a_v, b_v, *consts, *outs)
+            return outs
+    return (dac_query(q, sc, hw, variant, kernel=kernel), dac_kv(k, sc["a_k"], sc["b_k"], hw, variant, kernel=kernel),
+            dac_kv(v, sc["a_v"], sc["b_v"], hw, variant, kernel=kernel))
+
+
+def _per_head(a, x) -> bool:
+    """Whether scaler a is what the kernel takes for rows x [heads, d]: float64 [heads]."""
+    return type(a) is np.ndarray and a.dtype is _F64 and a.shape == x.shape[:1]
+
+
+_F64 = np.dtype(np.float64)
+_DAC_CONSTANTS = {}   # id(numerics) -> (numerics, the DAC kernel's constants or None)
+
+
+def _dac_constants(n):
+    """(q lo, hi, step, quantize, kv lo, hi, step, quantize, 0.45 V) of a description's DACs, as
+    the kernel takes them; None where the numpy path must run (a quantizer of < 2 levels raises)."""
+    hit = _DAC_CONSTANTS.get(id(n))
+    if hit is None or hit[0] is not n:
+        ok = (not n.q_levels or n.q_levels >= 2) and (not n.kv_levels or n.kv_levels >= 2)
+        (q_lo, q_hi), (kv_lo, kv_hi) = n.q_range, n.kv_range_v
+        hit = _DAC_CONSTANTS[id(n)] = (n, (float(q_lo), float(q_hi), _step(q_lo, q_hi, n.q_levels), bool(n.q_levels),
+                                           float(kv_lo), float(kv_hi), _step(kv_lo, kv_hi, n.kv_levels),
+                                           bool(n.kv_levels), physics.V_ZERO_V) if ok else None)
+    return hit[1]
+
+
+def _step(lo, hi, levels) -> float:
+    """The quantizer's step (physics.quantize), 1.0 (unused) without quantization."""
+    return (hi - lo) / (levels - 1) if levels else 1.0
+
+
 def _dac(x, a, b, lo, hi, levels, shift, kernel):
     """The DAC front end (per-head scaler a x + b, clip, quantize: physics.scale_clip_quantize),
     minus `shift` (the signed zero of a stored value), with its level chosen in float64
@@ -67,9 +110,8 @@ def _dac(x, a, b, lo, hi, levels, shift, kernel):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if a.shape == b.shape == x.shape[-2:-1]:   # one scaler per head
             out = np.empty(x.shape, x.dtype)
-            step = (hi - lo) / (levels - 1) if levels else 1.0
-            periphery.compiled()["dac"](x.reshape(-1, x.shape[-1]), a, b, float(lo), float(hi), step, bool(levels),
-                                        float(shift), out.reshape(-1, x.shape[-1]))
+            periphery.compiled()["dac"](x.reshape(-1, x.shape[-1]), a, b, float(lo), float(hi),
+                                        _step(lo, hi, levels), bool(levels), float(shift), out.reshape(-1, x.shape[-1]))
             return out
     wide = physics.scale_clip_quantize(x.astype(np.float64, copy=False), np.asarray(a, np.float64)[:, None],
                                        np.asarray(b, np.float64)[:, None], lo, hi, None)
@@ -107,9 +149,8 @@ def output_code(acc, hw: Hardware, *, kernel: bool = True):
     n = hw.numerics
     if kernel and _on_kernel(acc) and (not n.out_levels or n.out_levels >= 2):
         out = np.empty(acc.shape, acc.dtype)
-        step = 2.0 / (n.out_levels - 1) if n.out_levels else 1.0
-        periphery.compiled()["output_code"](acc.reshape(-1), float(n.out_sat), step, bool(n.out_levels),
-                                            out.reshape(-1))
+        periphery.compiled()["output_code"](acc.reshape(-1), float(n.out_sat), _step(-1.0, 1.0, n.out_levels),
+                                            bool(n.out_levels), out.reshape(-1))
         return out
     return physics.output_code(acc, n.out_sat, n.out_levels)
 

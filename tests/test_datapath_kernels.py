@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gcsim import load_hardware, physics
-from gcsim.datapath import dac_kv, dac_query, layer_scalers, output_code, readout
+from gcsim.datapath import dac_kv, dac_query, dac_step, layer_scalers, output_code, readout
 
 pytest.importorskip("numba")
 
@@ -69,9 +69,17 @@ def test_dac_kernel_equals_the_numpy_path(dtype, levels, q_range, kv_range):
         x = (x[0] if rows == 1 else x).astype(dtype)
         sc = {"a_q": a, "b_q": b}
         _same(dac_query(x, sc, hw, "cubic"), dac_query(x, sc, hw, "cubic", kernel=False))
-        x, a, b = _dac_inputs(rng, *kv_range, levels, heads, 64, rows)
-        x = (x[0] if rows == 1 else x).astype(dtype)
-        _same(dac_kv(x, a, b, hw, "cubic"), dac_kv(x, a, b, hw, "cubic", kernel=False))
+        k, a, b = _dac_inputs(rng, *kv_range, levels, heads, 64, rows)
+        k = (k[0] if rows == 1 else k).astype(dtype)
+        _same(dac_kv(k, a, b, hw, "cubic"), dac_kv(k, a, b, hw, "cubic", kernel=False))
+        if rows == 1:   # the three DACs of a layer step in one call (the simulator's controller)
+            sc.update(a_k=a, b_k=b, a_v=a[::-1].copy(), b_v=b[::-1].copy())
+            v = k[::-1].copy()
+            for got, want in zip(dac_step(x, k, v, sc, hw, "cubic"),
+                                 (dac_query(x, sc, hw, "cubic", kernel=False),
+                                  dac_kv(k, a, b, hw, "cubic", kernel=False),
+                                  dac_kv(v, sc["a_v"], sc["b_v"], hw, "cubic", kernel=False))):
+                _same(got, want)
 
 
 def test_dac_hand_values():
@@ -138,5 +146,9 @@ def test_the_numpy_path_is_kept_where_the_kernel_does_not_apply():
     x = np.random.default_rng(0).normal(0, 0.3, (12, 64))
     # a non-contiguous view, an integer array: the same values either way
     _same(dac_query(x.T.copy().T, sc, hw, "cubic"), dac_query(x, sc, hw, "cubic", kernel=False))
+    for got, want in zip(dac_step(x, x[:, ::2], x[:, 1::2], sc, hw, "cubic"),   # k, v views: the numpy path
+                         (dac_query(x, sc, hw, "cubic", kernel=False), dac_kv(x[:, ::2], sc["a_k"], sc["b_k"], hw, "cubic"),
+                          dac_kv(x[:, 1::2], sc["a_v"], sc["b_v"], hw, "cubic", kernel=False))):
+        _same(got, want)
     ints = np.arange(12 * 64).reshape(12, 64) % 3 - 1
     _same(output_code(ints, hw), physics.output_code(ints, 40.0, 32))

@@ -146,6 +146,27 @@ def test_a_value_off_the_dac_grid_is_refused():
         cs.write(1, on.astype(np.float64), on)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_slot_write_stores_each_value_as_its_code(dtype):
+    hw = _hw(window=128)
+    s = hw.shape
+    cs = make_store(hw, dtype, kind="codes")
+    f, rng = np.dtype(dtype).type, np.random.default_rng(1)
+    for slot in (0, 77, 127):
+        kc, vc = rng.integers(0, 8, (2, s.kv_heads, s.d_head))
+        level = lambda c: f(0.9 / 7) * c.astype(dtype) - f(0.45)   # noqa: E731  the DAC's level of code c
+        cs.write(slot, level(kc), level(vc))
+        np.testing.assert_array_equal(cs.k_codes[:, :, slot], kc)
+        np.testing.assert_array_equal(cs.v_codes[:, slot, :], vc)
+    assert (cs.k_codes[:, :, 1:77] == 0).all() and (cs.v_codes[:, 1:77] == 0).all()   # nothing else written
+    bad = level(kc)
+    bad[3, 4] = np.nan
+    with pytest.raises(NotOnGrid):
+        cs.write(5, level(kc), bad)
+    with pytest.raises(ValueError, match="shape"):
+        cs.write(5, level(kc)[:, :10], level(vc)[:, :10])
+
+
 def test_store_choice():
     hw = _hw(window=64)
     assert codes_exact(hw) and make_store(hw, np.float32).kind == "codes"

@@ -21,14 +21,20 @@ AVAILABLE = bitline.AVAILABLE
 _compiled = {}
 
 
+_dac_rows = None   # _dac compiled, called by _dac_step
+
+
 def compiled():
-    """{'dac', 'output_code', 'readout'}: the compiled kernels (compiled or loaded from
-    numba's cache once)."""
+    """{'dac', 'dac_step', 'output_code', 'readout'}: the compiled kernels (compiled or loaded
+    from numba's cache once)."""
+    global _dac_rows
     if not _compiled:
         import numba
 
         jit = numba.njit(cache=True, nogil=True)
-        _compiled.update(dac=jit(_dac), output_code=jit(_output_code), readout=jit(_readout))
+        _dac_rows = jit(_dac)
+        _compiled.update(dac=_dac_rows, dac_step=jit(_dac_step), output_code=jit(_output_code),
+                         readout=jit(_readout))
     return _compiled
 
 
@@ -56,6 +62,15 @@ def _dac(x, a, b, lo, hi, step, quantize, shift, out):
                 out[r, e] = f(w) - shift_t
 
 
+def _dac_step(q, k, v, a_q, b_q, a_k, b_k, a_v, b_v, q_lo, q_hi, q_step, q_quantize,
+              kv_lo, kv_hi, kv_step, kv_quantize, shift, q_out, k_out, v_out):
+    """The DACs of one layer step in one call: q [H, d] to pulse fractions, k and v [KV, d] to
+    stored deviations (shift 0.45 V), each as _dac."""
+    _dac_rows(q, a_q, b_q, q_lo, q_hi, q_step, q_quantize, 0.0, q_out)
+    _dac_rows(k, a_k, b_k, kv_lo, kv_hi, kv_step, kv_quantize, shift, k_out)
+    _dac_rows(v, a_v, b_v, kv_lo, kv_hi, kv_step, kv_quantize, shift, v_out)
+
+
 def _output_code(acc, out_sat, step, quantize, out):
     """Output counters of charges acc [N] (any float dtype T): clip(acc / T(out_sat), -1, 1),
     then T(step) x round(. / T(step)) (quantize False: the clipped value), all in T as
@@ -76,14 +91,17 @@ def _output_code(acc, out_sat, step, quantize, out):
 def _readout(sub, a, b, out):
     """Adder tree and output scaler: sub [N, H, S, D] codes -> out [N, H, D] =
     T(a_h) x (sum over s) + T(b_h), the sum as numpy reduces a non-inner axis: from 0, then
-    s = 0, 1, ... in order (so a sum of -0.0 is +0.0)."""
+    s = 0, 1, ... in order (so a sum of -0.0 is +0.0); d innermost (vector instructions,
+    the same additions per element)."""
     N, H, S, D = sub.shape
     f = out.dtype.type
+    acc = np.empty(D, out.dtype)
     for n in range(N):
         for h in range(H):
+            acc[:] = f(0.0)
+            for s in range(S):
+                for e in range(D):
+                    acc[e] = acc[e] + sub[n, h, s, e]
             ah, bh = f(a[h]), f(b[h])
             for e in range(D):
-                acc = f(0.0)
-                for s in range(S):
-                    acc = acc + sub[n, h, s, e]
-                out[n, h, e] = ah * acc + bh
+                out[n, h, e] = ah * acc[e] + bh

@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import noise as gnoise
 from .. import physics
-from . import bitline, charge
+from . import bitline, charge, encode
 from .device import namespace_for, to_host
 
 
@@ -152,19 +152,24 @@ class CodeStore:
         self.coeffs, self.array_size, self.s_sat = coeffs, array_size, s_sat
         self.n_pow = len(coeffs) - 1
         self._coeffs, self._s_sat = np.asarray(coeffs, self.dtype), f(s_sat)
-        self._read_kernel, self._encode_kernel = bitline.compiled()
+        self._read_kernel = bitline.compiled()[0]
+        self._write_kernel = encode.write_slot()
         self.k_codes = np.zeros((kv_heads, d_head, window), np.uint8)
         self.v_codes = np.zeros((kv_heads, window, d_head), np.uint8)
+        self._slot_shape = (kv_heads, d_head)
 
     def write(self, slot: int, k_dev, v_dev, step: int | None = None) -> None:
         """Store deviations that the write DAC produced ([KV, d] each), as their codes."""
-        for dev, dst in ((k_dev, self.k_codes[:, :, slot]), (v_dev, self.v_codes[:, slot, :])):
-            dev = np.asarray(dev)
+        k_dev, v_dev = np.asarray(k_dev), np.asarray(v_dev)
+        for dev in (k_dev, v_dev):
             if dev.dtype != self.dtype:
                 raise TypeError(f"CodeStore of {self.dtype} got a {dev.dtype} value")
-            if not self._encode_kernel(dev, self.step, self.zero, self.inv_step, dst):
-                raise NotOnGrid("a written value is not a write-DAC level (code * step - 0.45 V); "
-                                "use the float store (PowerStore) for perturbed writes")
+            if dev.shape != self._slot_shape:   # the kernel does not check its indices
+                raise ValueError(f"CodeStore slot of shape {list(self._slot_shape)} got a {list(dev.shape)} value")
+        if not self._write_kernel(k_dev, v_dev, self.step, self.zero, self.inv_step, self.k_codes, self.v_codes,
+                                  slot % self.v_codes.shape[1]):
+            raise NotOnGrid("a written value is not a write-DAC level (code * step - 0.45 V); "
+                            "use the float store (PowerStore) for perturbed writes")
 
     def values(self):
         """Stored deviations as floats: K [KV, M, d], V [KV, M, d] (for inspection and tests)."""

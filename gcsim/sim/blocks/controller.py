@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from ...datapath import dac_kv, dac_query
+from ...datapath import dac_step
 from ...finite import all_finite, raise_first_non_finite
 from ..kernel import Component
 from ..kernel.path import add
@@ -95,9 +95,8 @@ class LayerController(Component):
             _wait(job, job.arrived_ps, now, LAYER_BUSY)
         if self.sim.values:
             hw, s, sc = self.sim.hw, self.sim.hw.shape, self.sc
-            job.q_pulse = dac_query(job.q, sc, hw, self.law).reshape(s.kv_heads, s.group_size, s.d_head)
-            job.k_dev = dac_kv(job.k, sc["a_k"], sc["b_k"], hw, self.law)
-            job.v_dev = dac_kv(job.v, sc["a_v"], sc["b_v"], hw, self.law)
+            q_pulse, job.k_dev, job.v_dev = dac_step(job.q, job.k, job.v, sc, hw, self.law)
+            job.q_pulse = q_pulse.reshape(s.kv_heads, s.group_size, s.d_head)
         job.arrived_ps = now    # the write request leaves now
         job.read_after = not self.write_during_read   # serial: the read follows the write
         self.send(now, self.writer.on_write, job)
