@@ -60,12 +60,14 @@ SCRATCH_MIN_BYTES = 1 << 18   # smaller record arrays stay in memory (no file, n
 
 
 def records_array(shape, dtype=np.int64) -> np.ndarray:
-    """A zero-filled array for per-step records: `scratch_array` from SCRATCH_MIN_BYTES on,
-    a plain array below (a short run's records cost less than a file)."""
+    """A zero-filled array for per-step records: on a `scratch_array` from SCRATCH_MIN_BYTES
+    on, a plain array below (a short run's records cost less than a file)."""
     dtype = np.dtype(dtype)
     if math.prod(shape) * dtype.itemsize < SCRATCH_MIN_BYTES:
         return np.zeros(shape, dtype)
-    return scratch_array(shape, dtype)
+    # a plain ndarray view of the map: indexing a np.memmap runs Python code per view taken
+    # (memmap.__getitem__, __array_finalize__), several us per step; release_pages finds the map
+    return scratch_array(shape, dtype).view(np.ndarray)
 
 
 CHUNK_ROWS = 4096   # rows of per-step records read back at a time

@@ -37,12 +37,17 @@ def test_scratch_array_keeps_its_values_across_page_releases(monkeypatch):
     assert [t0 for t0, _ in chunks] == [0, 20_000, 40_000] and sum(len(c) for _, c in chunks) == 50_000
     assert not isinstance(chunks[0][1], np.memmap)     # copies: the map's pages go again
     monkeypatch.setattr(streamio, "SCRATCH_MIN_BYTES", 1 << 30)
-    assert type(streamio.records_array((10, 2))) is np.ndarray
+    assert streamio._mmap_of(streamio.records_array((10, 2))) is None      # small: in memory
+    monkeypatch.setattr(streamio, "SCRATCH_MIN_BYTES", 0)
+    b = streamio.records_array((10, 2))
+    assert type(b) is np.ndarray and streamio._mmap_of(b) is not None   # a plain view of a map
+    b[3] = 4
+    assert streamio.release_pages(b) and b.sum() == 8
 
 
-def test_critical_path_stored_in_batches_equals_the_dicts(monkeypatch):
-    """40 categories (the 16 columns allocated are doubled twice), two sequences, flushed at
-    odd moments: every step's row is its dict, the columns in order of first appearance."""
+def test_critical_path_rows_on_disk_equal_the_dicts(monkeypatch):
+    """40 categories (the 16 columns allocated are doubled twice), two sequences, pages released
+    at odd moments: every step's row is its dict, the columns in order of first appearance."""
     on_disk(monkeypatch)
     rng = np.random.default_rng(3)
     T, n_seq = 30, 2
@@ -116,7 +121,8 @@ def test_records_on_disk_give_what_records_in_memory_give(model, tmp_path, monke
     mem = _outputs(Simulator(hw, trace, values=False).run(), tmp_path / "mem")
     on_disk(monkeypatch)
     sim = Simulator(hw, trace, values=False)
-    assert isinstance(sim.record.step_end[0], np.memmap) and isinstance(sim.energy._step_counts, np.memmap)
+    assert all(streamio._mmap_of(a) is not None for a in (sim.record.step_end[0], sim.energy._step_counts,
+                                                          sim.path.per_step[0]))   # on disk
     disk = _outputs(sim.run(), tmp_path / "disk")
     assert disk[0] == mem[0] and disk[1] == mem[1]   # report, per_step.csv, profile files: byte for byte
     assert len(disk[2]) == len(mem[2])

@@ -21,42 +21,27 @@ from ...streamio import in_chunks, records_array, release_pages
 class CriticalPath:
     """Per step and sequence: where its latency went, by category (phase, wait cause, host, link).
 
-    The finished paths wait in a short list and go to a [T, categories] array per sequence
-    in batches (`flush`, every `records_array` release and before any read): a dict per step
-    kept for the whole run would grow the process with the trace."""
+    Each finished path goes to a row of a [T, categories] records_array per sequence (on disk
+    for long runs, gcsim.streamio): a dict per step kept for the whole run would grow the
+    process with the trace."""
 
     def __init__(self, n_seq: int, steps: int):
         self.categories: dict[str, int] = {}
         self.steps = steps
         self._cap = 16     # columns allocated; doubled when more categories appear
         self._arrays = [records_array((steps, self._cap)) for _ in range(n_seq)]
-        self._pending: list[tuple] = []   # (seq, step, path) not yet in the arrays
 
     def record(self, seq: int, step: int, path: dict) -> None:
         """The finished path of step `step` of sequence `seq`."""
-        self._pending.append((seq, step, path))
-
-    def flush(self) -> None:
-        """The pending paths into the arrays (one fancy assignment per sequence)."""
-        if not self._pending:
-            return
-        cols = self.categories
-        by_seq = [([], [], []) for _ in self._arrays]
-        for seq, step, path in self._pending:
-            rows, cs, vals = by_seq[seq]
-            for c, ps in path.items():
-                i = cols.get(c)
-                if i is None:
-                    i = cols[c] = len(cols)
-                rows.append(step)
-                cs.append(i)
-                vals.append(ps)
-        self._pending = []
-        if len(cols) > self._cap:
-            self._grow(len(cols))
-        for arr, (rows, cs, vals) in zip(self._arrays, by_seq):
-            if rows:
-                arr[rows, cs] = vals
+        cols, arr = self.categories, self._arrays[seq]
+        for c, ps in path.items():
+            i = cols.get(c)
+            if i is None:
+                i = cols[c] = len(cols)
+                if i >= self._cap:
+                    self._grow(i + 1)
+                    arr = self._arrays[seq]
+            arr[step, i] = ps
 
     def _grow(self, n: int) -> None:
         cap = self._cap
@@ -72,15 +57,13 @@ class CriticalPath:
         self._arrays, self._cap = grown, cap
 
     def release(self) -> None:
-        """Flush, and drop the arrays' resident pages (they are on disk: gcsim.streamio)."""
-        self.flush()
+        """Drop the arrays' resident pages (on disk for long runs: gcsim.streamio)."""
         for arr in self._arrays:
             release_pages(arr)
 
     @property
     def per_step(self) -> list[np.ndarray]:
         """Per sequence [T, categories] ps (disk-backed on long runs: read them `in_chunks`)."""
-        self.flush()
         return [arr[:, :len(self.categories)] for arr in self._arrays]
 
     def step_totals(self, seq: int) -> np.ndarray:
