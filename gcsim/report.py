@@ -12,10 +12,12 @@ import numpy as np
 
 from . import __version__, costs, paper
 from .sim.engine import SimResult
+from .streamio import release_pages
 
 
 def _stats_ns(values_ps: np.ndarray) -> dict:
-    v = np.asarray(values_ps, dtype=np.float64) / 1000.0
+    v = np.array(values_ps, dtype=np.float64)
+    v /= 1000.0   # in place: one copy of a per-step series, not two
     return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())} if v.size else {}
 
 
@@ -43,22 +45,36 @@ def activity_by_kind(activity: dict, elapsed_ps: int) -> dict:
     return out
 
 
-def per_step_series(res: SimResult) -> dict[str, np.ndarray]:
-    """The per-step columns kept out of report.json (run writes them to per_step.csv)."""
+def per_step_chunks(res: SimResult):
+    """The per-step columns kept out of report.json (run writes them to per_step.csv), for
+    steps t0..t1-1 of one chunk at a time: a long run's records are on disk (gcsim.streamio)."""
     n_seq = res.hw.periphery.sequences
-    cols = {"step": np.arange(res.steps)}
-    for seq in range(n_seq):
-        cols[f"latency_ps_seq{seq}"] = res.step_latency_ps(seq)
-    cols["energy_pj_per_sequence"] = res.ledger.step_pj() / n_seq
-    return cols
+    prev = [0] * n_seq
+    for t0, pj in res.ledger.step_action_chunks():
+        t1 = t0 + len(pj)
+        cols = {"step": np.arange(t0, t1)}
+        for seq in range(n_seq):
+            end = np.array(res.step_end_ps[seq][t0:t1])
+            release_pages(res.step_end_ps[seq])
+            cols[f"latency_ps_seq{seq}"] = np.diff(end, prepend=prev[seq])
+            prev[seq] = int(end[-1])
+        cols["energy_pj_per_sequence"] = pj.sum(axis=1) / n_seq
+        yield cols
+
+
+def per_step_series(res: SimResult) -> dict[str, np.ndarray]:
+    """The per-step columns of the whole run (per_step_chunks joined)."""
+    chunks = list(per_step_chunks(res))
+    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
 
 
 def write_per_step_csv(path, res: SimResult) -> None:
-    cols = per_step_series(res)
     with open(path, "w") as f:
-        f.write(",".join(cols) + "\n")
-        for row in zip(*cols.values()):
-            f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
+        for i, cols in enumerate(per_step_chunks(res)):
+            if not i:
+                f.write(",".join(cols) + "\n")
+            for row in zip(*cols.values()):
+                f.write(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + "\n")
 
 
 def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool = True,
@@ -69,15 +85,20 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     n_seq = hw.periphery.sequences
     T = res.steps
     tokens = T * n_seq
-    lat = res.step_latency_ps(0)
+    # one per-step series alive at a time (a long run's records are on disk: gcsim.streamio)
+    token_latency = [_stats_ns(res.step_latency_ps(q)) for q in range(n_seq)]
     layer_lat = res.layer_end_ps[0] - res.layer_start_ps[0]
+    release_pages(res.layer_end_ps[0])
+    release_pages(res.layer_start_ps[0])
+    layer_stats = [_stats_ns(layer_lat[:, l]) for l in range(s.layers)]
+    layer_all, layer_cycles_mean = _stats_ns(layer_lat), float(layer_lat.mean() / hw.timing.clock_period_ps)
+    del layer_lat
     ledger = res.ledger
-    step_pj = ledger.step_pj()
-    items = ledger.step_item_pj(hw.energy.items)
     full = np.arange(T) >= s.window - 1
     per_head = n_seq * s.layers * s.heads
     item_rows = {}
-    for name, arr in items.items():
+    for name, acts in hw.energy.items.items():   # one item's [T] series at a time (memory)
+        arr = ledger.step_item_pj({name: acts})[name]
         sel = arr[full] if full.any() else arr
         item_rows[name] = {"per_head_per_token_pj": float(sel.mean() / per_head),
                            "paper_pj": paper.ITEMS_PJ.get(name),
@@ -102,7 +123,7 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     area = costs.area(hw)  # cells + periphery per sub-tile and per head (gcsim/costs.py)
     area["per_head_mm2"] = area["total_mm2"] / (s.heads * s.layers)
     per_layer_pj = ledger.per_layer_pj()
-    layers = [{"layer": l, "latency_ns": _stats_ns(layer_lat[:, l]), "energy_pj": float(per_layer_pj[l]),
+    layers = [{"layer": l, "latency_ns": layer_stats[l], "energy_pj": float(per_layer_pj[l]),
                "energy_by_action_pj": {a: float(v[l]) for a, v in sorted(layer_action_pj.items()) if v[l]}}
               for l in range(s.layers)]
     retention = dict(res.retention)
@@ -111,6 +132,7 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         for row, n in zip(layers, lost):
             row["lost_reads"] = int(n)
     elapsed_s = res.elapsed_ps * 1e-12
+    step_pj = ledger.step_pj()
     return {
         "schema": SCHEMA,
         "gcsim_version": __version__,
@@ -122,10 +144,10 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         "time": {
             "elapsed_ps": res.elapsed_ps, "elapsed_cycles": res.elapsed_ps // clock_ps,
             "clock_mhz": hw.timing.clock_mhz,
-            "token_latency_ns": _stats_ns(lat),
-            "token_latency_ns_by_sequence": [_stats_ns(res.step_latency_ps(q)) for q in range(n_seq)],
-            "layer_latency_ns": _stats_ns(layer_lat),
-            "layer_latency_cycles_mean": float(layer_lat.mean() / clock_ps),
+            "token_latency_ns": dict(token_latency[0]),
+            "token_latency_ns_by_sequence": token_latency,
+            "layer_latency_ns": layer_all,
+            "layer_latency_cycles_mean": layer_cycles_mean,
             "throughput_tokens_per_s": tokens / elapsed_s if elapsed_s else 0.0,
             "critical_path_ns_per_step": {k: v / 1000.0 for k, v in res.path.mean_breakdown(T).items()},
         },

@@ -169,17 +169,19 @@ class EnergyLedger:
 
     def step_pj(self) -> np.ndarray:
         """Dynamic energy of each step [T] (summed over sequences and layers)."""
-        return np.concatenate([pj.sum(axis=1) for _, pj in self.step_action_chunks()]) if self.steps else \
-            np.zeros(0)
+        out = np.zeros(self.steps)
+        for t0, pj in self.step_action_chunks():
+            out[t0:t0 + len(pj)] = pj.sum(axis=1)
+        return out
 
     def step_item_pj(self, items: dict[str, list]) -> dict[str, np.ndarray]:
         """Per step [T], the energy of each named group of actions (the paper's items)."""
         cols = {name: [self._col[a] for a in acts] for name, acts in items.items()}
-        parts = {name: [] for name in items}
-        for _, pj in self.step_action_chunks():
+        out = {name: np.zeros(self.steps) for name in items}
+        for t0, pj in self.step_action_chunks():
             for name, c in cols.items():
-                parts[name].append(pj[:, c].sum(axis=1))
-        return {name: np.concatenate(p) if p else np.zeros(0) for name, p in parts.items()}
+                out[name][t0:t0 + len(pj)] = pj[:, c].sum(axis=1)
+        return out
 
     def add_static(self, block: str, power_mw: float, elapsed_ps: int) -> None:
         self.static_pj[block] = power_mw * elapsed_ps * 1e-3  # mW x ps = 1e-3 pJ
