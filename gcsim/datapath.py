@@ -86,6 +86,8 @@ def _dac_constants(n):
     if hit is None or hit[0] is not n:
         ok = (not n.q_levels or n.q_levels >= 2) and (not n.kv_levels or n.kv_levels >= 2)
         (q_lo, q_hi), (kv_lo, kv_hi) = n.q_range, n.kv_range_v
+        if len(_DAC_CONSTANTS) > 64:   # descriptions derived by the hundred (sweeps, tests): keep it small
+            _DAC_CONSTANTS.clear()
         hit = _DAC_CONSTANTS[id(n)] = (n, (float(q_lo), float(q_hi), _step(q_lo, q_hi, n.q_levels), bool(n.q_levels),
                                            float(kv_lo), float(kv_hi), _step(kv_lo, kv_hi, n.kv_levels),
                                            bool(n.kv_levels), physics.V_ZERO_V) if ok else None)
