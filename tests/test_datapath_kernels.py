@@ -152,3 +152,25 @@ def test_the_numpy_path_is_kept_where_the_kernel_does_not_apply():
         _same(got, want)
     ints = np.arange(12 * 64).reshape(12, 64) % 3 - 1
     _same(output_code(ints, hw), physics.output_code(ints, 40.0, 32))
+
+
+def test_the_simulator_and_the_step_form_take_the_kernels(tmp_path, monkeypatch):
+    """A functional run on a trace (float32 and float64) and DecodeState never fall back to the
+    numpy path of the DACs and counters (a silent fallback would cost ~50 us per layer step)."""
+    from gcsim.reference import DecodeState
+    from gcsim.sim import Simulator
+    from gcsim.traces import open_trace, write_synthetic
+
+    def numpy_path(*args, **kwargs):
+        raise AssertionError("the numpy path ran")
+    hw = load_hardware("smollm2").derive(shape={"layers": 2, "window": 64})
+    s = hw.shape
+    trace = open_trace(write_synthetic(tmp_path / "t.gctrace", layers=2, heads=s.heads, kv_heads=s.kv_heads,
+                                       d_head=s.d_head, steps=6, seed=0))
+    monkeypatch.setattr(physics, "scale_clip_quantize", numpy_path)
+    monkeypatch.setattr(physics, "output_code", numpy_path)
+    for dtype in ("float32", "float64"):
+        Simulator(hw.derive(numerics={"dtype": dtype}), trace, values=True).run()
+    st = DecodeState(hw)
+    st.write(0, trace.k[0, 0], trace.v[0, 0], 0)
+    assert np.isfinite(st.read(trace.q[0, 0], 0, 0).out).all()
