@@ -147,7 +147,8 @@ def test_the_numpy_path_is_kept_where_the_kernel_does_not_apply():
     # a non-contiguous view, an integer array: the same values either way
     _same(dac_query(x.T.copy().T, sc, hw, "cubic"), dac_query(x, sc, hw, "cubic", kernel=False))
     for got, want in zip(dac_step(x, x[:, ::2], x[:, 1::2], sc, hw, "cubic"),   # k, v views: the numpy path
-                         (dac_query(x, sc, hw, "cubic", kernel=False), dac_kv(x[:, ::2], sc["a_k"], sc["b_k"], hw, "cubic"),
+                         (dac_query(x, sc, hw, "cubic", kernel=False),
+                          dac_kv(x[:, ::2], sc["a_k"], sc["b_k"], hw, "cubic", kernel=False),
                           dac_kv(x[:, 1::2], sc["a_v"], sc["b_v"], hw, "cubic", kernel=False))):
         _same(got, want)
     ints = np.arange(12 * 64).reshape(12, 64) % 3 - 1
