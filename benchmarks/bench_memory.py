@@ -107,6 +107,9 @@ def main():
         for n in sorted(set(steps + long)):
             traces[n] = tmp / f"t{n}.gctrace"
             write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
+        # numba compiles the bank-read kernel on a tree's first functional run (then caches it on
+        # disk): do that here, so that compiling is not in the first cell's peak
+        peak(ROOT, ["run", str(traces[steps[0]]), *common, "--steps", "2", "--no-progress", *out_dir(["run"], tmp)])
         print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps"
               + (f"   B/step {steps[-2]}->{steps[-1]}" if len(steps) > 1 else ""))
         todo = [(name, argv, ROOT) for name, argv in rows.items() if name.split()[0] in wanted]
