@@ -147,6 +147,21 @@ def test_validate_with_records_on_disk_gives_the_same_report(monkeypatch):
     assert got["pass"] and got == want
 
 
+def test_charge_energy_with_records_on_disk_gives_the_same_report(monkeypatch):
+    """costs.array_read: charge books each read's integrated charge, per step on disk too."""
+    hw = load_hardware("paper-gpt2").derive(shape={"layers": 1, "window": 64}, costs={"array_read": "charge"})
+    trace = _trace(hw, 40, seed=4)
+    want = Simulator(hw, trace)
+    want_rep = build_report(want.run())
+    on_disk(monkeypatch)
+    got = Simulator(hw, trace)
+    assert streamio._mmap_of(got.tiles[0].read_charge_ua_tmax) is not None
+    got_rep = build_report(got.run())
+    assert json.dumps(got_rep, sort_keys=True) == json.dumps(want_rep, sort_keys=True)
+    np.testing.assert_array_equal(got.tiles[0].read_charge_ua_tmax, want.tiles[0].read_charge_ua_tmax)
+    assert (got.tiles[0].read_charge_ua_tmax[1:] > 0).all()   # every step's reads integrated a charge
+
+
 @pytest.fixture
 def small_trace(tmp_path):
     path = tmp_path / "t.gctrace"

@@ -221,6 +221,8 @@ class Simulator:
         self.record.release()
         self.energy.release()
         self.path.release()
+        for tiles in self.tiles:
+            release_pages(tiles.read_charge_ua_tmax)   # data-dependent read energy only
 
     def run(self, progress: bool = False) -> SimResult:
         env, rec = self.env, self.record

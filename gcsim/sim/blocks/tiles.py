@@ -36,6 +36,7 @@ from ...datapath import retention_decay
 from ...errors import SimError
 from ...kernels import make_store
 from ...ringbuffer import RingBuffer
+from ...streamio import records_array
 from ..kernel import Component, Resource
 from ..kernel.path import add
 from ..messages import Round
@@ -99,7 +100,7 @@ class GainCellTiles(Component):
         if self.charge_pj and not sim.values:
             raise SimError("costs.array_read: charge needs the values a read integrates: run functional "
                            "(not timing-only), or set costs.array_read=per_cell")
-        self.read_charge_ua_tmax = np.zeros((sim.steps, 2)) if self.charge_pj else None
+        self.read_charge_ua_tmax = records_array((sim.steps, 2), np.float64) if self.charge_pj else None
 
     def _book(self, start, end, seq, step, action):
         """Busy over the union of reserved intervals (pipelined rounds overlap)."""
