@@ -8,7 +8,7 @@ default routes numpy CPU arrays to gcsim/kernels/periphery.py):
   output code   output_code of the bank read's A [KV, G, n_sub, d]
   readout       readout (adder tree, output scaler) of the codes [H, n_sub, d]
   store write   one slot's k and v into a CodeStore: two calls of the encode kernel on the
-                slot's views (bitline._encode, the write path before) vs CodeStore.write
+                slot's views (_encode_before, the write path before) vs CodeStore.write
                 (one fused kernel, gcsim/kernels/encode.py)
 
 Each figure is the median [min, max] over R repeats of the mean per-call time of n calls; the
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gcsim import load_hardware  # noqa: E402
 from gcsim.datapath import dac_kv, dac_query, dac_step, layer_scalers, output_code, readout  # noqa: E402
-from gcsim.kernels import bitline, make_store  # noqa: E402
+from gcsim.kernels import make_store  # noqa: E402
 
 
 def per_call_us(fn, calls):
@@ -43,6 +43,24 @@ def per_call_us(fn, calls):
         fn()
     return 1e6 * (time.perf_counter() - t0) / calls
 
+
+
+def _encode_before(dev, step, zero, inv_step, out):
+    """The store write before kernels/encode.py (one call per array, on the slot's views): codes of stored deviations dev [KV,D] into out [KV,D] (any strides); False if a value
+    is not exactly code * step - zero (then the compact form would not be exact)."""
+    KV, D = dev.shape
+    ok = True
+    for kv in range(KV):
+        for d in range(D):
+            c = np.rint((dev[kv, d] + zero) * inv_step)
+            if c < 0 or c > 255:
+                ok = False
+                c = 0
+            ci = np.uint8(c)
+            if dev.dtype.type(ci) * step - zero != dev[kv, d]:
+                ok = False
+            out[kv, d] = ci
+    return ok
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -62,7 +80,9 @@ def main(argv=None):
     k_dev = dac_kv(k, sc["a_k"], sc["b_k"], hw, law)
     v = rng.normal(0, 0.3, (s.kv_heads, s.d_head)).astype(dt)
     store = make_store(hw, dt, kind="codes")
-    encode = bitline.compiled()[1]
+    import numba
+
+    encode = numba.njit(cache=True, nogil=True)(_encode_before)
 
     def two_encodes():   # the write path before: one encode call per array, on the slot's views
         for dev, dst in ((k_dev, store.k_codes[:, :, 5]), (k_dev, store.v_codes[:, 5, :])):

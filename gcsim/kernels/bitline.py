@@ -64,7 +64,7 @@ def _bank_read_split(kernel):
 
 
 def compiled():
-    """(bank_read, encode): the numba-compiled kernels (compiled or loaded from cache once)."""
+    """The numba-compiled bank read (compiled or loaded from cache once), split over threads."""
     if not _compiled:
         import numba
 
@@ -72,8 +72,7 @@ def compiled():
         # no reassociation, so the additions keep their order
         kernel = _compiled["kernel"] = numba.njit(cache=True, nogil=True, fastmath={"contract"})(_bank_read)
         _compiled["bank_read"] = _bank_read_split(kernel)
-        _compiled["encode"] = numba.njit(cache=True, nogil=True)(_encode)
-    return _compiled["bank_read"], _compiled["encode"]
+    return _compiled["bank_read"]
 
 
 def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, u0, u1):
@@ -213,21 +212,3 @@ def _bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S
                     v = v + a2[e]
                     v = v + a3[e]
                 A[kv, g, sub, e] = v
-
-
-def _encode(dev, step, zero, inv_step, out):
-    """Codes of stored deviations dev [KV,D] into out [KV,D] (any strides); False if a value
-    is not exactly code * step - zero (then the compact form would not be exact)."""
-    KV, D = dev.shape
-    ok = True
-    for kv in range(KV):
-        for d in range(D):
-            c = np.rint((dev[kv, d] + zero) * inv_step)
-            if c < 0 or c > 255:
-                ok = False
-                c = 0
-            ci = np.uint8(c)
-            if dev.dtype.type(ci) * step - zero != dev[kv, d]:
-                ok = False
-            out[kv, d] = ci
-    return ok

@@ -152,7 +152,7 @@ class CodeStore:
         self.coeffs, self.array_size, self.s_sat = coeffs, array_size, s_sat
         self.n_pow = len(coeffs) - 1
         self._coeffs, self._s_sat = np.asarray(coeffs, self.dtype), f(s_sat)
-        self._read_kernel = bitline.compiled()[0]
+        self._read_kernel = bitline.compiled()
         self._write_kernel = encode.write_slot()
         self.k_codes = np.zeros((kv_heads, d_head, window), np.uint8)
         self.v_codes = np.zeros((kv_heads, window, d_head), np.uint8)
