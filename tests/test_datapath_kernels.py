@@ -175,3 +175,21 @@ def test_the_simulator_and_the_step_form_take_the_kernels(tmp_path, monkeypatch)
     st = DecodeState(hw)
     st.write(0, trace.k[0, 0], trace.v[0, 0], 0)
     assert np.isfinite(st.read(trace.q[0, 0], 0, 0).out).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_kernel_finds_every_nan_and_inf_as_isfinite_does(dtype):
+    from gcsim.finite import all_finite
+
+    rng = np.random.default_rng(3)
+    big = np.finfo(dtype).max
+    assert all_finite(np.full((12, 1, 1024), big, dtype), np.full((12, 64), -big, dtype))   # finite extremes
+    assert all_finite(np.zeros(0, dtype), None)
+    for bad in (np.nan, np.inf, -np.inf):
+        for pos in (0, 1, 4095, 12287):   # first, inside, last element of a [12, 1, 1024] S
+            x = rng.normal(size=(12, 1, 1024)).astype(dtype)
+            x.reshape(-1)[pos] = bad
+            assert not all_finite(x) and not bool(np.isfinite(x).all())
+            assert not all_finite(np.ones((12, 64), dtype), x)
+            view = x[:, :, ::2]   # strided: the numpy path; it holds the bad value iff its slot is even
+            assert all_finite(view) == ((pos % 1024) % 2 == 1)

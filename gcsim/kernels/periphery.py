@@ -25,7 +25,7 @@ _dac_rows = None   # _dac compiled, called by _dac_step
 
 
 def compiled():
-    """{'dac', 'dac_step', 'output_code', 'readout'}: the compiled kernels (compiled or loaded
+    """{'dac', 'dac_step', 'output_code', 'readout', 'all_finite'}: the compiled kernels (compiled or loaded
     from numba's cache once)."""
     global _dac_rows
     if not _compiled:
@@ -34,7 +34,7 @@ def compiled():
         jit = numba.njit(cache=True, nogil=True)
         _dac_rows = jit(_dac)
         _compiled.update(dac=_dac_rows, dac_step=jit(_dac_step), output_code=jit(_output_code),
-                         readout=jit(_readout))
+                         readout=jit(_readout), all_finite=jit(_all_finite))
     return _compiled
 
 
@@ -105,3 +105,14 @@ def _readout(sub, a, b, out):
             ah, bh = f(a[h]), f(b[h])
             for e in range(D):
                 out[n, h, e] = ah * acc[e] + bh
+
+
+def _all_finite(x):
+    """Whether every element of x (1-d) is finite: v - v is 0 for a finite v and NaN for
+    NaN or +-Inf. One pass with no early exit, so the loop vectorises; it runs on the S and
+    outputs of every layer step (gcsim/finite.py)."""
+    ok = True
+    for i in range(x.shape[0]):
+        v = x[i]
+        ok &= (v - v) == 0
+    return ok
