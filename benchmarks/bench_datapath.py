@@ -44,7 +44,6 @@ def per_call_us(fn, calls):
     return 1e6 * (time.perf_counter() - t0) / calls
 
 
-
 def _encode_before(dev, step, zero, inv_step, out):
     """The store write before kernels/encode.py (one call per array, on the slot's views): codes of stored deviations dev [KV,D] into out [KV,D] (any strides); False if a value
     is not exactly code * step - zero (then the compact form would not be exact)."""
@@ -122,6 +121,35 @@ def main(argv=None):
             step[p] += per_step.get(name, 0) * s.layers * med[p]
     print(f"one step ({s.layers} layers: DAC of a step, output code, readout, store write): "
           f"numpy path / before {step['numpy']:.0f} us, fused kernels {step['kernel']:.0f} us")
+    bank_read_threads(hw, dt, store, rng, args)
+
+
+def bank_read_threads(hw, dt, store, rng, args):
+    """The bank read of one layer at full window (gcsim/kernels/bitline.py), 1 and 2 threads,
+    alternated: the split runs through numba's prange (bitline_threads.py)."""
+    from gcsim.kernels import bitline
+
+    s = hw.shape
+    for slot in range(s.window):   # a full window of random write-DAC levels
+        store.write(slot, *(dac_kv(rng.normal(0, 0.3, (s.kv_heads, s.d_head)).astype(dt), np.ones(s.kv_heads),
+                                   np.zeros(s.kv_heads), hw, hw.numerics.cell_law) for _ in range(2)))
+    q = rng.uniform(0, 1, (s.kv_heads, s.group_size, s.d_head)).astype(dt)
+    decay, valid = np.ones(s.window, dt), np.ones(s.window, bool)
+    before = bitline.get_threads()
+    times = {1: [], 2: []}
+    try:
+        for n in times:   # compile / load both forms first
+            bitline.set_threads(n)
+            store.read(q, decay, valid)
+        for _ in range(args.repeats):
+            for n in times:
+                bitline.set_threads(n)
+                times[n].append(per_call_us(lambda: store.read(q, decay, valid), args.calls))
+    finally:
+        bitline.set_threads(before)
+    cells = ", ".join(f"{n} thread{'s' if n > 1 else ''} {np.median(t):.1f} [{min(t):.1f}, {max(t):.1f}] us"
+                      for n, t in times.items())
+    print(f"bank read of one layer at full window ({s.window} slots, {s.kv_heads} K/V heads): {cells}")
 
 if __name__ == "__main__":
     main()
