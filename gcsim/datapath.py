@@ -57,7 +57,7 @@ def dac_kv(x, a, b, hw: Hardware, variant: str, *, kernel: bool = True):
 def dac_step(q, k, v, sc: dict, hw: Hardware, variant: str, *, kernel: bool = True):
     """The DACs of one layer step: (dac_query(q), dac_kv(k, a_k, b_k), dac_kv(v, a_v, b_v)) for
     q [H, d] and k, v [KV, d], in one kernel call where the kernel applies."""
-    if kernel and variant != "softmax" and _on_kernel(q) and _on_kernel(k) and _on_kernel(v):
+    if kernel and variant != "softmax" and periphery.applies(q) and periphery.applies(k) and periphery.applies(v):
         consts = _dac_constants(hw.numerics)
         a_q, b_q, a_k, b_k, a_v, b_v = (sc[key] for key in ("a_q", "b_q", "a_k", "b_k", "a_v", "b_v"))
         if (consts is not None and q.ndim == k.ndim == 2 and q.dtype is k.dtype is v.dtype and k.shape == v.shape
@@ -108,7 +108,7 @@ def _dac(x, a, b, lo, hi, levels, shift, kernel):
     dtype as float32 computes it, step x code, so float32 differs from float64 only in the
     bit-line sums."""
     x = np.asarray(x)
-    if kernel and _on_kernel(x) and x.ndim >= 2 and (not levels or levels >= 2):
+    if kernel and periphery.applies(x) and x.ndim >= 2 and (not levels or levels >= 2):
         a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if a.shape == b.shape == x.shape[-2:-1]:   # one scaler per head
             out = np.empty(x.shape, x.dtype)
@@ -120,19 +120,9 @@ def _dac(x, a, b, lo, hi, levels, shift, kernel):
     if x.dtype == np.float64 or not levels:
         level = physics.quantize(wide, lo, hi, levels).astype(x.dtype, copy=False)
     else:
-        step = (hi - lo) / (levels - 1)
+        step = _step(lo, hi, levels)
         level = x.dtype.type(step) * np.round(wide / step).astype(x.dtype)
     return level - x.dtype.type(shift) if shift else level
-
-
-def _on_kernel(x) -> bool:
-    """Whether the fused kernels compute exactly what the numpy path does for array x: numba
-    present, a float32 or float64 numpy array (on the CPU), C-contiguous (reshaped as views)."""
-    return (periphery.AVAILABLE and type(x) is np.ndarray and x.dtype in _KERNEL_DTYPES
-            and x.flags.c_contiguous)
-
-
-_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def retention_decay(age_ps, age_tokens, hw: Hardware):
@@ -149,7 +139,7 @@ def output_code(acc, hw: Hardware, *, kernel: bool = True):
     """Output counters: physics.output_code of the sub-tile charges A (any shape) with the
     description's out_sat and out_levels. kernel as for dac_query."""
     n = hw.numerics
-    if kernel and _on_kernel(acc) and (not n.out_levels or n.out_levels >= 2):
+    if kernel and periphery.applies(acc) and (not n.out_levels or n.out_levels >= 2):
         out = np.empty(acc.shape, acc.dtype)
         periphery.compiled()["output_code"](acc.reshape(-1), float(n.out_sat), _step(-1.0, 1.0, n.out_levels),
                                             bool(n.out_levels), out.reshape(-1))
@@ -161,7 +151,7 @@ def readout(sub_out, sc: dict, *, kernel: bool = True):
     """Digital accumulation: y = a_out * sum over sub-tiles + b_out. sub_out [..., H, n_sub, d].
     kernel as for dac_query."""
     dtype = sub_out.dtype
-    if kernel and _on_kernel(sub_out) and sub_out.ndim >= 3 and sub_out.shape[-2]:
+    if kernel and periphery.applies(sub_out) and sub_out.ndim >= 3 and sub_out.shape[-2]:
         a, b = np.asarray(sc["a_out"], np.float64), np.asarray(sc["b_out"], np.float64)
         if a.shape == b.shape == sub_out.shape[-3:-2]:
             H, S, D = sub_out.shape[-3:]

@@ -32,15 +32,13 @@ def all_finite(*arrays) -> bool:
     for a in arrays:
         if a is None:
             continue
-        if periphery.AVAILABLE and type(a) is np.ndarray and a.dtype in _FLOATS and a.flags.c_contiguous:
+        if periphery.applies(a):
             if not periphery.compiled()["all_finite"](a.reshape(-1)):
                 return False
         elif not bool(np.isfinite(a).all()):
             return False
     return True
 
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def raise_first_non_finite(stages: dict, *, layer: int, step: int | None = None, where: str = "") -> None:

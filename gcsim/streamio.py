@@ -83,6 +83,16 @@ def in_chunks(arr, rows: int | None = None):
         yield t0, chunk
 
 
+def widened(arr, columns: int) -> np.ndarray:
+    """A records_array [T, columns] holding `arr` [T, n] (n <= columns) in its first n columns
+    and zeros after, copied chunk by chunk (a record that gained columns during a run)."""
+    out = records_array((arr.shape[0], columns), arr.dtype)
+    for t0, chunk in in_chunks(arr):
+        out[t0:t0 + len(chunk), :arr.shape[1]] = chunk
+    release_pages(out)
+    return out
+
+
 class NpyWriter:
     """A .npy array [A, B, ...] written one `writer[a, b] = row` at a time (any order; rows
     never written read back as zeros), without keeping the file's pages in the process."""

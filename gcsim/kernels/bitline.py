@@ -35,7 +35,7 @@ import numpy as np
 # numba (and LLVM) cost ~60 MB and a second to import: only a run that reads codes pays it
 AVAILABLE = importlib.util.find_spec("numba") is not None
 _compiled = {}
-_threads = {"n": max(1, int(os.environ.get("NUMBA_NUM_THREADS") or 1)), "pool": None}
+_threads = {"n": max(1, int(os.environ.get("NUMBA_NUM_THREADS") or 1))}
 
 
 def set_threads(n: int) -> None:

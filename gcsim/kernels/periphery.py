@@ -19,6 +19,13 @@ from . import bitline
 
 AVAILABLE = bitline.AVAILABLE
 _compiled = {}
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def applies(x) -> bool:
+    """Whether these kernels compute exactly what the numpy path does for array x: numba
+    present, a float32 or float64 numpy array (on the CPU), C-contiguous (reshaped as views)."""
+    return AVAILABLE and type(x) is np.ndarray and x.dtype in _FLOATS and x.flags.c_contiguous
 
 
 _dac_rows = None   # _dac compiled, called by _dac_step

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...streamio import in_chunks, records_array, release_pages
+from ...streamio import in_chunks, records_array, release_pages, widened
 
 
 class EnergyLedger:
@@ -119,18 +119,9 @@ class EnergyLedger:
         self.actions.append(action)
         self._col[action] = len(self.actions) - 1
         self._pj.append(self.table[action])
-        self._step_counts = self._widened(self._step_counts)
-        self._step_direct = self._widened(self._step_direct)
+        self._step_counts = widened(self._step_counts, len(self.actions))
+        self._step_direct = widened(self._step_direct, len(self.actions))
         self._cur.append(0)
-
-    @staticmethod
-    def _widened(arr):
-        """`arr` [T, n] with a column of zeros added (a records_array again)."""
-        out = records_array((arr.shape[0], arr.shape[1] + 1), arr.dtype)
-        for t0, chunk in in_chunks(arr):
-            out[t0:t0 + len(chunk), :-1] = chunk
-        release_pages(out)
-        return out
 
     def release(self) -> None:
         """Drop the per-step rows' resident pages (on disk for long runs: gcsim.streamio)."""

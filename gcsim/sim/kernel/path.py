@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...streamio import in_chunks, records_array, release_pages
+from ...streamio import in_chunks, records_array, release_pages, widened
 
 
 class CriticalPath:
@@ -47,14 +47,7 @@ class CriticalPath:
         cap = self._cap
         while cap < n:
             cap *= 2
-        grown = []
-        for arr in self._arrays:
-            new = records_array((self.steps, cap))
-            for t0, chunk in in_chunks(arr):
-                new[t0:t0 + len(chunk), :self._cap] = chunk
-            release_pages(new)
-            grown.append(new)
-        self._arrays, self._cap = grown, cap
+        self._arrays, self._cap = [widened(arr, cap) for arr in self._arrays], cap
 
     def release(self) -> None:
         """Drop the arrays' resident pages (on disk for long runs: gcsim.streamio)."""
