@@ -12,13 +12,19 @@ import numpy as np
 
 from . import __version__, costs, paper
 from .sim.engine import SimResult
-from .streamio import release_pages
+from .series import Stats, Sum
+from .streamio import in_chunks, release_pages
 
 
-def _stats_ns(values_ps: np.ndarray) -> dict:
+def _ns(st) -> dict:
+    """mean / min / max in ns of a series.Stats of per-step ps (converted before it was fed)."""
+    return {"mean": float(st.mean), "min": float(st.min), "max": float(st.max)} if st.sum.n else {}
+
+
+def _in_ns(values_ps) -> np.ndarray:
     v = np.array(values_ps, dtype=np.float64)
-    v /= 1000.0   # in place: one copy of a per-step series, not two
-    return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())} if v.size else {}
+    v /= 1000.0
+    return v
 
 
 SCHEMA = "gcsim.report/2"  # docs/report-schema.md
@@ -62,12 +68,6 @@ def per_step_chunks(res: SimResult):
         yield cols
 
 
-def per_step_series(res: SimResult) -> dict[str, np.ndarray]:
-    """The per-step columns of the whole run (per_step_chunks joined)."""
-    chunks = list(per_step_chunks(res))
-    return {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
-
-
 def write_per_step_csv(path, res: SimResult) -> None:
     with open(path, "w") as f:
         for i, cols in enumerate(per_step_chunks(res)):
@@ -80,29 +80,14 @@ def write_per_step_csv(path, res: SimResult) -> None:
 def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool = True,
                  provenance: dict | None = None) -> dict:
     """The report of a run (schema: docs/report-schema.md). Per-layer figures appear once, in
-    `layers`; per-step series are not here (`per_step_series`, per_step.csv)."""
+    `layers`; per-step series are not here (`per_step_chunks`, per_step.csv)."""
     hw, s = res.hw, res.hw.shape
     n_seq = hw.periphery.sequences
     T = res.steps
     tokens = T * n_seq
-    # one per-step series alive at a time (a long run's records are on disk: gcsim.streamio)
-    token_latency = [_stats_ns(res.step_latency_ps(q)) for q in range(n_seq)]
-    layer_lat = res.layer_end_ps[0] - res.layer_start_ps[0]
-    release_pages(res.layer_end_ps[0])
-    release_pages(res.layer_start_ps[0])
-    layer_stats = [_stats_ns(layer_lat[:, l]) for l in range(s.layers)]
-    layer_all, layer_cycles_mean = _stats_ns(layer_lat), float(layer_lat.mean() / hw.timing.clock_period_ps)
-    del layer_lat
     ledger = res.ledger
-    full = np.arange(T) >= s.window - 1
-    per_head = n_seq * s.layers * s.heads
-    item_rows = {}
-    for name, acts in hw.energy.items.items():   # one item's [T] series at a time (memory)
-        arr = ledger.step_item_pj({name: acts})[name]
-        sel = arr[full] if full.any() else arr
-        item_rows[name] = {"per_head_per_token_pj": float(sel.mean() / per_head),
-                           "paper_pj": paper.ITEMS_PJ.get(name),
-                           "label": paper.ITEM_LABELS.get(name, name)}
+    time = _time_stats(res)
+    energy = _energy_stats(res)
     by_component: dict[str, float] = {}
     by_action: dict[str, dict] = {}
     layer_action_pj: dict[str, np.ndarray] = {}
@@ -123,7 +108,7 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     area = costs.area(hw)  # cells + periphery per sub-tile and per head (gcsim/costs.py)
     area["per_head_mm2"] = area["total_mm2"] / (s.heads * s.layers)
     per_layer_pj = ledger.per_layer_pj()
-    layers = [{"layer": l, "latency_ns": layer_stats[l], "energy_pj": float(per_layer_pj[l]),
+    layers = [{"layer": l, "latency_ns": time["layer"][l], "energy_pj": float(per_layer_pj[l]),
                "energy_by_action_pj": {a: float(v[l]) for a, v in sorted(layer_action_pj.items()) if v[l]}}
               for l in range(s.layers)]
     retention = dict(res.retention)
@@ -132,7 +117,6 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         for row, n in zip(layers, lost):
             row["lost_reads"] = int(n)
     elapsed_s = res.elapsed_ps * 1e-12
-    step_pj = ledger.step_pj()
     return {
         "schema": SCHEMA,
         "gcsim_version": __version__,
@@ -144,21 +128,21 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         "time": {
             "elapsed_ps": res.elapsed_ps, "elapsed_cycles": res.elapsed_ps // clock_ps,
             "clock_mhz": hw.timing.clock_mhz,
-            "token_latency_ns": dict(token_latency[0]),
-            "token_latency_ns_by_sequence": token_latency,
-            "layer_latency_ns": layer_all,
-            "layer_latency_cycles_mean": layer_cycles_mean,
+            "token_latency_ns": dict(time["token"][0]),
+            "token_latency_ns_by_sequence": time["token"],
+            "layer_latency_ns": time["layer_all"],
+            "layer_latency_cycles_mean": time["layer_cycles_mean"],
             "throughput_tokens_per_s": tokens / elapsed_s if elapsed_s else 0.0,
             "critical_path_ns_per_step": {k: v / 1000.0 for k, v in res.path.mean_breakdown(T).items()},
         },
         "energy": {
             "total_pj": ledger.total_pj(),
-            "per_token_pj": _pj_stats(step_pj / n_seq),
-            "per_head_per_token_pj": float(step_pj.sum() / (tokens * s.layers * s.heads)),
-            "full_window_steps": int(full.sum()),
+            "per_token_pj": energy["per_token"],
+            "per_head_per_token_pj": float(energy["step_sum"] / (tokens * s.layers * s.heads)),
+            "full_window_steps": energy["full_window_steps"],
             "by_component_pj": dict(sorted(by_component.items())),
             "by_action": dict(sorted(by_action.items())),
-            "paper_items": item_rows,
+            "paper_items": energy["items"],
         },
         "layers": layers,
         "activity": activity_by_kind(res.activity, res.elapsed_ps),
@@ -167,8 +151,56 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
     }
 
 
-def _pj_stats(v):
-    return {"mean": float(np.mean(v)), "min": float(np.min(v)), "max": float(np.max(v)), "last": float(v[-1])}
+def _time_stats(res: SimResult) -> dict:
+    """Token latency per sequence, layer latency per layer and over all (sequence 0), in one
+    pass over the step records, chunk by chunk: each figure numpy's over the whole [T] or
+    [T, L] series, bit for bit (gcsim.series), none of those series in memory."""
+    n_seq, T, L = res.hw.periphery.sequences, res.steps, res.hw.shape.layers
+    token = [Stats(T, np.float64) for _ in range(n_seq)]
+    for q in range(n_seq):
+        prev = 0
+        for _, end in in_chunks(res.step_end_ps[q]):
+            token[q].add(_in_ns(np.diff(end, prepend=prev)))
+            prev = int(end[-1])
+    layer = [Stats(T, np.float64) for _ in range(L)]
+    layer_all, cycles = Stats(T * L, np.float64), Sum(T * L, np.int64, cast=np.float64)
+    for (_, start), (_, end) in zip(in_chunks(res.layer_start_ps[0]), in_chunks(res.layer_end_ps[0])):
+        lat = end - start
+        cycles.add(lat.reshape(-1))
+        lat_ns = _in_ns(lat)
+        layer_all.add(lat_ns.reshape(-1))
+        for l in range(L):
+            layer[l].add(np.ascontiguousarray(lat_ns[:, l]))
+    return {"token": [_ns(st) for st in token], "layer": [_ns(st) for st in layer], "layer_all": _ns(layer_all),
+            "layer_cycles_mean": float(cycles.mean / res.hw.timing.clock_period_ps)}
+
+
+def _energy_stats(res: SimResult) -> dict:
+    """The paper items per head and token (mean over the full-window steps, or all steps before
+    the window fills), the energy per token (mean, min, max, last step) and the sum over steps,
+    in one pass over the ledger's per-step rows, chunk by chunk (gcsim.series: numpy's figures
+    over the whole [T] series, bit for bit)."""
+    hw, s, ledger = res.hw, res.hw.shape, res.ledger
+    n_seq, T = hw.periphery.sequences, res.steps
+    first_full = max(0, s.window - 1)
+    full_window_steps = max(0, T - first_full)
+    first = first_full if full_window_steps else 0   # no full-window step: the items over every step
+    cols = {name: ledger.columns(acts) for name, acts in hw.energy.items.items()}
+    items = {name: Sum(T - first, np.float64) for name in cols}
+    per_token, step_sum = Stats(T, np.float64), Sum(T, np.float64)
+    for t0, pj in ledger.step_action_chunks():
+        skip = max(0, first - t0)
+        for name, c in cols.items():   # as EnergyLedger.step_item_pj and step_pj compute them
+            items[name].add(pj[:, c].sum(axis=1)[skip:])
+        step = pj.sum(axis=1)
+        step_sum.add(step)
+        per_token.add(step / n_seq)
+    per_head = n_seq * s.layers * s.heads
+    rows = {name: {"per_head_per_token_pj": float(items[name].mean / per_head), "paper_pj": paper.ITEMS_PJ.get(name),
+                   "label": paper.ITEM_LABELS.get(name, name)} for name in cols}
+    return {"items": rows, "full_window_steps": full_window_steps, "step_sum": step_sum.value,
+            "per_token": {"mean": float(per_token.mean), "min": float(per_token.min), "max": float(per_token.max),
+                          "last": float(per_token.last)}}
 
 
 def format_summary(rep: dict) -> str:

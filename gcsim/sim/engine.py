@@ -241,8 +241,7 @@ class Simulator:
             self.energy.add_static(block, mw, elapsed)
         self.activity.check(elapsed)
         for seq in range(self.hw.periphery.sequences):
-            lat = np.diff(np.concatenate([[0], rec.step_end[seq]]))
-            if not np.array_equal(self.path.step_totals(seq), lat):
+            if not self.path.adds_up(seq, rec.step_end[seq]):
                 raise RuntimeError(f"critical path of sequence {seq} does not add up to its step latency")
         self.release_records()
         resources = {}

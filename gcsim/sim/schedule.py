@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import costs
 from ..hardware import PS_PER_NS
+from ..streamio import in_chunks
 from .kernel.resource import first_violation
 
 
@@ -56,8 +57,19 @@ def contention_free(hw) -> bool:
     return p.sequences == 1 and hw.numerics.retention.refresh == "none" and p.counters_shared_by_layers == 1
 
 
-def closed_form(hw, steps: int):
-    """(layer start, write end, read start) [T, L] ps of a contention-free description."""
+def closed_form_rows(hw, t0: int, t1: int):
+    """(layer start, write end, read start) [t1 - t0, L] ps of steps t0..t1-1 of a contention-free
+    description: every layer step takes the same time, so layer l of step t starts at
+    t x (a step) + (the layers before l)."""
+    layer, lead = _layer_ps(hw)
+    offsets = np.concatenate([[0], np.cumsum(layer)[:-1]])
+    starts = np.arange(t0, t1, dtype=np.int64)[:, None] * layer.sum() + offsets[None, :]
+    write_end = starts + lead
+    return starts, write_end, write_end.copy()
+
+
+def _layer_ps(hw):
+    """(a layer step, its part before the write ends) [L] ps of a contention-free description."""
     s, t, p, ic = hw.shape, hw.timing, hw.periphery, hw.interconnect
     ph = {k: _ps(v) for k, v in t.phases_ns.items()}
     ph["adder_tree"] = costs.adder_tree_ps(hw)  # the tree's depth follows the sub-tiles (gcsim/costs.py)
@@ -79,9 +91,7 @@ def closed_form(hw, steps: int):
     lin = np.array([_route_ps(hw, l, bits_in, True) for l in range(s.layers)], np.int64)
     lout = np.array([_route_ps(hw, l, bits_out, False) for l in range(s.layers)], np.int64)
     layer = host + lin + ph["write"] + rounds + ph["adder_tree"] + ph["routing"] + lout   # [L]
-    starts = np.concatenate([[0], np.cumsum(np.tile(layer, steps))[:-1]]).reshape(steps, s.layers)
-    write_end = starts + host + lin + ph["write"]
-    return starts, write_end, write_end.copy()
+    return layer, host + lin + ph["write"]
 
 
 def _turns(heads, shared_by: int) -> int:
@@ -94,28 +104,37 @@ def check(res, ages_ps=None) -> dict:
     """The simulated times of `res` (a SimResult, run with check=True for the resource
     invariant) against the independent schedule. ages_ps: [T, L, M] ages at each read (the
     validation's recorder), for the no-negative-age invariant."""
-    hw, T = res.hw, res.steps
+    hw = res.hw
     out = {"mode": "closed form" if contention_free(hw) else "invariants", "violations": []}
     bad = out["violations"]
-    if out["mode"] == "closed form":
-        starts, w, r = closed_form(hw, T)
-        for name, sim, ref in (("layer start", res.layer_start_ps[0], starts), ("write end", res.write_ps[0], w),
-                               ("read start", res.read_ps[0], r)):
-            diff = np.abs(np.asarray(sim, np.int64) - ref)
-            out[f"{name} max |diff| ps"] = int(diff.max())
-            if diff.max():
-                t, l = np.unravel_index(int(diff.argmax()), diff.shape)
-                bad.append(f"{name} of step {t} layer {l}: simulated {int(sim[t, l])} ps, schedule {int(ref[t, l])} ps")
+    if out["mode"] == "closed form":   # row chunks of the records (on disk for long runs: gcsim.streamio)
+        names = ("layer start", "write end", "read start")
+        worst = {name: (0, "") for name in names}   # the largest |diff| and its first step, layer
+        chunks = zip(in_chunks(res.layer_start_ps[0]), in_chunks(res.write_ps[0]), in_chunks(res.read_ps[0]))
+        for (t0, start), (_, w), (_, r) in chunks:
+            for name, sim, ref in zip(names, (start, w, r), closed_form_rows(hw, t0, t0 + len(start))):
+                diff = np.abs(sim - ref)
+                if diff.max() > worst[name][0]:
+                    t, l = np.unravel_index(int(diff.argmax()), diff.shape)
+                    worst[name] = (int(diff.max()), f"{name} of step {t0 + t} layer {l}: simulated {int(sim[t, l])} "
+                                                    f"ps, schedule {int(ref[t, l])} ps")
+        for name in names:
+            out[f"{name} max |diff| ps"] = worst[name][0]
+            if worst[name][0]:
+                bad.append(worst[name][1])
     for seq in range(len(res.write_ps)):
-        w, r = res.write_ps[seq], res.read_ps[seq]
-        early = np.argwhere(r < w)
-        if len(early):
-            t, l = early[0]
-            bad.append(f"sequence {seq} step {t} layer {l}: read at {int(r[t, l])} ps before its write ended at "
-                       f"{int(w[t, l])} ps")
-        order = np.argwhere(res.layer_start_ps[seq][:, 1:] < res.layer_end_ps[seq][:, :-1])
-        if len(order):
-            bad.append(f"sequence {seq} step {order[0][0]}: a layer started before the previous one ended")
+        early = order = None
+        chunks = zip(in_chunks(res.write_ps[seq]), in_chunks(res.read_ps[seq]), in_chunks(res.layer_start_ps[seq]),
+                     in_chunks(res.layer_end_ps[seq]))
+        for (t0, w), (_, r), (_, start), (_, end) in chunks:
+            if early is None and (r < w).any():
+                t, l = np.argwhere(r < w)[0]
+                early = f"sequence {seq} step {t0 + t} layer {l}: read at {int(r[t, l])} ps before its write ended at " \
+                        f"{int(w[t, l])} ps"
+            if order is None and (start[:, 1:] < end[:, :-1]).any():
+                order = f"sequence {seq} step {t0 + np.argwhere(start[:, 1:] < end[:, :-1])[0][0]}: a layer started " \
+                        f"before the previous one ended"
+        bad += [x for x in (early, order) if x is not None]
     if ages_ps is not None and (np.asarray(ages_ps) < 0).any():
         t, l, m = np.argwhere(np.asarray(ages_ps) < 0)[0]
         bad.append(f"step {t} layer {l} slot {m}: read at a negative age {int(ages_ps[t, l, m])} ps")

@@ -165,9 +165,13 @@ class EnergyLedger:
             out[t0:t0 + len(pj)] = pj.sum(axis=1)
         return out
 
+    def columns(self, actions: list[str]) -> list[int]:
+        """The columns of `actions` in step_action_chunks' rows."""
+        return [self._col[a] for a in actions]
+
     def step_item_pj(self, items: dict[str, list]) -> dict[str, np.ndarray]:
         """Per step [T], the energy of each named group of actions (the paper's items)."""
-        cols = {name: [self._col[a] for a in acts] for name, acts in items.items()}
+        cols = {name: self.columns(acts) for name, acts in items.items()}
         out = {name: np.zeros(self.steps) for name in items}
         for t0, pj in self.step_action_chunks():
             for name, c in cols.items():

@@ -64,6 +64,16 @@ class CriticalPath:
         return np.concatenate([chunk.sum(axis=1) for _, chunk in in_chunks(arr)]) if len(arr) else \
             np.zeros(0, np.int64)
 
+    def adds_up(self, seq: int, step_end) -> bool:
+        """Every step's path of sequence `seq` adds up to its latency (the differences of
+        `step_end` [T], the step ends), checked chunk by chunk."""
+        prev = 0
+        for (_, rows), (_, end) in zip(in_chunks(self.per_step[seq]), in_chunks(step_end)):
+            if not np.array_equal(rows.sum(axis=1), np.diff(end, prepend=prev)):
+                return False
+            prev = int(end[-1])
+        return True
+
     def mean_breakdown(self, steps_done: int) -> dict[str, float]:
         """Average ps per step and category over all sequences and completed steps."""
         n = max(1, steps_done * len(self._arrays))
