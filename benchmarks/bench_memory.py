@@ -15,9 +15,15 @@ column is the growth of the own peak between the last two lengths, in bytes per 
 longer trace would add (0 where the peak does not move; a few MB of noise are ±100s of B/step
 over 15,000 steps).
 
+--baseline REV measures every row with the tree of commit REV too (its trace format must be
+this tree's), printed under this tree's row: the same commands side by side in one run.
+--commands takes command words (run: both run rows) or row names ("profile --timeline").
+
 Run: nice -n 15 python benchmarks/bench_memory.py [--steps 1000,5000,20000]
      [--commands run,profile,validate,reference,previous] [--previous b1385e8] [--timeline-steps 100000]
-The default (run, profile, validate at 1k/5k/20k) takes about 5 minutes on an idle 2-core machine.
+     [--baseline b7c094d]
+The default (run, profile, validate at 1k/5k/20k) takes about 5 minutes on an idle 2-core machine;
+validate -j 1 takes about 40 ms per step (100,000 steps: over an hour).
 """
 import argparse
 import datetime
@@ -66,6 +72,7 @@ def main():
     ap.add_argument("--timeline-steps", type=int, default=None,
                     help="also `profile --timing-only --timeline` at this length (and at the first of --steps)")
     ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured with 'previous' in --commands")
+    ap.add_argument("--baseline", default=None, help="also measure every row on this commit's tree (side by side)")
     ap.add_argument("--previous-max-steps", type=int, default=5000,
                     help="the previous version only up to this length (it is several times slower)")
     args = ap.parse_args()
@@ -93,15 +100,12 @@ def main():
     wanted = args.commands.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        prev = None
-        if args.previous:
-            prev = tmp / "previous"
-            prev.mkdir()
-            arch = subprocess.run(["git", "-C", str(ROOT), "archive", args.previous], capture_output=True)
-            if arch.returncode:
-                prev = None
-            else:
-                subprocess.run(["tar", "-x", "-C", str(prev)], input=arch.stdout, check=True)
+        prev = tree_of(args.previous, tmp / "previous") if args.previous and "previous" in wanted else None
+        base = None
+        if args.baseline:
+            base = tree_of(args.baseline, tmp / "baseline")
+            if base is None:
+                sys.exit(f"bench_memory: --baseline {args.baseline}: git archive failed")
         traces = {}
         long = [steps[0], args.timeline_steps] if args.timeline_steps else []
         for n in sorted(set(steps + long)):
@@ -109,10 +113,16 @@ def main():
             write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
         # numba compiles the bank-read kernel on a tree's first functional run (then caches it on
         # disk): do that here, so that compiling is not in the first cell's peak
-        peak(ROOT, ["run", str(traces[steps[0]]), *common, "--steps", "2", "--no-progress", *out_dir(["run"], tmp)])
+        for root in (ROOT, base) if base else (ROOT,):
+            peak(root, ["run", str(traces[steps[0]]), *common, "--steps", "2", "--no-progress", *out_dir(["run"], tmp)])
         print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps"
               + (f"   B/step {steps[-2]}->{steps[-1]}" if len(steps) > 1 else ""))
-        todo = [(name, argv, ROOT) for name, argv in rows.items() if name.split()[0] in wanted]
+        todo = []
+        for name, argv in rows.items():
+            if name.split()[0] in wanted or name in wanted:
+                todo.append((name, argv, ROOT))
+                if base is not None:
+                    todo.append((f"  {name} ({args.baseline})", argv, base))
         if prev is not None and "previous" in wanted:
             todo.append((f"run (gcsim {args.previous})", ["run", *common], prev))
             for n in steps:   # the previous gcsim reads only its own trace format (v1): same data, its writer
@@ -124,11 +134,11 @@ def main():
         for name, argv, root in todo:
             cells, kbs = [], []
             for n in steps:
-                if root != ROOT and n > args.previous_max_steps:
+                if root == prev and n > args.previous_max_steps:
                     cells.append("-")
                     kbs.append(None)
                     continue
-                trace = traces[n] if root == ROOT else tmp / f"prev{n}.gctrace"
+                trace = tmp / f"prev{n}.gctrace" if root == prev else traces[n]
                 cell, kb = peak(root, [*argv[:1], str(trace), *argv[1:], *out_dir(argv, tmp)])
                 cells.append(cell)
                 kbs.append(kb)
@@ -146,6 +156,16 @@ def main():
             print(f"\n{'profile --timing-only --timeline':32s}" + "".join(f"{n:>10d}" for n in long) + "   steps")
             print(f"{'  peak RSS MB':32s}" + "".join(f"{c:>10s}" for c in cells))
             print(f"{'  timeline.json MB':32s}" + "".join(f"{c:>10s}" for c in sizes), flush=True)
+
+
+def tree_of(rev: str, where: Path) -> Path | None:
+    """The files of commit `rev` of this repository, extracted at `where` (None if git fails)."""
+    where.mkdir()
+    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True)
+    if arch.returncode:
+        return None
+    subprocess.run(["tar", "-x", "-C", str(where)], input=arch.stdout, check=True)
+    return where
 
 
 def out_dir(argv, tmp: Path) -> list[str]:
