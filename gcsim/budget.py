@@ -1,9 +1,12 @@
 """Checks made before a simulation allocates or runs: its memory and its simulated time fit.
 
 Memory: the arrays that grow with the description (the K/V state of every layer and
-sequence) and with the trace length (per-step times) are estimated from the fields that
-size them, and a run that cannot fit in the memory available is refused with the estimate
-instead of failing (or swapping) after minutes. Time: simulated time is integer picoseconds
+sequence) are estimated from the fields that size them, and a run that cannot fit in the
+memory available is refused with the estimate instead of failing (or swapping) after
+minutes. The per-step records (times, energy counts, critical path: `record_bytes`) grow
+with the trace but are on disk from streamio.SCRATCH_MIN_BYTES on, only a few thousand rows
+of them resident: they count as memory for that part, as disk for the rest (a full TMPDIR
+is refused when they are allocated, streamio.scratch_array). Time: simulated time is integer picoseconds
 in int64; an upper bound of the run's length must stay below 2**62 ps (53 days), so no
 integer can overflow whatever the step count.
 """
@@ -55,20 +58,58 @@ def simulator_memory(hw: Hardware, steps: int, *, values: bool = True, itemsize:
     if values:
         out["K/V state"] = (p.sequences * s.layers * 2 * per_cell * s.kv_heads * s.window * s.d_head,
                             "periphery.sequences x shape.layers x shape.kv_heads x shape.window x shape.d_head")
-    out["per-step times"] = (p.sequences * 5 * steps * s.layers * 8 + steps * 16 * 8,
-                             "periphery.sequences x shape.layers x trace steps")
+    resident, _ = record_bytes(hw, steps)
+    out["per-step records (resident part)"] = (
+        resident, "periphery.sequences x shape.layers x min(trace steps, the rows resident: engine.RELEASE_STEPS "
+                  "+ 2 x streamio.CHUNK_ROWS)")
     return out
 
 
-def check_memory(parts: dict, source: str) -> None:
-    """Refuse when the estimated arrays do not fit in the memory available."""
+def record_row_bytes(hw) -> list[int]:
+    """Bytes per step of each per-step record array a run allocates: per sequence the layer
+    start, layer end, write end and read start [T, L] and the step end [T] (engine.Record)
+    and the critical path [T, 16 categories] (kernel/path.py, widened if a run meets more);
+    the energy ledger's counts and direct pJ [T, actions] and layer-step sums [T, 3, L]
+    (kernel/energy.py); with costs.array_read: charge, each layer's read charges [T, 2]."""
+    from . import costs
+    from .sim.blocks.interconnect import topology
+    s, n = hw.shape, hw.periphery.sequences
+    actions = len(costs.derive(hw).actions_pj) + 1   # + "link"
+    actions += sum(1 for _, _, d in topology(hw).edges(data=True) if d["pj_per_bit"] is not None)
+    rows = [s.layers * 8] * (4 * n) + [8] * n + [16 * 8] * n + [actions * 8] * 2 + [3 * s.layers * 8]
+    if costs.charge_pj(hw):
+        rows += [2 * 8] * s.layers
+    return rows
+
+
+def record_bytes(hw, steps: int) -> tuple[int, int]:
+    """(resident, on disk) bytes of the per-step records of a run of `steps` steps: an array
+    below streamio.SCRATCH_MIN_BYTES is in memory; one from it on is on disk, of which the rows
+    written since the engine last released them (RELEASE_STEPS) and a chunk read back (and
+    its copy: 2 x CHUNK_ROWS) are resident at most."""
+    from . import streamio
+    from .sim.engine import RELEASE_STEPS
+    resident = disk = 0
+    for row in record_row_bytes(hw):
+        if row * steps < streamio.SCRATCH_MIN_BYTES:
+            resident += row * steps
+        else:
+            disk += row * steps
+            resident += row * min(steps, RELEASE_STEPS + 2 * streamio.CHUNK_ROWS)
+    return resident, disk
+
+
+def check_memory(parts: dict, source: str, disk: int = 0) -> None:
+    """Refuse when the estimated arrays do not fit in the memory available; `disk`: the bytes
+    the run keeps on disk instead (said in the message, not counted)."""
     need = sum(b for b, _ in parts.values())
     have = available_memory_bytes()
     if have is None or need <= have:
         return
     what, (biggest, fields) = max(parts.items(), key=lambda kv: kv[1][0])
     raise SimError(f"{source}: the run needs about {_bytes(need)} of memory and {_bytes(have)} is available; "
-                   f"the largest part, {what}, is {fields} = {_bytes(biggest)}")
+                   f"the largest part, {what}, is {fields} = {_bytes(biggest)}"
+                   + (f" (and {_bytes(disk)} of per-step records on disk in TMPDIR)" if disk else ""))
 
 
 def step_bound_ps(hw: Hardware) -> int:
@@ -107,4 +148,5 @@ def check_time(hw: Hardware, steps: int, source: str) -> None:
 def check_run(hw: Hardware, steps: int, *, values: bool = True, extra: dict | None = None) -> None:
     """Both checks, for a run of `steps` steps; `extra` adds a command's own arrays."""
     check_time(hw, steps, hw.source)
-    check_memory({**simulator_memory(hw, steps, values=values), **(extra or {})}, hw.source)
+    check_memory({**simulator_memory(hw, steps, values=values), **(extra or {})}, hw.source,
+                 disk=record_bytes(hw, steps)[1])
