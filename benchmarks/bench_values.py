@@ -234,8 +234,9 @@ WORKERS = {"floor": worker_floor, "sim": worker_sim, "decode": worker_decode}
 # ---- driver ---------------------------------------------------------------------------------
 
 def run_worker(cfg, threads: int) -> dict:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS=str(threads), OMP_NUM_THREADS="1",
-               PYTHONPATH=cfg.get("root", str(ROOT)))
+    # GCSIM_THREADS: this tree's kernel threads; NUMBA_NUM_THREADS: the same for a previous tree
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", GCSIM_THREADS=str(threads), NUMBA_NUM_THREADS=str(threads),
+               OMP_NUM_THREADS="1", PYTHONPATH=cfg.get("root", str(ROOT)))
     proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(cfg)], env=env,
                           capture_output=True, text=True)
     if proc.returncode:
@@ -357,9 +358,40 @@ def main():
                      {"kind": "sim", "root": str(ROOT), "values": False, **base}))
         print(f"{'what':44s} {'threads':>7s}  {'steps/s':>9s}  {'[min,':>8s} {'max]':>8s}  "
               f"{'CPU ms/step':>11s} {'[min,':>7s} {'max]':>6s}  {'RSS MB':>8s}")
+        results = {}
         for label, th, cfg in rows:
-            print(f"{label:44s} {th:7d}  {fmt(run_worker(cfg, th))}", flush=True)
+            results[label, th] = res = run_worker(cfg, th)
+            print(f"{label:44s} {th:7d}  {fmt(res)}", flush=True)
     print(f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    if args.model == "paper-gpt2":
+        print_targets(results)
+
+
+def _median(res, key="rates"):
+    return float(np.median(res[key])) if res and "error" not in res else None
+
+
+def print_targets(results):
+    """Issue 13's targets for the GPT-2 shape, met or short, from this run's rows; a shortfall
+    is split into the arithmetic (DecodeState: the same values, no events) and the rest."""
+    print("targets (issue 13, GPT-2 shape, full window):")
+    for what, label, th, target in (("functional, 1 core", "Simulator", 1, 200),
+                                    ("functional, 2 cores", "Simulator", 2, 400),
+                                    ("timing-only", "Simulator timing-only", 1, 5000)):
+        res = results.get((f"gcsim (this tree): {label}", th))
+        rate = _median(res)
+        if rate is None:
+            print(f"  {what:22s} not measured")
+            continue
+        line = f"  {what:22s} {rate:8.1f} steps/s (target {target}): "
+        if rate >= target:
+            print(line + "met")
+            continue
+        decode = _median(results.get(("gcsim (this tree): DecodeState f32", th)))
+        split = (f"; a step {1e3 / rate:.2f} ms = the arithmetic {1e3 / decode:.2f} ms (DecodeState, {th} "
+                 f"thread{'s' if th > 1 else ''}) + {1e3 / rate - 1e3 / decode:.2f} ms events, statistics and glue"
+                 if decode else "")
+        print(line + f"short by {target - rate:.1f}{split}")
 
 
 if __name__ == "__main__":

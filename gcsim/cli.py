@@ -20,6 +20,7 @@ from pathlib import Path
 from . import __version__
 from .errors import (EXIT_BAD_INPUT, EXIT_CODES_TEXT, EXIT_INTERNAL, EXIT_OK, EXIT_SIGINT, GcsimError,
                      Interrupted, silence_stdout)
+from .kernels.bitline import threads_from_environment
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 Terminated = Interrupted  # the earlier name
@@ -86,6 +87,7 @@ def _run(args, argv) -> int:
     (gcsim/errors.py)."""
     where = f"gcsim {args.command}"
     try:
+        threads_from_environment(os.environ)   # a bad GCSIM_THREADS: one line, before any work
         rc = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
         return rc

@@ -1,24 +1,299 @@
-"""The bank read split over threads: numba's parallel runtime runs n fixed unit ranges of
-the serial kernel (gcsim/kernels/bitline.py) at once.
+"""The bank read split over threads: the caller and n - 1 helper threads take its units
+(one K/V head x query head each) one at a time, and the caller never waits long for a
+helper.
 
-The split is fixed by n alone (unit ranges units * c // n), and each output element is
-written by one range in the kernel's order, so results do not depend on how many threads
-run the ranges. Imported only by a split read: numba's threading layer (OpenMP where the
-system has it, else TBB or numba's workqueue) loads with it.
+Why not numba's parallel runtime (prange over fixed unit ranges, used until 2026-11-26):
+its join waits for every thread of the team. On a machine whose second core is busy, or
+whose second vCPU the hypervisor runs late, a thread starts its range a scheduler slice
+late; a GPT-2 replay with 2 threads then ran at 51-84 steps/s where 1 thread gives ~290
+(benchmarks/README.md). Here a late helper only helps less:
+- units are handed out one at a time (a ticket: job << 32 | next unit, taken by
+  compare-and-exchange, gcsim/kernels/atomics.py), so the caller takes what nobody took;
+- a helper computes into its own buffers and copies into the outputs only if the unit is
+  still its own (state CLAIMED -> COMMITTING); when the caller has nothing left to do and
+  a helper's unit has taken longer than twice the caller's slowest unit, the caller takes
+  it back (CLAIMED -> TAKEN) and computes it itself. So a read costs at most about one
+  thread's time plus twice one unit, however the helpers are scheduled.
+Each unit is computed whole by one thread with the serial kernel's code (bitline._unit):
+results do not depend on the number of threads or on who computed what.
+
+Helpers run compiled code (`_serve`) that polls the mailbox (an int64 array), yielding the
+core between polls (sched_yield: a busy machine's other work goes first), and sleeps on a
+Python Event after about a millisecond without work. A helper reads a job's arrays from
+their addresses; the caller keeps the arrays of a job alive while a helper may still be in
+it (`_Team.held`), so a helper that was taken over never reads freed memory.
 """
 from __future__ import annotations
 
+import atexit
+import os
+import threading
+
 import numba
+import numpy as np
 
-from . import bitline
+from . import atomics, bitline
 
-bitline.compiled()
-_kernel = bitline._compiled["kernel"]   # the serial kernel's dispatcher
+bitline.compiled()   # bitline._unit and _slot_weights are compiled functions from here on
+
+MAX_HELPERS = 8
+MAX_UNITS = 1 << 12
+# mailbox: int64 slots (the ticket and the done count on cache lines of their own)
+TICKET, DONE, STOP, TAKEN_BACK = 0, 8, 16, 17
+SLEEP, IN_JOB = 24, 32      # + helper: asleep (or going to); the job it may still read (0: none)
+(F_UNITS, F_F64, F_Q, F_KC, F_VC, F_KCOEF, F_VALIDF, F_COEFFS, F_S, F_PHI, F_A, F_KV, F_G, F_D, F_M, F_ASIZE,
+ F_NCOEF) = range(40, 57)   # the job's fields
+MAIL_SLOTS = 64
+MASK = (1 << 32) - 1
+OPEN, CLAIMED, COMMITTING, TAKEN = 0, 1, 2, 3   # a unit's state (low 2 bits; job << 2 above)
+IDLE_POLLS = 300            # polls without work before a helper sleeps (a poll yields: ~1-5 us)
+PATIENCE = 3                # x the caller's fastest unit: how long it waits for a helper's unit
+# reads that took a unit back before the team pauses, and for how many reads it pauses: on a
+# busy machine the helpers only compete with the caller for cores
+STRIKES, PAUSE_READS = 3, 256
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def bank_read_chunks(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, n):
+@numba.njit(cache=True, nogil=True)
+def _claim(mail, gen):
+    """The next unit of job gen, or -1 when all are handed out (or the job is over)."""
+    while True:
+        t = atomics.load(mail, TICKET)
+        if (t >> 32) != gen or (t & MASK) >= mail[F_UNITS]:
+            return -1
+        if atomics.compare_exchange(mail, TICKET, t, t + 1):
+            return t & MASK
+
+
+@numba.njit(cache=True, nogil=True)
+def _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S_row, phi_row, A_unit):
+    f = q.dtype.type
+    G = q.shape[1]
+    bitline._unit(q, kc, vc, f(fmail[0]), f(fmail[1]), kcoef, validf, coeffs, f(fmail[2]), array_size,
+                  u // G, u % G, S_row, phi_row, A_unit)
+
+
+@numba.njit(cache=True, nogil=True)
+def team_read(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state):
+    """The caller's side of a read (arguments as bitline._units, all units; kcoef, validf
+    from bitline._slot_weights). Returns the job's number."""
+    gen = _publish(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state)
+    fastest = _caller_units(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen)
+    _finish(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen, fastest)
+    return gen
+
+
+@numba.njit(cache=True, nogil=True)
+def _publish(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state):
+    """Write the job into the mailbox and open it; returns its number."""
     units = q.shape[0] * q.shape[1]
-    for c in numba.prange(n):
-        _kernel(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A,
-                units * c // n, units * (c + 1) // n)
+    gen = (atomics.load(mail, TICKET) >> 32) + 1
+    atomics.store(mail, TICKET, (gen << 32) | MASK)   # closed: no claim succeeds while the job is written
+    mail[F_UNITS] = units
+    mail[F_F64] = 1 if q.itemsize == 8 else 0
+    mail[F_Q], mail[F_KC], mail[F_VC] = q.ctypes.data, kc.ctypes.data, vc.ctypes.data
+    mail[F_KCOEF], mail[F_VALIDF], mail[F_COEFFS] = kcoef.ctypes.data, validf.ctypes.data, coeffs.ctypes.data
+    mail[F_S], mail[F_PHI], mail[F_A] = S.ctypes.data, phi.ctypes.data, A.ctypes.data
+    mail[F_KV], mail[F_G], mail[F_D], mail[F_M] = q.shape[0], q.shape[1], q.shape[2], kc.shape[2]
+    mail[F_ASIZE], mail[F_NCOEF] = array_size, coeffs.shape[0]
+    fmail[0], fmail[1], fmail[2] = step, zero, s_sat
+    for u in range(units):
+        atomics.store(state, u, gen << 2 | OPEN)
+    atomics.store(mail, DONE, 0)
+    atomics.store(mail, TICKET, gen << 32)            # open
+    return gen
+
+
+@numba.njit(cache=True, nogil=True)
+def _caller_units(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen):
+    """The caller's units, as long as any is left to hand out; returns its fastest (cycles;
+    a unit the caller was preempted in does not count, it would stretch the patience)."""
+    G = q.shape[1]
+    fastest = -1
+    while True:
+        u = _claim(mail, gen)
+        if u < 0:
+            return fastest
+        atomics.store(state, u, gen << 2 | TAKEN)
+        t0 = atomics.cycles()
+        _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S[u // G, u % G], phi[u // G, u % G],
+                 A[u // G, u % G])
+        took = atomics.cycles() - t0
+        fastest = took if fastest < 0 or took < fastest else fastest
+        atomics.add(mail, DONE, 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen, fastest):
+    """Wait for the helpers' units; after PATIENCE x the caller's fastest unit, take back
+    those not yet committing and compute them here (counted in TAKEN_BACK)."""
+    G = q.shape[1]
+    units = q.shape[0] * G
+    waited = atomics.cycles()
+    while atomics.load(mail, DONE) < units:
+        if atomics.cycles() - waited < PATIENCE * fastest:
+            continue
+        for u in range(units):
+            st = atomics.load(state, u)
+            if (st & 3) != TAKEN and (st & 3) != COMMITTING and atomics.compare_exchange(state, u, st,
+                                                                                           gen << 2 | TAKEN):
+                _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S[u // G, u % G],
+                         phi[u // G, u % G], A[u // G, u % G])
+                atomics.add(mail, DONE, 1)
+                mail[TAKEN_BACK] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _help(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen, u):
+    """A helper's units of job gen, from its claimed unit u on: each computed into the
+    helper's buffers and copied into the outputs if the caller has not taken it back."""
+    G, D, M = q.shape[1], q.shape[2], kc.shape[2]
+    S_row, phi_row = np.empty(M, q.dtype), np.empty(M, q.dtype)
+    A_unit = np.empty((M // array_size, D), q.dtype)
+    while u >= 0:
+        if atomics.compare_exchange(state, u, gen << 2 | OPEN, gen << 2 | CLAIMED):
+            _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S_row, phi_row, A_unit)
+            if atomics.compare_exchange(state, u, gen << 2 | CLAIMED, gen << 2 | COMMITTING):
+                S[u // G, u % G] = S_row
+                phi[u // G, u % G] = phi_row
+                A[u // G, u % G] = A_unit
+                atomics.add(mail, DONE, 1)
+        u = _claim(mail, gen)
+
+
+@numba.njit(cache=True, nogil=True)
+def _join(mail, fmail, state, t):
+    """As a helper, work on the job of ticket t (its unit t & MASK is this helper's): the
+    job's arrays from their addresses."""
+    kv, g, d, m, a = mail[F_KV], mail[F_G], mail[F_D], mail[F_M], mail[F_ASIZE]
+    kc = numba.carray(atomics.uint8_pointer(mail[F_KC]), (kv, d, m))
+    vc = numba.carray(atomics.uint8_pointer(mail[F_VC]), (kv, m, d))
+    if mail[F_F64]:
+        p = atomics.float64_pointer
+        _help(numba.carray(p(mail[F_Q]), (kv, g, d)), kc, vc, fmail, numba.carray(p(mail[F_KCOEF]), (3, m)),
+              numba.carray(p(mail[F_VALIDF]), m), numba.carray(p(mail[F_COEFFS]), mail[F_NCOEF]), a,
+              numba.carray(p(mail[F_S]), (kv, g, m)), numba.carray(p(mail[F_PHI]), (kv, g, m)),
+              numba.carray(p(mail[F_A]), (kv, g, m // a, d)), mail, state, t >> 32, t & MASK)
+    else:
+        p = atomics.float32_pointer
+        _help(numba.carray(p(mail[F_Q]), (kv, g, d)), kc, vc, fmail, numba.carray(p(mail[F_KCOEF]), (3, m)),
+              numba.carray(p(mail[F_VALIDF]), m), numba.carray(p(mail[F_COEFFS]), mail[F_NCOEF]), a,
+              numba.carray(p(mail[F_S]), (kv, g, m)), numba.carray(p(mail[F_PHI]), (kv, g, m)),
+              numba.carray(p(mail[F_A]), (kv, g, m // a, d)), mail, state, t >> 32, t & MASK)
+
+
+@numba.njit(cache=True, nogil=True)
+def _serve(mail, fmail, state, w, idle_polls):
+    """Helper w's loop: join open jobs; return 1 to stop, 0 to sleep (after idle_polls polls
+    without work, its SLEEP flag set)."""
+    atomics.store(mail, SLEEP + w, 0)
+    idle = 0
+    while True:
+        if atomics.load(mail, STOP):
+            return 1
+        t = atomics.load(mail, TICKET)
+        if (t & MASK) < mail[F_UNITS]:
+            atomics.store(mail, IN_JOB + w, t >> 32)   # before the claim: the caller then holds the arrays
+            if atomics.compare_exchange(mail, TICKET, t, t + 1):
+                # a claimed unit pins the job until the unit is done or taken back, so the
+                # fields read now are this job's (the caller writes the next only after)
+                _join(mail, fmail, state, t)
+                idle = 0
+            atomics.store(mail, IN_JOB + w, 0)
+            continue
+        idle += 1
+        if idle >= idle_polls:
+            atomics.store(mail, SLEEP + w, 1)
+            t = atomics.load(mail, TICKET)   # a job opened while going to sleep: serve it
+            if (t & MASK) < mail[F_UNITS]:
+                atomics.store(mail, SLEEP + w, 0)
+                idle = 0
+                continue
+            return 0
+        atomics.yield_cpu()
+
+
+class _Team:
+    """The helpers of this process (started by the first split read; a forked child starts its own)."""
+
+    def __init__(self, helpers: int):
+        self.pid, self.helpers = os.getpid(), helpers
+        self.mail = np.zeros(MAIL_SLOTS, np.int64)
+        self.fmail = np.zeros(8, np.float64)
+        self.state = np.zeros(MAX_UNITS, np.int64)
+        self.lock = threading.Lock()   # one read at a time uses the mailbox (others run alone)
+        self.held = {}                 # job -> its arrays, while a helper may still read them
+        self.strikes, self.paused_reads, self.pauses = 0, 0, 0   # consecutive reads with a take-back; pause
+        self.events = [threading.Event() for _ in range(helpers)]
+        self.threads = [threading.Thread(target=self._helper, args=(w,), daemon=True, name=f"gcsim bank read {w}")
+                        for w in range(helpers)]
+        for th in self.threads:
+            th.start()
+
+    def _helper(self, w):
+        event = self.events[w]
+        while _serve(self.mail, self.fmail, self.state, w, IDLE_POLLS) == 0:
+            event.wait()
+            event.clear()
+
+    def in_jobs(self) -> set:
+        return {int(g) for g in self.mail[IN_JOB:IN_JOB + self.helpers] if g}
+
+    def stop(self):
+        self.mail[STOP] = 1
+        for e in self.events:
+            e.set()
+        for th in self.threads:
+            th.join(timeout=1.0)
+
+
+_team = {}
+
+
+def _the_team(helpers: int) -> _Team:
+    team = _team.get("t")
+    if team is None or team.pid != os.getpid() or team.helpers != helpers:
+        if team is not None and team.pid == os.getpid():
+            team.stop()
+        team = _team["t"] = _Team(helpers)
+    return team
+
+
+@atexit.register
+def _stop_team():
+    team = _team.get("t")
+    if team is not None and team.pid == os.getpid():
+        team.stop()
+
+
+def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, n):
+    """One bank read (arguments as bitline._bank_read) by the caller and n - 1 helpers."""
+    kcoef, validf = bitline._slot_weights(decay, valid, coeffs)
+    units = q.shape[0] * q.shape[1]
+    team = _the_team(min(n - 1, MAX_HELPERS))
+    if units > MAX_UNITS or team.paused_reads or not team.lock.acquire(blocking=False):
+        # (paused, or another Python thread is reading): the caller alone
+        team.paused_reads = max(0, team.paused_reads - 1)
+        bitline._units(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, 0, units)
+        return
+    try:
+        mail = team.mail
+        for w in range(team.helpers):
+            if mail[SLEEP + w]:
+                team.events[w].set()
+        taken_back = mail[TAKEN_BACK]
+        gen = team_read(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail,
+                        team.fmail, team.state)
+        if mail[TAKEN_BACK] != taken_back:
+            team.strikes += 1
+            if team.strikes >= STRIKES:
+                team.strikes, team.paused_reads = 0, PAUSE_READS
+                team.pauses += 1
+        else:
+            team.strikes = 0
+        in_jobs = team.in_jobs()
+        if team.held:
+            team.held = {g: arrays for g, arrays in team.held.items() if g in in_jobs}
+        if gen in in_jobs:   # a helper taken over may still read this job's arrays
+            team.held[gen] = (q, kc, vc, kcoef, validf, coeffs, S, phi, A)
+    finally:
+        team.lock.release()

@@ -137,6 +137,7 @@ class CodeStore:
                  s_sat: float, *, kv_range_v, kv_levels: int):
         if not bitline.AVAILABLE:
             raise RuntimeError("CodeStore needs numba (pip install numba)")
+        bitline.get_threads()   # a bad GCSIM_THREADS is reported before the run, not in it
         if len(coeffs) not in (2, 4):
             raise ValueError(f"the kernel handles cell laws of degree 1 or 3, got {len(coeffs) - 1}")
         if window % array_size:

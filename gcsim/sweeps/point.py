@@ -19,7 +19,7 @@ import traceback
 # parallelism (set before numpy is imported in the worker, see pin_threads).
 THREAD_ENV = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                                      "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
-                                     "NUMBA_NUM_THREADS")}
+                                     "NUMBA_NUM_THREADS", "GCSIM_THREADS")}
 
 
 _numeric_loaded_before_pin = None
