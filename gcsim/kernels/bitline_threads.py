@@ -19,7 +19,7 @@ results do not depend on the number of threads or on who computed what.
 
 Helpers run compiled code (`_serve`) that polls the mailbox (an int64 array), yielding the
 core between polls (sched_yield: a busy machine's other work goes first), and sleeps on a
-Python Event after about a millisecond without work. A helper reads a job's arrays from
+Python Event after 50 ms without work (IDLE_S). A helper reads a job's arrays from
 their addresses; the caller keeps the arrays of a job alive while a helper may still be in
 it (`_Team.held`), so a helper that was taken over never reads freed memory.
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 
 import numba
 import numpy as np
@@ -46,7 +47,8 @@ SLEEP, IN_JOB = 24, 32      # + helper: asleep (or going to); the job it may sti
 MAIL_SLOTS = 64
 MASK = (1 << 32) - 1
 OPEN, CLAIMED, COMMITTING, TAKEN = 0, 1, 2, 3   # a unit's state (low 2 bits; job << 2 above)
-IDLE_POLLS = 300            # polls without work before a helper sleeps (a poll yields: ~1-5 us)
+IDLE_S = 0.05   # without work this long, a helper sleeps: not within a run (waking needs the GIL, which a
+                # helper descheduled while holding it on a busy machine would keep from the caller)
 PATIENCE = 3                # x the caller's fastest unit: how long it waits for a helper's unit
 # reads that took a unit back before the team pauses, and for how many reads it pauses: on a
 # busy machine the helpers only compete with the caller for cores
@@ -73,13 +75,19 @@ def _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S_row, phi_
 
 
 @numba.njit(cache=True, nogil=True)
-def team_read(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state):
-    """The caller's side of a read (arguments as bitline._units, all units; kcoef, validf
-    from bitline._slot_weights). Returns the job's number."""
+def team_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state,
+              helpers):
+    """The caller's side of a read (arguments as bitline._bank_read, all units). Returns
+    whether a helper taken over may still read the job's arrays, and the slot weights
+    (arrays of the job that its helpers read)."""
+    kcoef, validf = bitline._slot_weights(decay, valid, coeffs)
     gen = _publish(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state)
     fastest = _caller_units(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen)
     _finish(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen, fastest)
-    return gen
+    still_in = False
+    for w in range(helpers):
+        still_in = still_in or atomics.load(mail, IN_JOB + w) == gen
+    return still_in, kcoef, validf
 
 
 @numba.njit(cache=True, nogil=True)
@@ -182,11 +190,11 @@ def _join(mail, fmail, state, t):
 
 
 @numba.njit(cache=True, nogil=True)
-def _serve(mail, fmail, state, w, idle_polls):
-    """Helper w's loop: join open jobs; return 1 to stop, 0 to sleep (after idle_polls polls
-    without work, its SLEEP flag set)."""
+def _serve(mail, fmail, state, w, idle_cycles):
+    """Helper w's loop: join open jobs; return 1 to stop, 0 to sleep (after idle_cycles of
+    the cycle counter without work, its SLEEP flag set)."""
     atomics.store(mail, SLEEP + w, 0)
-    idle = 0
+    since = atomics.cycles()
     while True:
         if atomics.load(mail, STOP):
             return 1
@@ -197,19 +205,30 @@ def _serve(mail, fmail, state, w, idle_polls):
                 # a claimed unit pins the job until the unit is done or taken back, so the
                 # fields read now are this job's (the caller writes the next only after)
                 _join(mail, fmail, state, t)
-                idle = 0
+                since = atomics.cycles()
             atomics.store(mail, IN_JOB + w, 0)
             continue
-        idle += 1
-        if idle >= idle_polls:
+        if atomics.cycles() - since >= idle_cycles:
             atomics.store(mail, SLEEP + w, 1)
             t = atomics.load(mail, TICKET)   # a job opened while going to sleep: serve it
             if (t & MASK) < mail[F_UNITS]:
                 atomics.store(mail, SLEEP + w, 0)
-                idle = 0
+                since = atomics.cycles()
                 continue
             return 0
         atomics.yield_cpu()
+
+
+@numba.njit(cache=True, nogil=True)
+def _cycles():
+    return atomics.cycles()
+
+
+def _cycles_per_s() -> float:
+    """The cycle counter's rate (it need not be the CPU's clock: a VM's may run at a fixed rate)."""
+    c0, t0 = _cycles(), time.perf_counter()
+    time.sleep(0.005)
+    return (_cycles() - c0) / (time.perf_counter() - t0)
 
 
 class _Team:
@@ -221,9 +240,10 @@ class _Team:
         self.fmail = np.zeros(8, np.float64)
         self.state = np.zeros(MAX_UNITS, np.int64)
         self.lock = threading.Lock()   # one read at a time uses the mailbox (others run alone)
-        self.held = {}                 # job -> its arrays, while a helper may still read them
+        self.held = []                 # (job, its arrays), while a helper taken over may still read them
         self.strikes, self.paused_reads, self.pauses = 0, 0, 0   # consecutive reads with a take-back; pause
         self.events = [threading.Event() for _ in range(helpers)]
+        self.idle_cycles = int(IDLE_S * _cycles_per_s())
         self.threads = [threading.Thread(target=self._helper, args=(w,), daemon=True, name=f"gcsim bank read {w}")
                         for w in range(helpers)]
         for th in self.threads:
@@ -231,12 +251,9 @@ class _Team:
 
     def _helper(self, w):
         event = self.events[w]
-        while _serve(self.mail, self.fmail, self.state, w, IDLE_POLLS) == 0:
+        while _serve(self.mail, self.fmail, self.state, w, self.idle_cycles) == 0:
             event.wait()
             event.clear()
-
-    def in_jobs(self) -> set:
-        return {int(g) for g in self.mail[IN_JOB:IN_JOB + self.helpers] if g}
 
     def stop(self):
         self.mail[STOP] = 1
@@ -249,12 +266,12 @@ class _Team:
 _team = {}
 
 
-def _the_team(helpers: int) -> _Team:
+def _start_team(helpers: int) -> _Team:
+    """This process's team of `helpers` threads (a forked child, or a new count, starts its own)."""
     team = _team.get("t")
-    if team is None or team.pid != os.getpid() or team.helpers != helpers:
-        if team is not None and team.pid == os.getpid():
-            team.stop()
-        team = _team["t"] = _Team(helpers)
+    if team is not None and team.pid == os.getpid():
+        team.stop()
+    team = _team["t"] = _Team(helpers)
     return team
 
 
@@ -267,13 +284,14 @@ def _stop_team():
 
 def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, n):
     """One bank read (arguments as bitline._bank_read) by the caller and n - 1 helpers."""
-    kcoef, validf = bitline._slot_weights(decay, valid, coeffs)
+    team = _team.get("t")
+    if team is None or team.pid != os.getpid() or team.helpers != min(n - 1, MAX_HELPERS):
+        team = _start_team(min(n - 1, MAX_HELPERS))
     units = q.shape[0] * q.shape[1]
-    team = _the_team(min(n - 1, MAX_HELPERS))
     if units > MAX_UNITS or team.paused_reads or not team.lock.acquire(blocking=False):
         # (paused, or another Python thread is reading): the caller alone
         team.paused_reads = max(0, team.paused_reads - 1)
-        bitline._units(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, 0, units)
+        bitline._bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, 0, units)
         return
     try:
         mail = team.mail
@@ -281,8 +299,14 @@ def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_siz
             if mail[SLEEP + w]:
                 team.events[w].set()
         taken_back = mail[TAKEN_BACK]
-        gen = team_read(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S, phi, A, mail,
-                        team.fmail, team.state)
+        held = team.held
+        if held:   # earlier jobs' arrays, kept while a helper taken over might read them
+            in_jobs = set(mail[IN_JOB:IN_JOB + team.helpers].tolist())
+            team.held = held = [job for job in held if job[0] in in_jobs]
+        still_in, kcoef, validf = team_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi,
+                                            A, mail, team.fmail, team.state, team.helpers)
+        if still_in:
+            held.append((int(mail[TICKET] >> 32), q, kc, vc, kcoef, validf, coeffs, S, phi, A))
         if mail[TAKEN_BACK] != taken_back:
             team.strikes += 1
             if team.strikes >= STRIKES:
@@ -290,10 +314,5 @@ def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_siz
                 team.pauses += 1
         else:
             team.strikes = 0
-        in_jobs = team.in_jobs()
-        if team.held:
-            team.held = {g: arrays for g, arrays in team.held.items() if g in in_jobs}
-        if gen in in_jobs:   # a helper taken over may still read this job's arrays
-            team.held[gen] = (q, kc, vc, kcoef, validf, coeffs, S, phi, A)
     finally:
         team.lock.release()
