@@ -126,7 +126,7 @@ def main(argv=None):
 
 def bank_read_threads(hw, dt, store, rng, args):
     """The bank read of one layer at full window (gcsim/kernels/bitline.py), 1 and 2 threads,
-    alternated: the split runs through numba's prange (bitline_threads.py)."""
+    alternated: with 2 the caller and a helper thread take units (bitline_threads.py)."""
     from gcsim.kernels import bitline
 
     s = hw.shape

@@ -15,13 +15,17 @@ the Llama-3-8B size (window 4096) starts from a pre-filled window instead (RingB
 tokens -4095..-1 written before time 0 with random DAC levels), then replays random inputs.
 The numpy floors compute all M slots from the first step (their cost does not depend on fill).
 Peak memory is each worker process's VmHWM. Each measurement runs in a fresh process with
-OPENBLAS_NUM_THREADS=1 and NUMBA_NUM_THREADS = the thread count shown.
+OPENBLAS_NUM_THREADS=1 and GCSIM_THREADS (NUMBA_NUM_THREADS for a previous tree) = the
+thread count shown.
 
 With --device (cuda, torch:cpu, array-api-strict; gcsim/kernels/device.py) the simulator is
 also run with its bank reads on that device, next to the CPU rows of the same run.
 
+With --busy N, N CPU-bound processes run next to every row (a busy machine: how the kernel
+threads behave when a core is taken).
+
 Run: python benchmarks/bench_values.py [--model paper-gpt2|smollm2|llama3-8b] [--segment 16]
-     [--repeats 5] [--previous b1385e8] [--device cuda]
+     [--repeats 5] [--previous b1385e8] [--threads 1,2] [--busy 1] [--device cuda]
 """
 import argparse
 import datetime
@@ -290,6 +294,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--previous", default="b1385e8", help="commit to compare with ('' to skip)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--busy", type=int, default=0,
+                    help="run this many CPU-bound processes next to the measurements (a busy machine)")
     ap.add_argument("--device", default=None,
                     help="also run the Simulator with its bank reads on this device (cuda, torch:cpu, ...)")
     args = ap.parse_args()
@@ -346,8 +352,9 @@ def main():
                                 str(prev), str(prev_trace)], check=True, cwd=prev)
                 prev_base = {**base, "trace": str(prev_trace)}
             for kind, label in (("sim", "Simulator"), ("decode", "DecodeState f32")):
-                rows.append((f"gcsim {args.previous}: {label}", 1,
-                             {"kind": kind, "root": str(prev), "values": True, **prev_base}))
+                for th in threads:
+                    rows.append((f"gcsim {args.previous}: {label}", th,
+                                 {"kind": kind, "root": str(prev), "values": True, **prev_base}))
         for kind, label in (("sim", "Simulator"), ("decode", "DecodeState f32")):
             for th in threads:
                 rows.append((f"gcsim (this tree): {label}", th, {"kind": kind, "root": str(ROOT), "values": True, **base}))
@@ -359,9 +366,16 @@ def main():
         print(f"{'what':44s} {'threads':>7s}  {'steps/s':>9s}  {'[min,':>8s} {'max]':>8s}  "
               f"{'CPU ms/step':>11s} {'[min,':>7s} {'max]':>6s}  {'RSS MB':>8s}")
         results = {}
-        for label, th, cfg in rows:
-            results[label, th] = res = run_worker(cfg, th)
-            print(f"{label:44s} {th:7d}  {fmt(res)}", flush=True)
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+        if busy:
+            print(f"with {len(busy)} CPU-bound process{'es' if len(busy) > 1 else ''} running next to every row")
+        try:
+            for label, th, cfg in rows:
+                results[label, th] = res = run_worker(cfg, th)
+                print(f"{label:44s} {th:7d}  {fmt(res)}", flush=True)
+        finally:
+            for p in busy:
+                p.kill()
     print(f"load average at end {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.model == "paper-gpt2":
         print_targets(results)
