@@ -40,7 +40,7 @@ bitline.compiled()   # bitline._unit and _slot_weights are compiled functions fr
 MAX_HELPERS = 8
 MAX_UNITS = 1 << 12
 # mailbox: int64 slots (the ticket and the done count on cache lines of their own)
-TICKET, DONE, STOP, TAKEN_BACK = 0, 8, 16, 17
+TICKET, DONE, STOP, TAKEN_BACK, HELPED = 0, 8, 16, 17, 18   # (+ counts: units taken back, by helpers)
 SLEEP, IN_JOB = 24, 32      # + helper: asleep (or going to); the job it may still read (0: none)
 (F_UNITS, F_F64, F_Q, F_KC, F_VC, F_KCOEF, F_VALIDF, F_COEFFS, F_S, F_PHI, F_A, F_KV, F_G, F_D, F_M, F_ASIZE,
  F_NCOEF) = range(40, 57)   # the job's fields
@@ -50,9 +50,12 @@ OPEN, CLAIMED, COMMITTING, TAKEN = 0, 1, 2, 3   # a unit's state (low 2 bits; jo
 IDLE_S = 0.05   # without work this long, a helper sleeps: not within a run (waking needs the GIL, which a
                 # helper descheduled while holding it on a busy machine would keep from the caller)
 PATIENCE = 3                # x the caller's fastest unit: how long it waits for a helper's unit
-# reads that took a unit back before the team pauses, and for how many reads it pauses: on a
-# busy machine the helpers only compete with the caller for cores
-STRIKES, PAUSE_READS = 3, 256
+# When helpers do not help, the team pauses (the caller reads alone; helpers fall asleep):
+# on a busy machine a polling helper only takes a core's time from the caller. It pauses after
+# STRIKES consecutive reads with a take-back, or when the helpers' share of the units over the
+# last reads (an average over ~SHARE_READS) is under half of their due share (n - 1) / n.
+# PAUSE_READS (~0.5 s of GPT-2 reads) lets the helpers fall asleep (IDLE_S).
+STRIKES, SHARE_READS, PAUSE_READS = 3, 128, 2048
 
 
 @numba.njit(cache=True, nogil=True)
@@ -164,6 +167,7 @@ def _help(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, 
                 S[u // G, u % G] = S_row
                 phi[u // G, u % G] = phi_row
                 A[u // G, u % G] = A_unit
+                atomics.add(mail, HELPED, 1)
                 atomics.add(mail, DONE, 1)
         u = _claim(mail, gen)
 
@@ -241,13 +245,24 @@ class _Team:
         self.state = np.zeros(MAX_UNITS, np.int64)
         self.lock = threading.Lock()   # one read at a time uses the mailbox (others run alone)
         self.held = []                 # (job, its arrays), while a helper taken over may still read them
-        self.strikes, self.paused_reads, self.pauses = 0, 0, 0   # consecutive reads with a take-back; pause
+        self.due_share = helpers / (helpers + 1)
+        self.pauses = 0
+        self._resume()
         self.events = [threading.Event() for _ in range(helpers)]
         self.idle_cycles = int(IDLE_S * _cycles_per_s())
         self.threads = [threading.Thread(target=self._helper, args=(w,), daemon=True, name=f"gcsim bank read {w}")
                         for w in range(helpers)]
         for th in self.threads:
             th.start()
+
+    def _resume(self):
+        """Counting afresh: reads with a take-back in a row, the helpers' share, reads since."""
+        self.strikes, self.share, self.reads, self.paused_reads = 0, self.due_share, 0, 0
+
+    def pause(self):
+        self._resume()
+        self.paused_reads = PAUSE_READS
+        self.pauses += 1
 
     def _helper(self, w):
         event = self.events[w]
@@ -298,7 +313,7 @@ def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_siz
         for w in range(team.helpers):
             if mail[SLEEP + w]:
                 team.events[w].set()
-        taken_back = mail[TAKEN_BACK]
+        taken_back, helped = mail[TAKEN_BACK], mail[HELPED]
         held = team.held
         if held:   # earlier jobs' arrays, kept while a helper taken over might read them
             in_jobs = set(mail[IN_JOB:IN_JOB + team.helpers].tolist())
@@ -307,12 +322,11 @@ def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_siz
                                             A, mail, team.fmail, team.state, team.helpers)
         if still_in:
             held.append((int(mail[TICKET] >> 32), q, kc, vc, kcoef, validf, coeffs, S, phi, A))
-        if mail[TAKEN_BACK] != taken_back:
-            team.strikes += 1
-            if team.strikes >= STRIKES:
-                team.strikes, team.paused_reads = 0, PAUSE_READS
-                team.pauses += 1
-        else:
-            team.strikes = 0
+        team.strikes = team.strikes + 1 if mail[TAKEN_BACK] != taken_back else 0
+        if mail[HELPED]:   # (from the helpers' first unit on: starting a thread takes a while)
+            team.share += ((mail[HELPED] - helped) / units - team.share) / SHARE_READS
+            team.reads += 1
+        if team.strikes >= STRIKES or (team.reads >= 2 * SHARE_READS and team.share < team.due_share / 2):
+            team.pause()
     finally:
         team.lock.release()
