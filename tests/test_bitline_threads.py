@@ -134,3 +134,33 @@ def test_a_bad_thread_count_is_a_one_line_error_before_the_run(value, monkeypatc
     assert "Traceback" not in err and not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match=">= 1"):
         bitline.set_threads(0)
+
+
+def test_the_team_stands_down_when_helpers_do_not_help():
+    policy = bt.StandDown(helpers=1)            # due share 1/2: pause under 1/4
+    for _ in range(2 * bt.SHARE_READS - 1):     # helpers doing half the units: never
+        policy.after_read(False, 6, 12)
+    assert policy.paused_reads == 0
+    # helpers doing nothing: the average from 1/2 falls by a factor (1 - 1/128) a read and is
+    # under 1/4 after 89 reads (ln 2 / -ln(127/128) = 88.4); judged from 256 reads on
+    policy = bt.StandDown(helpers=1)
+    for _ in range(89):
+        policy.after_read(False, 0, 12)
+    assert policy.share < 0.25 and policy.paused_reads == 0
+    for _ in range(89, 2 * bt.SHARE_READS - 1):
+        policy.after_read(False, 0, 12)
+    assert policy.paused_reads == 0
+    policy.after_read(False, 0, 12)             # the 256th
+    assert policy.paused_reads == bt.PAUSE_READS and policy.pauses == 1
+    # before any helper has computed a unit, reads are not counted
+    policy = bt.StandDown(helpers=1)
+    for _ in range(1000):
+        policy.after_read(False, 0, 12, helpers_live=False)
+    assert policy.paused_reads == 0
+    # take-backs: 3 reads in a row pause, 2 and a clean read do not
+    policy = bt.StandDown(helpers=1)
+    for took_back in (True, True, False, True, True):
+        policy.after_read(took_back, 6, 12)
+    assert policy.paused_reads == 0
+    policy.after_read(True, 6, 12)
+    assert policy.paused_reads == bt.PAUSE_READS

@@ -235,6 +235,31 @@ def _cycles_per_s() -> float:
     return (_cycles() - c0) / (time.perf_counter() - t0)
 
 
+class StandDown:
+    """When the team pauses (the constants above say why and when)."""
+
+    def __init__(self, helpers: int):
+        self.due_share = helpers / (helpers + 1)
+        self.pauses = 0
+        self._count_afresh()
+
+    def _count_afresh(self):
+        # reads with a take-back in a row, the helpers' share (average), reads counted, paused reads left
+        self.strikes, self.share, self.reads, self.paused_reads = 0, self.due_share, 0, 0
+
+    def after_read(self, took_back: bool, helped: int, units: int, *, helpers_live: bool = True) -> None:
+        """Count a team read: a unit taken back or not, `helped` of `units` computed by helpers;
+        helpers_live: a helper has computed a unit (before, starting threads takes a while)."""
+        self.strikes = self.strikes + 1 if took_back else 0
+        if helpers_live:
+            self.share += (helped / units - self.share) / SHARE_READS
+            self.reads += 1
+        if self.strikes >= STRIKES or (self.reads >= 2 * SHARE_READS and self.share < self.due_share / 2):
+            self._count_afresh()
+            self.paused_reads = PAUSE_READS
+            self.pauses += 1
+
+
 class _Team:
     """The helpers of this process (started by the first split read; a forked child starts its own)."""
 
@@ -245,24 +270,13 @@ class _Team:
         self.state = np.zeros(MAX_UNITS, np.int64)
         self.lock = threading.Lock()   # one read at a time uses the mailbox (others run alone)
         self.held = []                 # (job, its arrays), while a helper taken over may still read them
-        self.due_share = helpers / (helpers + 1)
-        self.pauses = 0
-        self._resume()
+        self.policy = StandDown(helpers)
         self.events = [threading.Event() for _ in range(helpers)]
         self.idle_cycles = int(IDLE_S * _cycles_per_s())
         self.threads = [threading.Thread(target=self._helper, args=(w,), daemon=True, name=f"gcsim bank read {w}")
                         for w in range(helpers)]
         for th in self.threads:
             th.start()
-
-    def _resume(self):
-        """Counting afresh: reads with a take-back in a row, the helpers' share, reads since."""
-        self.strikes, self.share, self.reads, self.paused_reads = 0, self.due_share, 0, 0
-
-    def pause(self):
-        self._resume()
-        self.paused_reads = PAUSE_READS
-        self.pauses += 1
 
     def _helper(self, w):
         event = self.events[w]
@@ -303,10 +317,12 @@ def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_siz
     if team is None or team.pid != os.getpid() or team.helpers != min(n - 1, MAX_HELPERS):
         team = _start_team(min(n - 1, MAX_HELPERS))
     units = q.shape[0] * q.shape[1]
-    if units > MAX_UNITS or team.paused_reads or not team.lock.acquire(blocking=False):
+    policy = team.policy
+    if units > MAX_UNITS or policy.paused_reads or not team.lock.acquire(blocking=False):
         # (paused, or another Python thread is reading): the caller alone
-        team.paused_reads = max(0, team.paused_reads - 1)
-        bitline._bank_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, 0, units)
+        policy.paused_reads = max(0, policy.paused_reads - 1)
+        bitline._compiled["kernel"](q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, 0,
+                                    units)
         return
     try:
         mail = team.mail
@@ -322,11 +338,7 @@ def bank_read_team(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_siz
                                             A, mail, team.fmail, team.state, team.helpers)
         if still_in:
             held.append((int(mail[TICKET] >> 32), q, kc, vc, kcoef, validf, coeffs, S, phi, A))
-        team.strikes = team.strikes + 1 if mail[TAKEN_BACK] != taken_back else 0
-        if mail[HELPED]:   # (from the helpers' first unit on: starting a thread takes a while)
-            team.share += ((mail[HELPED] - helped) / units - team.share) / SHARE_READS
-            team.reads += 1
-        if team.strikes >= STRIKES or (team.reads >= 2 * SHARE_READS and team.share < team.due_share / 2):
-            team.pause()
+        policy.after_read(mail[TAKEN_BACK] != taken_back, mail[HELPED] - helped, units,
+                          helpers_live=mail[HELPED] > 0)
     finally:
         team.lock.release()
