@@ -15,13 +15,18 @@ column is the growth of the own peak between the last two lengths, in bytes per 
 longer trace would add (0 where the peak does not move; a few MB of noise are ±100s of B/step
 over 15,000 steps).
 
+--heap prints instead the Python heap peak (tracemalloc) of each phase at the end of a
+timing-only run: the simulation with its end-of-run checks, the report, per_step.csv, the
+profile files and validate's timing check; a phase that builds a series of one value per
+step shows it as a slope (bytes per step) between the columns.
+
 --baseline REV measures every row with the tree of commit REV too (its trace format must be
 this tree's), printed under this tree's row: the same commands side by side in one run.
 --commands takes command words (run: both run rows) or row names ("profile --timeline").
 
 Run: nice -n 15 python benchmarks/bench_memory.py [--steps 1000,5000,20000]
      [--commands run,profile,validate,reference,previous] [--previous b1385e8] [--timeline-steps 100000]
-     [--baseline b7c094d]
+     [--baseline b7c094d] [--heap]
 The default (run, profile, validate at 1k/5k/20k) takes about 5 minutes on an idle 2-core machine;
 validate -j 1 takes about 40 ms per step (100,000 steps: over an hour).
 """
@@ -45,6 +50,57 @@ rc = main({argv!r})
 hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]
 print('VMHWM', rc, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
+
+
+HEAP_CHILD = """
+import sys, tempfile, tracemalloc
+from pathlib import Path
+sys.path.insert(0, {root!r})
+from gcsim import load_hardware
+from gcsim.profiling import write_profile
+from gcsim.report import build_report, write_per_step_csv
+from gcsim.sim import Simulator, schedule
+from gcsim.traces import open_trace
+sim = Simulator(load_hardware('paper-gpt2').derive(shape={{'layers': {layers}}}), open_trace({trace!r}),
+                values=False, check=True)
+out = Path(tempfile.mkdtemp())
+tracemalloc.start()
+def phase(name, f):
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    r = f()
+    print('PHASE', name, tracemalloc.get_traced_memory()[1] - base, flush=True)
+    return r
+res = phase('Simulator.run (its end-of-run checks)', sim.run)
+rep = phase('build_report', lambda: build_report(res, values=False))
+phase('write_per_step_csv', lambda: write_per_step_csv(out / 'per_step.csv', res))
+phase('write_profile', lambda: write_profile(out, res, rep))
+phase('schedule.check (validate)', lambda: schedule.check(res))
+"""
+
+
+def heap_phases(root: Path, trace: Path) -> dict[str, int]:
+    """{phase: heap peak above its start, bytes} of a timing-only run (check=True, as validate
+    runs it) and of what run, profile and validate do with its records afterwards."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", HEAP_CHILD.format(root=str(root), trace=str(trace), layers=LAYERS)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode:
+        sys.exit(f"bench_memory --heap: {proc.stderr.strip().splitlines()[-1:]}")
+    return {line.split(" ", 1)[1].rsplit(" ", 1)[0]: int(line.rsplit(" ", 1)[1])
+            for line in proc.stdout.splitlines() if line.startswith("PHASE ")}
+
+
+def print_heap(trees, steps, traces) -> None:
+    print("\nPython heap peak (tracemalloc, MB) of each phase, timing-only, above what it started with:")
+    for label, root in trees:
+        table = {n: heap_phases(root, traces[n]) for n in steps}
+        print(f"{label:40s}" + "".join(f"{n:>10d}" for n in steps) + "   steps"
+              + (f"   B/step {steps[-2]}->{steps[-1]}" if len(steps) > 1 else ""))
+        for name in table[steps[0]]:
+            row = [table[n][name] for n in steps]
+            growth = f"{(row[-1] - row[-2]) / (steps[-1] - steps[-2]):+12.1f}" if len(steps) > 1 else ""
+            print(f"  {name:38s}" + "".join(f"{b / 1e6:10.2f}" for b in row) + growth, flush=True)
 
 
 def peak_mb(root: Path, argv: list[str]) -> str:
@@ -73,6 +129,8 @@ def main():
                     help="also `profile --timing-only --timeline` at this length (and at the first of --steps)")
     ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured with 'previous' in --commands")
     ap.add_argument("--baseline", default=None, help="also measure every row on this commit's tree (side by side)")
+    ap.add_argument("--heap", action="store_true",
+                    help="instead of peak RSS: the Python heap peak of each end-of-run phase (tracemalloc)")
     ap.add_argument("--previous-max-steps", type=int, default=5000,
                     help="the previous version only up to this length (it is several times slower)")
     args = ap.parse_args()
@@ -111,6 +169,9 @@ def main():
         for n in sorted(set(steps + long)):
             traces[n] = tmp / f"t{n}.gctrace"
             write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
+        if args.heap:
+            print_heap([("this tree", ROOT)] + ([(args.baseline, base)] if base else []), steps, traces)
+            return
         # numba compiles the bank-read kernel on a tree's first functional run (then caches it on
         # disk): do that here, so that compiling is not in the first cell's peak
         for root in (ROOT, base) if base else (ROOT,):
