@@ -6,7 +6,8 @@
 Each command runs in a fresh process (its CLI entry point called in-process, then VmHWM, the
 peak resident set, read from /proc/self/status). Shape: GPT-2 heads (12 x 64, window 1024)
 with 2 layers (`-s shape.layers=2`) so that 20,000 functional steps take minutes, not an
-hour; the trace is synthetic, float16, written once per length. Memory that grows with the
+hour (--heads H --window W: fewer heads and a shorter window, e.g. 2 and 64, for validate at
+200,000 steps); the trace is synthetic, float16, written once per length. Memory that grows with the
 length shows up as a slope between the columns; flat columns mean it does not.
 
 A cell "A+B" is the command's own peak A and, where it started worker processes (validate and
@@ -129,6 +130,8 @@ def main():
                     help="also `profile --timing-only --timeline` at this length (and at the first of --steps)")
     ap.add_argument("--previous", default="b1385e8", help="commit whose `run` is measured with 'previous' in --commands")
     ap.add_argument("--baseline", default=None, help="also measure every row on this commit's tree (side by side)")
+    ap.add_argument("--heads", type=int, default=12, help="query and K/V heads (default GPT-2's 12)")
+    ap.add_argument("--window", type=int, default=1024, help="shape.window (default GPT-2's 1024)")
     ap.add_argument("--heap", action="store_true",
                     help="instead of peak RSS: the Python heap peak of each end-of-run phase (tracemalloc)")
     ap.add_argument("--previous-max-steps", type=int, default=5000,
@@ -140,11 +143,14 @@ def main():
     from gcsim.traces import write_synthetic
 
     print(f"gcsim {gcsim.__version__} bench_memory: peak RSS (VmHWM, MB) of one command per cell; "
-          f"paper-gpt2 with {LAYERS} layers (12 heads x 64, window 1024), synthetic trace")
+          f"paper-gpt2 with {LAYERS} layers ({args.heads} heads x 64, window {args.window}), synthetic trace")
     print(f"date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine {platform.machine()}, "
           f"{os.cpu_count()} cores, python {platform.python_version()}; "
           f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     common = ["-m", "paper-gpt2", "-s", f"shape.layers={LAYERS}"]
+    if (args.heads, args.window) != (12, 1024):   # a smaller shape: long traces in minutes
+        common += ["-s", f"shape.heads={args.heads}", "-s", f"shape.kv_heads={args.heads}",
+                   "-s", f"shape.window={args.window}"]
     rows = {
         "run": ["run", *common, "--no-progress"],
         "run --timing-only": ["run", *common, "--timing-only", "--no-progress"],
@@ -168,8 +174,10 @@ def main():
         long = [steps[0], args.timeline_steps] if args.timeline_steps else []
         for n in sorted(set(steps + long)):
             traces[n] = tmp / f"t{n}.gctrace"
-            write_synthetic(traces[n], layers=LAYERS, steps=n, seed=0)
+            write_synthetic(traces[n], layers=LAYERS, heads=args.heads, kv_heads=args.heads, steps=n, seed=0)
         if args.heap:
+            if (args.heads, args.window) != (12, 1024):
+                sys.exit("bench_memory: --heap measures the GPT-2 shape only")
             print_heap([("this tree", ROOT)] + ([(args.baseline, base)] if base else []), steps, traces)
             return
         # numba compiles the bank-read kernel on a tree's first functional run (then caches it on
