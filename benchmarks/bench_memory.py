@@ -182,8 +182,11 @@ def main():
             return
         # numba compiles the bank-read kernel on a tree's first functional run (then caches it on
         # disk): do that here, so that compiling is not in the first cell's peak
+        # (and validate its float64 ones)
         for root in (ROOT, base) if base else (ROOT,):
             peak(root, ["run", str(traces[steps[0]]), *common, "--steps", "2", "--no-progress", *out_dir(["run"], tmp)])
+            if "validate" in args.commands:
+                peak(root, ["validate", str(traces[steps[0]]), *common, "--steps", "2", "-j", "1", "--no-progress"])
         print(f"{'command':32s}" + "".join(f"{n:>10d}" for n in steps) + "   steps"
               + (f"   B/step {steps[-2]}->{steps[-1]}" if len(steps) > 1 else ""))
         todo = []
