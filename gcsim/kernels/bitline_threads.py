@@ -5,15 +5,17 @@ helper.
 Why not numba's parallel runtime (prange over fixed unit ranges, used until 2026-11-26):
 its join waits for every thread of the team. On a machine whose second core is busy, or
 whose second vCPU the hypervisor runs late, a thread starts its range a scheduler slice
-late; a GPT-2 replay with 2 threads then ran at 51-84 steps/s where 1 thread gives ~290
-(benchmarks/README.md). Here a late helper only helps less:
+late; a GPT-2 replay with 2 threads then ran at 22-102 steps/s where 1 thread gives ~290-360
+(docs/performance.md). Here a late helper only helps less:
 - units are handed out one at a time (a ticket: job << 32 | next unit, taken by
   compare-and-exchange, gcsim/kernels/atomics.py), so the caller takes what nobody took;
 - a helper computes into its own buffers and copies into the outputs only if the unit is
-  still its own (state CLAIMED -> COMMITTING); when the caller has nothing left to do and
-  a helper's unit has taken longer than twice the caller's slowest unit, the caller takes
-  it back (CLAIMED -> TAKEN) and computes it itself. So a read costs at most about one
-  thread's time plus twice one unit, however the helpers are scheduled.
+  still its own (state CLAIMED -> COMMITTING); when the caller has nothing left to hand
+  out and has waited PATIENCE x its fastest unit, it takes back every unit not committing
+  (OPEN or CLAIMED -> TAKEN) and computes it itself. So a read costs about one thread's
+  time at most plus a few units, however the helpers are scheduled;
+- on a busy machine a polling helper still takes a core's time from the caller: the team
+  stands down for a while when helpers do not help (StandDown).
 Each unit is computed whole by one thread with the serial kernel's code (bitline._unit):
 results do not depend on the number of threads or on who computed what.
 
