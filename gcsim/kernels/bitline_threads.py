@@ -20,7 +20,8 @@ Each unit is computed whole by one thread with the serial kernel's code (bitline
 results do not depend on the number of threads or on who computed what.
 
 Helpers run compiled code (`_serve`) that polls the mailbox (an int64 array), yielding the
-core between polls (sched_yield: a busy machine's other work goes first), and sleeps on a
+core between polls once 0.3 ms have passed since its last job (SPIN_S: the next read of a
+run comes sooner; sched_yield: a busy machine's other work goes first), and sleeps on a
 Python Event after 50 ms without work (IDLE_S). A helper reads a job's arrays from
 their addresses; the caller keeps the arrays of a job alive while a helper may still be in
 it (`_Team.held`), so a helper that was taken over never reads freed memory.
@@ -49,6 +50,7 @@ SLEEP, IN_JOB = 24, 32      # + helper: asleep (or going to); the job it may sti
 MAIL_SLOTS = 64
 MASK = (1 << 32) - 1
 OPEN, CLAIMED, COMMITTING, TAKEN = 0, 1, 2, 3   # a unit's state (low 2 bits; job << 2 above)
+SPIN_S = 0.0003   # after a job, a helper polls without yielding this long (a GPT-2 layer step's glue: ~0.1 ms)
 IDLE_S = 0.05   # without work this long, a helper sleeps: not within a run (waking needs the GIL, which a
                 # helper descheduled while holding it on a busy machine would keep from the caller)
 PATIENCE = 3                # x the caller's fastest unit: how long it waits for a helper's unit
@@ -196,7 +198,7 @@ def _join(mail, fmail, state, t):
 
 
 @numba.njit(cache=True, nogil=True)
-def _serve(mail, fmail, state, w, idle_cycles):
+def _serve(mail, fmail, state, w, idle_cycles, spin_cycles):
     """Helper w's loop: join open jobs; return 1 to stop, 0 to sleep (after idle_cycles of
     the cycle counter without work, its SLEEP flag set)."""
     atomics.store(mail, SLEEP + w, 0)
@@ -222,7 +224,8 @@ def _serve(mail, fmail, state, w, idle_cycles):
                 since = atomics.cycles()
                 continue
             return 0
-        atomics.yield_cpu()
+        if atomics.cycles() - since >= spin_cycles:   # (the next read of a run is due sooner: no syscall)
+            atomics.yield_cpu()
 
 
 @numba.njit(cache=True, nogil=True)
@@ -274,7 +277,8 @@ class _Team:
         self.held = []                 # (job, its arrays), while a helper taken over may still read them
         self.policy = StandDown(helpers)
         self.events = [threading.Event() for _ in range(helpers)]
-        self.idle_cycles = int(IDLE_S * _cycles_per_s())
+        rate = _cycles_per_s()
+        self.idle_cycles, self.spin_cycles = int(IDLE_S * rate), int(SPIN_S * rate)
         self.threads = [threading.Thread(target=self._helper, args=(w,), daemon=True, name=f"gcsim bank read {w}")
                         for w in range(helpers)]
         for th in self.threads:
@@ -282,7 +286,7 @@ class _Team:
 
     def _helper(self, w):
         event = self.events[w]
-        while _serve(self.mail, self.fmail, self.state, w, self.idle_cycles) == 0:
+        while _serve(self.mail, self.fmail, self.state, w, self.idle_cycles, self.spin_cycles) == 0:
             event.wait()
             event.clear()
 
