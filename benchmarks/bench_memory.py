@@ -40,6 +40,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from trees import tree_at  # benchmarks/trees.py
+
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = 2
 
@@ -164,10 +166,10 @@ def main():
     wanted = args.commands.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        prev = tree_of(args.previous, tmp / "previous") if args.previous and "previous" in wanted else None
+        prev = tree_at(args.previous, tmp / "previous") if args.previous and "previous" in wanted else None
         base = None
         if args.baseline:
-            base = tree_of(args.baseline, tmp / "baseline")
+            base = tree_at(args.baseline, tmp / "baseline")
             if base is None:
                 sys.exit(f"bench_memory: --baseline {args.baseline}: git archive failed")
         traces = {}
@@ -228,16 +230,6 @@ def main():
             print(f"\n{'profile --timing-only --timeline':32s}" + "".join(f"{n:>10d}" for n in long) + "   steps")
             print(f"{'  peak RSS MB':32s}" + "".join(f"{c:>10s}" for c in cells))
             print(f"{'  timeline.json MB':32s}" + "".join(f"{c:>10s}" for c in sizes), flush=True)
-
-
-def tree_of(rev: str, where: Path) -> Path | None:
-    """The files of commit `rev` of this repository, extracted at `where` (None if git fails)."""
-    where.mkdir()
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True)
-    if arch.returncode:
-        return None
-    subprocess.run(["tar", "-x", "-C", str(where)], input=arch.stdout, check=True)
-    return where
 
 
 def out_dir(argv, tmp: Path) -> list[str]:

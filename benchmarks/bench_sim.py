@@ -33,6 +33,8 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from trees import tree_at  # noqa: E402  (benchmarks/trees.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PREVIOUS = {"18ec054": "13-event processes", "0898eac": "callback components",
@@ -108,15 +110,9 @@ def child(tree: str, mode: str, after: int, repeats: int, reference: bool = Fals
 
 
 def previous_tree(tmp: str, commit: str) -> str | None:
-    """main at `commit`, extracted with git archive (None if git or the commit is missing)."""
-    dest = Path(tmp) / commit
-    dest.mkdir()
-    try:
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit], check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return str(dest)
+    """main at `commit` (None if git or the commit is missing)."""
+    tree = tree_at(commit, Path(tmp) / commit)
+    return None if tree is None else str(tree)
 
 
 def stats(xs) -> str:

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from trees import tree_at  # benchmarks/trees.py
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,13 +278,7 @@ def _device_name(device: str) -> str:
 
 
 def previous_tree(commit: str, tmp: Path) -> Path | None:
-    dst = tmp / f"gcsim-{commit}"
-    dst.mkdir()
-    arch = subprocess.run(["git", "-C", str(ROOT), "archive", commit], capture_output=True)
-    if arch.returncode:
-        return None
-    subprocess.run(["tar", "-x", "-C", str(dst)], input=arch.stdout, check=True)
-    return dst
+    return tree_at(commit, tmp / f"gcsim-{commit}")
 
 
 def main():
