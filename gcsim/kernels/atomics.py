@@ -74,10 +74,6 @@ def _pointer_intrinsic(dtype):
 float32_pointer = _pointer_intrinsic(types.float32)
 float64_pointer = _pointer_intrinsic(types.float64)
 uint8_pointer = _pointer_intrinsic(types.uint8)
-bool_pointer = _pointer_intrinsic(types.boolean)
-
-__all__ = ["load", "store", "add", "compare_exchange", "float32_pointer", "float64_pointer", "uint8_pointer",
-           "bool_pointer", "ir"]
 
 
 @intrinsic
@@ -98,3 +94,6 @@ def yield_cpu(typingctx):
         builder.call(fn, [])
         return context.get_dummy_value()
     return types.none(), codegen
+
+__all__ = ["load", "store", "add", "compare_exchange", "float32_pointer", "float64_pointer", "uint8_pointer",
+           "cycles", "yield_cpu"]

@@ -82,6 +82,14 @@ def _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S_row, phi_
 
 
 @numba.njit(cache=True, nogil=True)
+def _compute_out(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S, phi, A):
+    """_compute of unit u straight into the read's outputs (the caller's units)."""
+    G = q.shape[1]
+    _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S[u // G, u % G], phi[u // G, u % G],
+             A[u // G, u % G])
+
+
+@numba.njit(cache=True, nogil=True)
 def team_read(q, kc, vc, step, zero, decay, valid, coeffs, s_sat, array_size, S, phi, A, mail, fmail, state,
               helpers):
     """The caller's side of a read (arguments as bitline._bank_read, all units). Returns
@@ -122,7 +130,6 @@ def _publish(q, kc, vc, step, zero, kcoef, validf, coeffs, s_sat, array_size, S,
 def _caller_units(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen):
     """The caller's units, as long as any is left to hand out; returns its fastest (cycles;
     a unit the caller was preempted in does not count, it would stretch the patience)."""
-    G = q.shape[1]
     fastest = -1
     while True:
         u = _claim(mail, gen)
@@ -130,8 +137,7 @@ def _caller_units(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A
             return fastest
         atomics.store(state, u, gen << 2 | TAKEN)
         t0 = atomics.cycles()
-        _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S[u // G, u % G], phi[u // G, u % G],
-                 A[u // G, u % G])
+        _compute_out(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S, phi, A)
         took = atomics.cycles() - t0
         fastest = took if fastest < 0 or took < fastest else fastest
         atomics.add(mail, DONE, 1)
@@ -141,8 +147,7 @@ def _caller_units(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A
 def _finish(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail, state, gen, fastest):
     """Wait for the helpers' units; after PATIENCE x the caller's fastest unit, take back
     those not yet committing and compute them here (counted in TAKEN_BACK)."""
-    G = q.shape[1]
-    units = q.shape[0] * G
+    units = q.shape[0] * q.shape[1]
     waited = atomics.cycles()
     while atomics.load(mail, DONE) < units:
         if atomics.cycles() - waited < PATIENCE * fastest:
@@ -151,8 +156,7 @@ def _finish(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, S, phi, A, mail
             st = atomics.load(state, u)
             if (st & 3) != TAKEN and (st & 3) != COMMITTING and atomics.compare_exchange(state, u, st,
                                                                                            gen << 2 | TAKEN):
-                _compute(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S[u // G, u % G],
-                         phi[u // G, u % G], A[u // G, u % G])
+                _compute_out(q, kc, vc, fmail, kcoef, validf, coeffs, array_size, u, S, phi, A)
                 atomics.add(mail, DONE, 1)
                 mail[TAKEN_BACK] += 1
 
@@ -183,6 +187,7 @@ def _join(mail, fmail, state, t):
     kv, g, d, m, a = mail[F_KV], mail[F_G], mail[F_D], mail[F_M], mail[F_ASIZE]
     kc = numba.carray(atomics.uint8_pointer(mail[F_KC]), (kv, d, m))
     vc = numba.carray(atomics.uint8_pointer(mail[F_VC]), (kv, m, d))
+    # one branch per float type: a pointer's type is fixed when the function compiles
     if mail[F_F64]:
         p = atomics.float64_pointer
         _help(numba.carray(p(mail[F_Q]), (kv, g, d)), kc, vc, fmail, numba.carray(p(mail[F_KCOEF]), (3, m)),
