@@ -23,9 +23,13 @@ from .weights import save_weights
 
 
 def set_threads(threads: int) -> None:
-    """Limit XLA's CPU threads; must run before jax is imported."""
-    if threads > 0:
-        os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}")
+    """Run on `threads` CPU cores (the first ones this process may use). XLA sizes its thread
+    pools from the cores it may run on, so this must happen before jax is imported; the
+    XLA_FLAGS route of earlier versions was ignored by XLA (1, 2 and 0 all used both cores)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if threads > len(allowed):
+        raise ValueError(f"--threads {threads}: this process may run on {len(allowed)} cores only")
+    os.sched_setaffinity(0, allowed[:threads])
 
 
 def _jax():
