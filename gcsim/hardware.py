@@ -99,6 +99,15 @@ class Shape:
     d_head: int = num(1, 1 << 14, "elements", doc="head dimension (at most array_size)")
     window: int = num(1, 1 << 24, "tokens", doc="M: tokens kept per head (ring buffer), a multiple of array_size")
     array_size: int = num(1, 1 << 14, "cells", doc="sub-tile arrays are array_size x array_size gain cells")
+    # The rest of the network, for the host's roofline (gcsim/system/, docs/system.md); null:
+    # not given (a description without a host device needs none of them).
+    d_model: typing.Optional[int] = num(1, 1 << 20, "elements", doc="residual-stream width (host roofline)",
+                                        default=None)
+    d_ff: typing.Optional[int] = num(1, 1 << 22, "elements", doc="MLP hidden width (host roofline)", default=None)
+    vocab: typing.Optional[int] = num(1, 1 << 24, "tokens", doc="vocabulary size: the LM head's width (host roofline)",
+                                      default=None)
+    mlp: str = choice(("plain", "gated"), "MLP form: plain (up, activation, down: GPT-2) | gated (gate and up, "
+                      "SiLU x up, down: Llama, SmolLM2)", default="gated")
 
     @property
     def n_sub_tiles(self) -> int:
@@ -291,6 +300,45 @@ class Periphery:
     host_engines: int = num(1, COUNT, "engines", doc="host engines computing projections/MLP", default=1)
 
 
+PRECISIONS = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}  # bytes per element
+
+
+@dataclass(frozen=True)
+class Host:
+    """The host device computing the projections, MLP and LM head (gcsim/system/, docs/system.md).
+
+    `device` names a preset (models/hosts/NAME.yaml) or a path to one; every other field, when
+    given, overrides the preset's. null device (the default): no host model, the host takes
+    `timing.host_ns_per_layer` and no energy, as in the paper's accelerator-only figures."""
+
+    device: typing.Optional[str] = field(default=None, metadata={
+        "doc": "host preset: a name in models/hosts/ (rtx4090, h100-sxm, jetson-nano, apple-m2-max) or a "
+               "path; null = no host model. Every other host field: null = the preset's"})
+    precision: typing.Optional[str] = choice(tuple(PRECISIONS), "weights, activations and K/V cache on the "
+                                             "host: sets bytes per element and which peak applies", default=None)
+    peak_tflops: typing.Optional[dict[str, float]] = table(Range(0, 1e6, "TFLOP/s", lo_open=True),
+                                                           "peak dense FLOP/s per precision (datasheet)",
+                                                           default=None)
+    memory_gb_per_s: typing.Optional[float] = num(0, 1e6, "GB/s", lo_open=True, doc="peak memory bandwidth "
+                                                  "(datasheet)", default=None)
+    compute_efficiency: typing.Optional[float] = num(0, 1, "", lo_open=True, doc="fraction of peak FLOP/s a "
+                                                     "matrix product reaches", default=None)
+    memory_efficiency: typing.Optional[float] = num(0, 1, "", lo_open=True, doc="fraction of peak bandwidth a "
+                                                    "streaming read reaches", default=None)
+    launch_overhead_ns: typing.Optional[float] = num(0, 1e9, "ns", whole_ps=True, doc="added to every kernel "
+                                                     "(launch and dispatch; calibrate to a measurement)",
+                                                     default=None)
+    busy_power_w: typing.Optional[float] = num(0, 1e6, "W", doc="power drawn while a kernel runs, above idle "
+                                               "(dynamic, as the paper measured its GPUs)", default=None)
+    pj_per_flop: typing.Optional[float] = num(0, 1e6, "pJ", doc="energy per FLOP, added to busy power",
+                                              default=None)
+    pj_per_byte: typing.Optional[float] = num(0, 1e6, "pJ", doc="energy per byte of memory traffic, added to "
+                                              "busy power", default=None)
+    attention: typing.Optional[str] = choice(("fused", "unfused"), "GPU-only baseline's attention: fused (one "
+                                             "kernel reads K and V) | unfused (Q.K^T, softmax, .V: three kernels, "
+                                             "scores through memory)", default=None)
+
+
 @dataclass(frozen=True)
 class CostModel:
     """How the phase times and the energy table apply to this design (gcsim/costs.py)."""
@@ -317,6 +365,7 @@ class Hardware:
     area: Area = field(default_factory=Area)
     periphery: Periphery = field(default_factory=Periphery)
     costs: CostModel = field(default_factory=CostModel)
+    host: Host = field(default_factory=Host)
     source: str = "<in memory>"
 
     def derive(self, **changes) -> "Hardware":
@@ -538,6 +587,7 @@ def _check_consistency(hw: Hardware, source: str) -> None:
         if bad:
             raise HardwareError(f"{source}: field 'energy.items.{item}': unknown actions {bad}")
     _check_topology(hw, source)
+    _check_host(hw, source)
     extra = [k for k in hw.interconnect.links if k not in Interconnect.LINKS]
     if extra:
         raise HardwareError(f"{source}: field 'interconnect.links': unknown links {extra}; "
@@ -569,6 +619,18 @@ def _check_consistency(hw: Hardware, source: str) -> None:
     if hw.shape.heads % hw.periphery.counters_shared_by:
         raise HardwareError(f"{source}: field 'periphery.counters_shared_by': {hw.periphery.counters_shared_by} "
                             f"does not divide heads = {hw.shape.heads}")
+
+
+def _check_host(hw: Hardware, source: str) -> None:
+    """A host device resolves (its preset exists, every figure given) and the network's
+    non-attention shape it needs is there."""
+    from .system.device import resolve   # the presets (models/hosts/)
+    if resolve(hw.host, source) is None:
+        return
+    for key in ("d_model", "d_ff", "vocab"):
+        if getattr(hw.shape, key) is None:
+            raise HardwareError(f"{source}: field 'shape.{key}': a host device (host.device = "
+                                f"{hw.host.device!r}) needs the network's shape: give shape.{key}")
 
 
 def _check_topology(hw: Hardware, source: str) -> None:

@@ -46,6 +46,7 @@ def test_wheel_holds_every_shipped_file(installed):
     wheel = installed[0]
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = [f"gcsim/data/models/{p.name}" for p in (ROOT / "models").glob("*.yaml")]
+    shipped += [f"gcsim/data/models/hosts/{p.name}" for p in (ROOT / "models" / "hosts").glob("*.yaml")]
     shipped += [f"gcsim/data/traces/{p.name}" for p in (ROOT / "traces").iterdir()]
     # the chip model's weights and corpus live in gcsim/data itself (gcsim eval/decode/train)
     shipped += [f"gcsim/data/{p.name}" for p in (ROOT / "gcsim" / "data").iterdir() if p.is_file()]
