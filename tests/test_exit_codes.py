@@ -210,7 +210,7 @@ def test_validate_json_is_checked_before_the_comparison(tmp_path, capsys):
     mine = tmp_path / "notes.json"
     mine.write_text('{"my": "data"}')
     assert cli(["validate", "--steps", "1", "--json", str(mine)]) == EXIT_BAD_INPUT
-    assert "is not a gcsim validate report" in capsys.readouterr().err and mine.read_text() == '{"my": "data"}'
+    assert "is not a validate report gcsim wrote" in capsys.readouterr().err and mine.read_text() == '{"my": "data"}'
     assert cli(["validate", "--steps", "1", "--json", str(tmp_path / "no" / "r.json")]) == EXIT_BAD_INPUT
     assert "does not exist or is not writable" in capsys.readouterr().err
     rep = tmp_path / "r.json"

@@ -173,7 +173,7 @@ def test_exception_mid_write_leaves_no_file(tmp_path):
         with TraceWriter(path, model=MODEL, steps=STEPS, scalers=scalers_for(),
                          clip_fraction=CLIP, provenance=PROV) as w:
             w.append_step(data["q"][0], data["k"][0], data["v"][0], 1)
-            assert (tmp_path / f"t.gctrace.tmp-{os.getpid()}").exists()
+            assert (tmp_path / f".t.gctrace.tmp-{os.getpid()}").exists()
             raise RuntimeError("boom")
     assert os.listdir(tmp_path) == []
 

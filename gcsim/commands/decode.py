@@ -11,9 +11,7 @@ whose collapse is the expected result. --lm chip is the GPT trained for the chip
 """
 from __future__ import annotations
 
-import json
-
-
+from ..outdir import check_json_output, write_json_output
 from .evaluate import add_lm_arguments, load_lm_and_hardware, parse_layers, resolve_scalers
 
 
@@ -22,7 +20,9 @@ def register(sub):
     p.add_argument("--prompt", required=True, help="text to continue")
     p.add_argument("-n", "--new-tokens", type=int, default=64, help="tokens to generate (default: %(default)s)")
     add_lm_arguments(p)
-    p.add_argument("--json", default=None, help="also write the result (texts, per-token latency and energy) to this file")
+    p.add_argument("--json", default=None, help="also write the result (texts, per-token latency and energy) to this "
+                   "file; an existing file is replaced only if it is a decode result gcsim wrote")
+    p.add_argument("--force", action="store_true", help="let --json replace a file gcsim did not write")
     p.set_defaults(func=main)
 
 
@@ -41,6 +41,8 @@ def first_difference(a, b):
 def main(args) -> int:
     from ..llm.live import run_in_loop
     from ..llm.loop import NEGATIVE_CONTROL_NOTE
+    if args.json:                    # before any work: never a user's file (gcsim/outdir.py)
+        check_json_output(args.json, "decode", "--json", force=args.force, what="a decode result")
     lm, hw = load_lm_and_hardware(args)
     if args.new_tokens <= 0:
         raise ValueError(f"--new-tokens must be positive, found {args.new_tokens}")
@@ -76,9 +78,9 @@ def main(args) -> int:
           f"max {lat_ns[gen].max():.1f}), energy {energy_nj[gen].mean():.2f} nJ "
           f"(min {energy_nj[gen].min():.2f}, max {energy_nj[gen].max():.2f})")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": lm.name, "hardware": hw.name, "prompt": args.prompt, "scalers": source,
-                       "software_text": lm.decode(soft_new), "chip_text": lm.decode(chip_new),
-                       "first_difference": diff, "negative_control": lm.negative_control,
-                       "latency_ns_per_step": lat_ns.tolist(), "energy_nj_per_step": energy_nj.tolist()}, f, indent=2)
+        write_json_output(args.json, {
+            "model": lm.name, "hardware": hw.name, "prompt": args.prompt, "scalers": source,
+            "software_text": lm.decode(soft_new), "chip_text": lm.decode(chip_new),
+            "first_difference": diff, "negative_control": lm.negative_control,
+            "latency_ns_per_step": lat_ns.tolist(), "energy_nj_per_step": energy_nj.tolist()}, "decode")
     return 0

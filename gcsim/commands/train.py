@@ -9,7 +9,7 @@ The last iteration writes OUT/chipgpt-NAME.npz, the weights gcsim eval/decode ta
 """
 from __future__ import annotations
 
-from ..outdir import claim_in_place
+from ..outdir import claim_in_place, seal_in_place
 
 
 def register(sub):
@@ -41,5 +41,8 @@ def main(args) -> int:
                          force=args.force)
     from ..chipmodel.train import set_threads, train
     set_threads(args.threads)
-    train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes, stop_at=args.stop_at)
+    try:
+        train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes, stop_at=args.stop_at)
+    finally:
+        seal_in_place(out)   # tie the files written to the marker (size, sha256)
     return 0

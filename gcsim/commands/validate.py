@@ -38,7 +38,8 @@ from ..sim.schedule import check as timing_check
 from ..traces import open_trace
 from ..sim import Simulator
 from ..progress import add_feedback, say, wanted
-from .common import provenance_of, add_inputs, load_inputs, write_json
+from ..outdir import check_json_output, write_json_output
+from .common import provenance_of, add_inputs, load_inputs
 
 FLOAT_TOL = 1e-9  # relative to max(1, the stage's scale): float64 rounding, with margin
 
@@ -406,45 +407,17 @@ def format_validation(rep) -> str:
     return "\n".join(lines)
 
 
-def _check_json_path(path_text: str) -> None:
-    """Before the (long) comparison: --json must be writable and may replace only an earlier
-    validate report, never a user's file."""
-    import json
-    import os
-    from pathlib import Path
-    path = Path(path_text)
-    if path.is_dir():
-        raise UsageError(f"--json {path}: is a directory")
-    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise UsageError(f"--json {path}: the directory {path.parent} does not exist or is not writable")
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-            ours = isinstance(old, dict) and {"layers", "pass", "stage_steps"} <= set(old)
-        except (OSError, ValueError):
-            ours = False
-        if not ours:
-            raise UsageError(f"--json {path}: exists and is not a gcsim validate report; choose another path")
-
-
 def main(args) -> int:
     check_jobs(args.jobs)
-    if args.json:
-        _check_json_path(args.json)
+    if args.json:                    # before the (long) comparison: never a user's file (gcsim/outdir.py)
+        check_json_output(args.json, "validate", "--json", what="a validate report")
     hw, trace = load_inputs(args)
     rep = validate(hw, trace, args.steps, args.stage_steps, progress=wanted(args), jobs=args.jobs,
                    device=args.device)
     rep["provenance"] = provenance_of(args, hw, trace)
     verdict = EXIT_OK if rep["pass"] else EXIT_MISMATCH
     if args.json:
-        from pathlib import Path
-        import os
-        tmp = Path(args.json).with_name(f".{Path(args.json).name}.tmp-{os.getpid()}")
-        try:
-            write_json(tmp, rep)
-            os.replace(tmp, args.json)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_json_output(args.json, rep, "validate")
     try:
         say(args, format_validation(rep))
         sys.stdout.flush()

@@ -175,6 +175,23 @@ def _bad_message(where: str, name: str, idx: tuple) -> str:
 # Writing
 
 
+def _unfinished_trace(path: Path) -> bool:
+    """Whether `path` is a trace a TraceWriter started and never finished (its header
+    checksum is still the placeholder): what a killed writer leaves as its temporary file."""
+    from ..safefile import open_regular
+    try:
+        with open_regular(path, "trace", None, TraceError) as f:
+            prefix = f.read(_PREFIX)
+            if len(prefix) < _PREFIX or prefix[:len(MAGIC)] != MAGIC:
+                return False
+            n = int(np.frombuffer(prefix[len(MAGIC):], dtype="<u8")[0])
+            header = json.loads(f.read(min(n, MAX_HEADER_BYTES)).decode("utf-8"))
+    except (TraceError, OSError, ValueError, RecursionError):
+        return False
+    return isinstance(header, dict) and header.get("format") == FORMAT_NAME \
+        and header.get("header_sha256") == _PLACEHOLDER_SHA
+
+
 class TraceWriter:
     """Streams a trace to disk step by step; memory does not grow with the number of steps.
 
@@ -228,7 +245,9 @@ class TraceWriter:
         self._hashes = {name: hashlib.sha256() for name in self._specs}
         self._t = 0
         self._aborted = False
-        self._tmp = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
+        from ..outdir import clean_stale_files, temp_path
+        clean_stale_files(self.path, _unfinished_trace)      # what killed writers left here
+        self._tmp = temp_path(self.path)
         self._file = open(self._tmp, "wb")
         try:
             self._file.write(MAGIC + np.uint64(header_len).astype("<u8").tobytes())
