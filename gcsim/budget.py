@@ -16,6 +16,7 @@ import os
 
 from .errors import SimError
 from .hardware import PS_PER_NS, Hardware
+from .system.work import HostWork
 
 INT64_SAFE_PS = 1 << 62
 
@@ -127,9 +128,10 @@ def step_bound_ps(hw: Hardware) -> int:
         if link.gbps > 0:
             link_ps += -(-(bits * PS_PER_NS) // max(link.gbps, 1e-3)) + 1
     refresh_ps = s.n_sub_tiles * round(ret.refresh_ns_per_subtile * PS_PER_NS) if ret.refresh == "periodic" else 0
-    host_ps = round(t.host_ns_per_layer * PS_PER_NS)
+    work = HostWork(hw)   # the host's roofline at one sequence per batch: the longest per sequence
+    host_ps = work.at(0, 1)[0]
     per_layer = phases_ps * rounds + link_ps + refresh_ps + host_ps
-    return int(per_layer * s.layers * p.sequences * p.counters_shared_by_layers)
+    return int(per_layer * s.layers * p.sequences * p.counters_shared_by_layers + work.at(s.layers, 1)[0] * p.sequences)
 
 
 def check_time(hw: Hardware, steps: int, source: str) -> None:

@@ -298,6 +298,8 @@ class Periphery:
     counters_shared_by_layers: int = num(1, COUNT, "layers", doc="layers sharing one periphery bank", default=1)
     sequences: int = num(1, COUNT, "sequences", doc="independent sequences in flight", default=1)
     host_engines: int = num(1, COUNT, "engines", doc="host engines computing projections/MLP", default=1)
+    batching: Policy = policy("batching", "per_sequence", "how the host groups the sequences' work: per_sequence "
+                              "| lockstep (one batch of every sequence in flight per layer; docs/system.md)")
 
 
 PRECISIONS = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}  # bytes per element

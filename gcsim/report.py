@@ -12,6 +12,7 @@ import numpy as np
 
 from . import __version__, costs, paper
 from .sim.engine import SimResult
+from .system.endtoend import energy_split, format_system, system_report
 from .series import Stats, Sum
 from .streamio import in_chunks, release_pages
 
@@ -117,7 +118,9 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         for row, n in zip(layers, lost):
             row["lost_reads"] = int(n)
     elapsed_s = res.elapsed_ps * 1e-12
-    return {
+    system = system_report(res)   # end to end with the host, beside the GPU-only baseline
+    host_pj = energy_split(ledger)["host"] if system else 0.0
+    rep = {
         "schema": SCHEMA,
         "gcsim_version": __version__,
         "provenance": provenance or {},
@@ -138,7 +141,8 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         "energy": {
             "total_pj": ledger.total_pj(),
             "per_token_pj": energy["per_token"],
-            "per_head_per_token_pj": float(energy["step_sum"] / (tokens * s.layers * s.heads)),
+            # the chip's (and its links'): without the host's energy when a host device is named
+            "per_head_per_token_pj": float((energy["step_sum"] - host_pj) / (tokens * s.layers * s.heads)),
             "full_window_steps": energy["full_window_steps"],
             "by_component_pj": dict(sorted(by_component.items())),
             "by_action": dict(sorted(by_action.items())),
@@ -149,6 +153,9 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         "retention": retention,
         "area": area,
     }
+    if system:
+        rep["system"] = system
+    return rep
 
 
 def _time_stats(res: SimResult) -> dict:
@@ -236,6 +243,8 @@ def format_summary(rep: dict) -> str:
     for row in e["paper_items"].values():
         ref = f"{row['paper_pj']:10.0f}" if row["paper_pj"] is not None else f"{'-':>10}"
         lines.append(f"    {row['label']:<52} {row['per_head_per_token_pj']:10.1f} {ref}")
+    if rep.get("system"):
+        lines += format_system(rep["system"])
     a = rep["area"]
     lines += ["", f"area: {a['total_mm2']:.1f} mm2 = {a['gain_cells']:,} gain cells {a['gain_cells_mm2']:.2f} mm2 "
                   f"+ sub-tile periphery {a['sub_tile_periphery_mm2']:.2f} mm2 + head periphery "

@@ -138,3 +138,81 @@ def test_calibrating_to_the_papers_4090_figures():
     assert att.time_ps / 64 / 1e6 == pytest.approx(3_154_944 / 1008e9 / 0.1407 * 1e6 + 0.125, rel=1e-9)
     assert att.time_ps / 64 / 1e6 == pytest.approx(22.37, abs=0.005)
     assert att.total_pj / 64 / 1e9 == pytest.approx(7.178, abs=0.002)
+
+
+# --- the host port in a run -----------------------------------------------------------------
+
+def _zeros_trace(hw, T):
+    import numpy as np
+    from gcsim.sim import ArrayTrace
+    s = hw.shape
+    z = lambda *shape: np.broadcast_to(np.zeros((), np.float32), shape)  # noqa: E731
+    return ArrayTrace(z(T, s.layers, s.heads, s.d_head), z(T, s.layers, s.kv_heads, s.d_head),
+                      z(T, s.layers, s.kv_heads, s.d_head))
+
+
+def _run(hw, T):
+    from gcsim.report import build_report
+    from gcsim.sim import Simulator
+    res = Simulator(hw, _zeros_trace(hw, T), values=False).run()
+    return res, build_report(res, values=False)
+
+
+# GPT-2's step kernels on the 4090 at batch 1, by hand: embedding 768 x 2 x 2 = 3072 bytes,
+# final add+norm 7680, LM head 2 (768 x 50257 + 768 + 50257) = 77,296,802, sampling 50257 x 2:
+# 77,408,068 bytes / 806.4 GB/s = 95.992 us, + 4 launches.
+STEP1_PS = 77_408_068 / BW * 1e12 + 4 * LAUNCH_PS
+LAYER1_PS = 14_208_000 / BW * 1e12 + 7 * LAUNCH_PS
+
+
+def test_a_run_with_a_host_adds_its_roofline_to_every_layer_and_step(gpt2):
+    """One sequence: a step is 12 x (host layer + the chip's 65 ns) + the step's kernels, and
+    the host's energy is 450 W x its busy time."""
+    hw, _ = gpt2
+    T = 5
+    res, rep = _run(hw, T)
+    step_ps = 12 * (LAYER1_PS + 65_000) + STEP1_PS
+    assert res.step_latency_ps(0) == pytest.approx([step_ps] * T, abs=12 * 7 + 4)
+    host_pj = rep["energy"]["by_component_pj"]["host"]
+    assert host_pj == pytest.approx(450 * T * (12 * LAYER1_PS + STEP1_PS), abs=450 * T * (12 * 7 + 4))
+    sysrep = rep["system"]
+    t = sysrep["per_token_ns"]
+    assert t["chip_attention"] == 12 * 65 and t["links"] == 0 and t["batch_wait"] == 0
+    assert t["host"] * 1000 == pytest.approx(12 * LAYER1_PS + STEP1_PS, abs=100)
+    assert t["end_to_end"] == pytest.approx(t["chip_attention"] + t["host"])
+    # the chip's own energy per head and token is unchanged by the host beside it
+    chip_only = _run(load_hardware("paper-gpt2"), T)[1]
+    assert rep["energy"]["per_head_per_token_pj"] == chip_only["energy"]["per_head_per_token_pj"]
+    assert sysrep["per_token_pj"]["chip_attention"] + sysrep["per_token_pj"]["links"] == \
+        pytest.approx(chip_only["energy"]["total_pj"] / T)
+    # the GPU-only baseline at contexts 1..5: each layer's attention reads 3072 c + 3072 bytes
+    # of K, V, q and out, the append 6144; 2 kernels
+    base = [12 * (LAYER1_PS + (6144 + 3072 * c + 3072) / BW * 1e12 + 2 * LAUNCH_PS) + STEP1_PS
+            for c in range(1, T + 1)]
+    assert sysrep["gpu_only"]["per_token_ns"] * 1000 == pytest.approx(sum(base) / T, abs=200)
+    assert sysrep["speedup"] == pytest.approx(sum(base) / T / step_ps, rel=1e-6)
+    assert sysrep["gpu_only"]["per_token_pj"] == pytest.approx(450 * sum(base) / T, rel=1e-6)
+
+
+def test_lockstep_batches_every_sequence_in_flight(gpt2):
+    """8 sequences, lockstep: the host computes each layer once for all 8 (46.046 us: the
+    weights read once), the chip serves them one after another (8 x 65 ns) and the next layer
+    waits for the last: a step is 12 x (host(8) + 520 ns) + the step's kernels at 8. Step
+    kernels at 8 by hand: embedding 24,576 bytes, final add+norm 8 x 6144 + 1536 = 50,688, LM
+    head 2 (768 x 50257 + 8 x 768 + 8 x 50257) = 78,011,152, sampling 804,112."""
+    hw = gpt2[0].derive(periphery={"sequences": 8, "batching": "lockstep"})
+    res, rep = _run(hw, 3)
+    layer8 = 14_552_064 / BW * 1e12 + 7 * LAUNCH_PS
+    step8 = (24_576 + 50_688 + 78_011_152 + 804_112) / BW * 1e12 + 4 * LAUNCH_PS
+    want = 12 * (layer8 + 8 * 65_000) + step8
+    for seq in range(8):
+        assert res.step_latency_ps(seq) == pytest.approx([want] * 3, abs=12 * 7 + 4)
+    t = rep["system"]["per_token_ns"]
+    # per layer every sequence waits 7 x 65 ns for the others: at the chip (layer busy) or at
+    # the host's next batch (batch wait)
+    assert t["batch_wait"] + t["chip_attention"] == pytest.approx(12 * 8 * 65)
+    assert rep["system"]["speedup"] > 1
+    # the same 8 sequences without batching: each layer's weights are read 8 times
+    apart = _run(gpt2[0].derive(periphery={"sequences": 8}), 3)[0]
+    assert apart.step_latency_ps(0)[-1] > 7 * want
+

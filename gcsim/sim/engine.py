@@ -151,7 +151,7 @@ class Simulator:
         self.processes = []   # (component, simpy.Process): one per component instance (per sequence: host)
         self.policies = {kind: make(kind, choice, hw) for kind, choice in
                          (("gqa", p.gqa_mapping), ("counters", p.counters), ("issue", p.issue),
-                          ("refresh", hw.numerics.retention.refresh))}
+                          ("refresh", hw.numerics.retention.refresh), ("batching", p.batching))}
         self.record = Record(p.sequences, self.steps, s.layers)
         self.host = HostPort(self, source)
         self.network = Network(self)

@@ -13,6 +13,10 @@ the description's phases by sums:
     time_multiplexed, double-buffered counters: (Q + V) + n x count + (G - 1) x max(Q + V, n x count)
     pipelined:                    Q + V + count + (G - 1) x max(Q, V, count)
   a link hop: latency + ceil(bits / bandwidth), summed over the route's hops.
+  host (a host device): the roofline of the layer's 7 kernels at one sequence, each
+    max(FLOPs / FLOP rate, bytes / bandwidth) rounded to ps, plus the launch overhead; and
+    after the last layer the step's 4 (embedding, final norm, LM head, sampling): written out
+    here again from docs/system.md, apart from gcsim/system/roofline.py.
 
 Everything else: invariants that hold whatever the contention: a read never starts before
 its own write has ended, no stored value is read at a negative age, a resource never
@@ -27,6 +31,7 @@ import numpy as np
 
 from .. import costs
 from ..hardware import PS_PER_NS
+from ..system.device import host_device
 from ..streamio import in_chunks
 from .kernel.resource import first_violation
 
@@ -63,7 +68,8 @@ def closed_form_rows(hw, t0: int, t1: int):
     t x (a step) + (the layers before l)."""
     layer, lead = _layer_ps(hw)
     offsets = np.concatenate([[0], np.cumsum(layer)[:-1]])
-    starts = np.arange(t0, t1, dtype=np.int64)[:, None] * layer.sum() + offsets[None, :]
+    step = layer.sum() + _host_ps(hw)[1]
+    starts = np.arange(t0, t1, dtype=np.int64)[:, None] * step + offsets[None, :]
     write_end = starts + lead
     return starts, write_end, write_end.copy()
 
@@ -85,13 +91,34 @@ def _layer_ps(hw):
             rounds = (Q + V) + max(n) * C + (G - 1) * max(Q + V, max(n) * C)
         else:
             rounds = sum(Q + V + k * C for k in n)
-    host = _ps(t.host_ns_per_layer)
+    host = _host_ps(hw)[0]
     bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
     bits_out = s.heads * s.d_head * ic.out_bits
     lin = np.array([_route_ps(hw, l, bits_in, True) for l in range(s.layers)], np.int64)
     lout = np.array([_route_ps(hw, l, bits_out, False) for l in range(s.layers)], np.int64)
     layer = host + lin + ph["write"] + rounds + ph["adder_tree"] + ph["routing"] + lout   # [L]
     return layer, host + lin + ph["write"]
+
+
+def _host_ps(hw) -> tuple[int, int]:
+    """(before each layer, after the last layer) ps of the host's work for one sequence."""
+    dev = host_device(hw)   # the description's host: section, resolved by the loader
+    if dev is None:
+        return _ps(hw.timing.host_ns_per_layer), 0
+    s, b = hw.shape, dev.bytes_per_element
+    D, F, V = s.d_model, s.d_ff, s.vocab
+    q, kv = s.heads * s.d_head, s.kv_heads * s.d_head
+    mats = [(D, q + 2 * kv), (q, D), (D, (2 if s.mlp == "gated" else 1) * F), (F, D)]   # [K, N] at one row
+    layer = [(2 * k * n, b * (k * n + k + n)) for k, n in mats] + [(5 * D, 5 * b * D)] * 2 + \
+        [(5 * F, 3 * b * F) if s.mlp == "gated" else (8 * F, 2 * b * F)]
+    step = [(0, 2 * b * D), (5 * D, 5 * b * D), (2 * D * V, b * (D * V + D + V)), (V, b * V)]
+
+    def kernels(ks):
+        return sum(round(max(f / (dev.peak_flop_per_s * dev.compute_efficiency),
+                             n / (dev.memory_byte_per_s * dev.memory_efficiency)) * 1e12) + dev.launch_overhead_ps
+                   for f, n in ks)
+    fixed = _ps(hw.timing.host_ns_per_layer)
+    return fixed or kernels(layer), kernels(step)
 
 
 def _turns(heads, shared_by: int) -> int:

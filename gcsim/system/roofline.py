@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .device import Device
 
 NORM_FLOPS = 5      # add + norm per element: the add, square, (sum), scale, weight
@@ -114,9 +116,11 @@ class Cost:
                     {k: v * n for k, v in self.energy_pj.items()})
 
 
-def kernel_ps(op: Op, dev: Device) -> int:
-    """Roofline time of one kernel, without its launch overhead."""
-    return round(max(op.flops / dev.flop_per_s, op.bytes / dev.byte_per_s) * 1e12)
+def kernel_ps(op: Op, dev: Device):
+    """Roofline time of one kernel, without its launch overhead (ps; an array of them when
+    the op's counts are arrays, e.g. an attention over many contexts)."""
+    ps = np.rint(np.maximum(np.divide(op.flops, dev.flop_per_s), np.divide(op.bytes, dev.byte_per_s)) * 1e12)
+    return int(ps) if np.ndim(ps) == 0 else ps.astype(np.int64)
 
 
 def cost(ops: list[Op], dev: Device) -> Cost:

@@ -1,28 +1,34 @@
 """Host port: the host's decode loop, one SimPy process per sequence in flight. Per step and
 layer it computes (or takes from its source) q, k, v, sends them to the layer's controller
-and waits on its inbox for the layer's outputs, which it hands back to the source.
+and waits on its inbox for the layer's outputs, which it hands back to the source; after the
+last layer, the step's own work (with a host device: final norm, LM head, sampling).
 
-Parameters: `timing.host_ns_per_layer` (projections and MLP before each layer's attention;
-0 keeps the paper's accelerator-only figures), `periphery.host_engines` (engines shared by
-the sequences in flight), `periphery.sequences`.
+Parameters: `host` (the host device: its roofline gives the host's time and energy,
+gcsim/system/work.py) and `timing.host_ns_per_layer` (the host's time per layer without a
+device, or an override of the roofline's; 0 and no device keep the paper's accelerator-only
+figures), `periphery.batching` (how the sequences' host work is grouped:
+gcsim/sim/policies/batching.py), `periphery.host_engines` (engines shared by the sequences
+in flight), `periphery.sequences`.
 Ports: out `inputs` -> controller (LayerInputs, over the interconnect route: to the first
 link with a cost, or straight to the controller over plain wires);
 in `outputs` <- controller (LayerOutputs).
 Statistics: `host` busy (computing), per engine; `sequences`, one unit per sequence,
-stalled while its next layer waits for the host (`host compute`, `host busy`), a link
+stalled while its next layer waits for the host (`host compute`, `host busy`, `host batch`:
+the other sequences of a lockstep batch), a link
 (`link.NAME`, listed by the links in the LayerStep), or,
 inside the layer, for the layer (`layer busy (other sequence)`), the writer (`refresh`,
 `writer busy (other sequence)`): the components that saw those waits list them in the
 LayerStep (`waits`) and the sequence's process books them when the outputs arrive.
+Energy (with a host device): `host_busy` (ps busy, at busy_power_w pJ each), `host_flop`,
+`host_byte`, booked per batch on the layer it precedes (the step's work on the last layer).
 Source: gcsim/sim/source.py (a trace replay or a live model).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ...hardware import PS_PER_NS
+from ...system.work import ACTIONS, HostWork
 from ..kernel import Component, Inbox, Resource
-from ..kernel.path import add
 from ..messages import LayerStep
 
 
@@ -37,10 +43,11 @@ class Sequences(Component):
 
 
 class HostPort(Component):
-    PARAMS = ("timing.host_ns_per_layer", "periphery.host_engines", "periphery.sequences")
+    PARAMS = ("host", "timing.host_ns_per_layer", "periphery.batching", "periphery.host_engines",
+              "periphery.sequences")
     PORTS = {"inputs": "out -> controller: LayerInputs", "outputs": "in <- controller: LayerOutputs"}
     STATS = "busy while computing, per engine"
-    ACTIONS = ()
+    ACTIONS = ACTIONS
     PROCESS = False   # one process per sequence instead (decode)
 
     def __init__(self, sim, source):
@@ -48,7 +55,13 @@ class HostPort(Component):
         super().__init__(sim, "host", hw.periphery.host_engines)
         self.source = source
         self.sequences = Sequences(sim, hw.periphery.sequences)
-        self.host_ps = round(hw.timing.host_ns_per_layer * PS_PER_NS)
+        self.work = HostWork(hw)
+        self.L = hw.shape.layers
+        for action, pj in self.work.actions_pj().items():
+            self.ledger.table[action] = pj
+            self.ledger.add_action(action)
+        self.batching = sim.policies["batching"]
+        self.batching.start(range(hw.periphery.sequences))
         self.engines = [Resource(f"host engine {i}", "host busy") for i in range(hw.periphery.host_engines)]
         self.dtype = np.dtype(hw.numerics.dtype)
         self.inboxes = [Inbox(sim.env) for _ in range(hw.periphery.sequences)]
@@ -60,7 +73,9 @@ class HostPort(Component):
     def decode(self, seq: int):
         """The decode loop of one sequence (a SimPy process)."""
         sim, env, source = self.sim, self.env, self.source
-        values, L, host_ps = sim.values, sim.hw.shape.layers, self.host_ps
+        values, L = sim.values, sim.hw.shape.layers
+        compute = self.batching.compute if self.work.any else None
+        step_work = self.work.device is not None
         controllers, links_in = sim.controllers, sim.network.links_in
         rec, seqs, inbox = sim.record, self.sequences, self.inboxes[seq]
         on_outputs = self.on_outputs
@@ -69,16 +84,8 @@ class HostPort(Component):
             for l in range(L):
                 now = env._now
                 rec.layer_start[seq][t, l] = now
-                if host_ps:
-                    engine = min(self.engines, key=lambda e: e.free_at)
-                    start, path = engine.claim(now, host_ps, seq, path)
-                    if start > now:
-                        seqs.stall(now, start, "host busy", units=seq, step=t, layer=l)
-                    end = start + host_ps
-                    self.busy(start, end, units=self.engines.index(engine), step=t, layer=l, action="compute")
-                    seqs.stall(start, end, "host compute", units=seq, step=t, layer=l)
-                    add(path, "host compute", host_ps)
-                    yield env.timeout(end - now)   # the host's own phase
+                if compute is not None:   # the host's own phase (alone or in a batch)
+                    path = yield from compute(self, seq, t, l, path)
                 job = LayerStep(seq, t, l, path)
                 if values:
                     q, k, v = source.layer_inputs(seq, t, l)
@@ -100,10 +107,21 @@ class HostPort(Component):
                 rec.write[seq][t, l] = job.write_ps
                 rec.read[seq][t, l] = job.read_ps
                 inbox.rearm()
+            if step_work:   # final norm, LM head, sampling
+                path = yield from compute(self, seq, t, L, path)
             rec.step_end[seq][t] = env._now
             sim.path.record(seq, t, path)
             if seq == 0:
                 sim.step_done(t)
+        self.batching.leave(self, seq)
+
+    def book(self, actions: dict, phase: int, step: int) -> None:
+        """The host's energy actions of a batch (gcsim/system/work.py), on the layer they
+        precede (the step's work on the last layer)."""
+        layer = min(phase, self.L - 1)
+        for action, count in actions.items():
+            if count:
+                self.energy(action, count, layer, step)
 
     def send_outputs(self, at_ps, job):
         """The controller's LayerOutputs to the sequence's decode loop, arriving at at_ps."""

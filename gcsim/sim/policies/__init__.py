@@ -5,14 +5,15 @@ Kinds and the shipped choices:
 - `gqa` (periphery.gqa_mapping): time_multiplexed | pipelined | replicated (gqa.py);
 - `counters` (periphery.counters): turns | double_buffered (counters.py);
 - `refresh` (numerics.retention.refresh): none | periodic (refresh.py);
-- `issue` (periphery.issue): serial | overlap_write (issue.py).
+- `issue` (periphery.issue): serial | overlap_write (issue.py);
+- `batching` (periphery.batching): per_sequence | lockstep (batching.py).
 
 A new policy is a small class with `PARAMS` (name -> (type, default, check text or None))
 decorated with `@register(kind, name)`; see docs/architecture.md.
 """
 from __future__ import annotations
 
-REGISTRY: dict[str, dict[str, type]] = {"gqa": {}, "counters": {}, "refresh": {}, "issue": {}}
+REGISTRY: dict[str, dict[str, type]] = {"gqa": {}, "counters": {}, "refresh": {}, "issue": {}, "batching": {}}
 
 
 def register(kind: str, name: str):
@@ -68,4 +69,4 @@ def make(kind: str, choice, hw):
 
 
 def _load():
-    from . import counters, gqa, issue, refresh  # noqa: F401  (registers the shipped policies)
+    from . import batching, counters, gqa, issue, refresh  # noqa: F401  (registers the shipped policies)
