@@ -323,6 +323,9 @@ class Host:
                                                            default=None)
     memory_gb_per_s: typing.Optional[float] = num(0, 1e6, "GB/s", lo_open=True, doc="peak memory bandwidth "
                                                   "(datasheet)", default=None)
+    memory_gb: typing.Optional[float] = num(0, 1e6, "GB", lo_open=True, doc="memory capacity: the weights and "
+                                            "the GPU-only baseline's K/V cache must fit (checked where reported)",
+                                            default=None)
     compute_efficiency: typing.Optional[float] = num(0, 1, "", lo_open=True, doc="fraction of peak FLOP/s a "
                                                      "matrix product reaches", default=None)
     memory_efficiency: typing.Optional[float] = num(0, 1, "", lo_open=True, doc="fraction of peak bandwidth a "

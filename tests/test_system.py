@@ -216,3 +216,41 @@ def test_lockstep_batches_every_sequence_in_flight(gpt2):
     apart = _run(gpt2[0].derive(periphery={"sequences": 8}), 3)[0]
     assert apart.step_latency_ps(0)[-1] > 7 * want
 
+
+
+# --- end-to-end curves (gcsim system) ---------------------------------------------------------
+
+def test_a_curve_point_at_a_long_context(gpt2):
+    """GPT-2 at 2048 tokens, one sequence: the chip's window is full (M = 1024), so the chip
+    side costs what it costs at any context, the paper's 12 x 65 ns and 144 heads x 6150 pJ;
+    the GPU-only baseline reads all 2048 tokens' K and V: 3072 x 2048 + 3072 bytes per layer."""
+    from gcsim.system.curves import point
+    hw, _ = gpt2
+    p = point(hw, 2048, 1)
+    assert p["chip_ns"] == 780 and p["chip_pj"] == pytest.approx(144 * 6150)
+    with_chip = 12 * (LAYER1_PS + 65_000) + STEP1_PS
+    att = (6144 + 3072 * 2048 + 3072) / BW * 1e12 + 2 * LAUNCH_PS
+    gpu = 12 * (LAYER1_PS + att) + STEP1_PS
+    assert p["token_ns"] * 1000 == pytest.approx(with_chip, abs=100)
+    assert p["gpu_only_token_ns"] * 1000 == pytest.approx(gpu, abs=100)
+    assert p["speedup"] == pytest.approx(gpu / with_chip, rel=1e-6)
+    assert p["gpu_only_attention_share"] == pytest.approx(12 * att / gpu, rel=1e-6)
+    assert p["amdahl_bound"] > p["speedup"] > 1
+    short = point(hw, 2, 1)   # one token in the window before this one: the arrays cost less
+    assert short["chip_pj"] < p["chip_pj"] and short["token_ns"] == p["token_ns"]
+
+
+def test_gcsim_system_writes_its_curves(tmp_path, capsys):
+    import csv
+    from gcsim.cli import main as cli
+    out = tmp_path / "sys"
+    assert cli(["system", "-m", "paper-gpt2", "--contexts", "64,2048", "--sequences", "1,2", "--no-plot",
+                "-o", str(out), "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "system.csv")))
+    assert [(r["curve"], r["context"], r["sequences"]) for r in rows] == \
+        [("context", "64", "1"), ("context", "2048", "1"), ("sequences", "1024", "1"), ("sequences", "1024", "2")]
+    assert "paper-gpt2 (host rtx4090" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        cli(["system", "--contexts", "0,5", "-o", str(tmp_path / "x")])
+    assert exc.value.code == 2 and "expected comma-separated whole numbers >= 1, found '0,5'" in capsys.readouterr().err
+    assert cli(["system", "--device", "tpu-v9", "-o", str(tmp_path / "y")]) == 2

@@ -28,6 +28,10 @@ EXAMPLES = {
     "sweep": """\
   gcsim sweep my-sweep.yaml -o out/sweep -j 2  # the spec format: docs/sweep.md
   gcsim sweep examples/sweep_eval_noise.yaml -o out/sweep-noise  # mode eval: accuracy per point""",
+    "system": """\
+  gcsim system                                 # GPT-2, SmolLM2, Llama-3-8B beside an RTX 4090
+  gcsim system -m smollm2 --device jetson-nano --contexts 256,1024,4096 -o out/system-nano
+  gcsim system --set host.launch_overhead_ns=1000 --sequences 1,8,64  # a host calibrated your way""",
     "decode": """\
   gcsim decode --prompt "The history of Paris" -n 32        # SmolLM2 with the chip in its loop
   gcsim decode --prompt "Once upon" -n 16 --chip-layers 0,1""",

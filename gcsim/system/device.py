@@ -30,6 +30,7 @@ class Device:
     bytes_per_element: int
     peak_flop_per_s: float      # dense, at `precision`
     memory_byte_per_s: float
+    memory_bytes: float         # capacity
     compute_efficiency: float
     memory_efficiency: float
     launch_overhead_ps: int
@@ -111,7 +112,7 @@ def resolve(host: Host, source: str = "<in memory>") -> Device | None:
                             f"(preset {host.device!r} gives {sorted(values['peak_tflops'])})")
     return Device(name=Path(host.device).stem, precision=prec, bytes_per_element=PRECISIONS[prec],
                   peak_flop_per_s=values["peak_tflops"][prec] * 1e12,
-                  memory_byte_per_s=values["memory_gb_per_s"] * 1e9,
+                  memory_byte_per_s=values["memory_gb_per_s"] * 1e9, memory_bytes=values["memory_gb"] * 1e9,
                   compute_efficiency=values["compute_efficiency"], memory_efficiency=values["memory_efficiency"],
                   launch_overhead_ps=round(values["launch_overhead_ns"] * PS_PER_NS),
                   busy_power_w=values["busy_power_w"], pj_per_flop=values["pj_per_flop"],

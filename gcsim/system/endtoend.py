@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .device import host_device
-from .roofline import Cost, cost, attention_ops, host_layer, host_step
+from .roofline import attention_ops, cost, footprint_bytes, host_layer, host_step
 
 HOST_PATH = ("host compute", "stall:host busy")
 BATCH_PATH = ("stall:host batch",)
@@ -59,10 +59,11 @@ def energy_split(ledger) -> dict:
     return out
 
 
-def system_report(res) -> dict | None:
+def system_report(res, first_context: int = 1) -> dict | None:
     """Per token: the chip's attention, the host's rest, the links and end to end (time and
     energy), the GPU-only baseline beside them, the speed-up and the energy ratio; None when
-    the description names no host device."""
+    the description names no host device. The run's first step attends to `first_context`
+    tokens (1 from an empty cache; more after a prefill), and so does the baseline's."""
     hw = res.hw
     dev = host_device(hw)
     if dev is None:
@@ -73,7 +74,8 @@ def system_report(res) -> dict | None:
     split = path_split(mean)
     token_ns = sum(mean.values()) / 1000
     energy = energy_split(res.ledger)
-    base = gpu_only_steps(hw, dev, n_seq, np.arange(1, T + 1))
+    contexts = np.arange(first_context, first_context + T)
+    base = gpu_only_steps(hw, dev, n_seq, contexts)
     base_ns = float(base["time_ps"].mean()) / 1000
     base_pj = float(base["energy_pj"].mean()) / n_seq
     total_pj = sum(energy.values())
@@ -87,7 +89,11 @@ def system_report(res) -> dict | None:
                          "links": energy["links"] / tokens, "end_to_end": total_pj / tokens},
         "gpu_only": {"per_token_ns": base_ns, "per_token_pj": base_pj,
                      "attention_share": float(base["attention_ps"].mean() / base["time_ps"].mean()),
-                     "contexts": [1, T]},
+                     "contexts": [int(contexts[0]), int(contexts[-1])],
+                     "fits_memory": footprint_bytes(hw, dev, n_seq, int(contexts[-1])) <= dev.memory_bytes},
+        "host_memory_gb": {"weights": footprint_bytes(hw, dev) / 1e9,
+                           "gpu_only": footprint_bytes(hw, dev, n_seq, int(contexts[-1])) / 1e9,
+                           "capacity": dev.memory_bytes / 1e9},
         "attention_share": split["chip"] / 1000 / token_ns if token_ns else 0.0,
         "speedup": base_ns / token_ns if token_ns else 0.0,
         "energy_ratio": base_pj / (total_pj / tokens) if total_pj else 0.0,
@@ -112,4 +118,8 @@ def format_system(sysrep: dict) -> list[str]:
               f"{g['contexts'][1]})",
               f"  speed-up {sysrep['speedup']:.3f}x, energy ratio {sysrep['energy_ratio']:.3f}x "
               f"(GPU-only / with the chip)"]
+    m = sysrep["host_memory_gb"]
+    if not g["fits_memory"]:
+        lines.append(f"  note: the GPU-only baseline needs {m['gpu_only']:.1f} GB (weights and K/V cache) of the "
+                     f"host's {m['capacity']:g} GB: it would not fit")
     return lines

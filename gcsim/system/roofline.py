@@ -153,3 +153,13 @@ def gpu_only_step(hw, dev: Device, batch: int, context: int) -> Cost:
     own kernels. Each of the `batch` sequences gets one token per step."""
     layer = host_layer(hw, dev, batch) + gpu_attention(hw, dev, batch, context)
     return layer.times(hw.shape.layers) + host_step(hw, dev, batch)
+
+
+def footprint_bytes(hw, dev: Device, batch: int = 0, context: int = 0) -> int:
+    """Memory the host holds: the weights (the layers' matrices and norms, one d_model x vocab
+    table: tied embeddings; an untied model holds one more) and, for the GPU-only baseline,
+    the K/V cache of `batch` sequences at `context` tokens."""
+    s, b = hw.shape, dev.bytes_per_element
+    layer = sum(op.bytes for op in layer_ops(s, 0, b))   # at batch 0: the weights alone
+    kv = 2 * s.layers * batch * s.kv_heads * s.d_head * context
+    return b * (s.d_model * s.vocab + s.d_model + kv) + s.layers * layer
