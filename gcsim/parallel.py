@@ -9,9 +9,13 @@ description and a trace *path* (workers reopen the file; memory-mapped, nothing 
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 # A worker costs about 1 s of CPU to start (a fresh interpreter importing numpy, numba, gcsim):
 # go parallel only when the layers' reference work, ~ steps x min(steps, window) x heads x
@@ -60,10 +64,45 @@ def map_layers(fn, layers, jobs: int | None = None):
         yield from pool.map(fn, layers)
 
 
+def check_main_guarded() -> None:
+    """Refuse to start worker processes from a script's unguarded top level, before any starts.
+
+    A spawned worker begins by running the main script again (multiprocessing's rule for
+    fresh interpreters), except a package's `__main__` and code typed at the interpreter or
+    in a notebook. A script that calls gcsim.sweep (or anything that starts workers) outside
+    `if __name__ == "__main__":` would call it again in every worker, which then dies while
+    starting; Python prints a traceback per worker. This says so in one line instead: the
+    script's line being run is found on the call stack and looked up in its source."""
+    main = sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    path = getattr(main, "__file__", None)
+    if main is None or not path or (spec_name and spec_name.rsplit(".", 1)[-1] == "__main__"):
+        return                                    # nothing the workers would run again
+    frame = inspect.currentframe()
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return
+    line = frame.f_lineno
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and {"__name__", "__main__"} <= {
+                getattr(n, "id", getattr(n, "value", None)) for n in ast.walk(node.test)}:
+            if node.body[0].lineno <= line <= node.body[-1].end_lineno:
+                return
+    from .errors import UsageError
+    raise UsageError(f"{path}, line {line}: gcsim starts worker processes, and each runs this script again "
+                     f"from the top; put the code that calls gcsim under `if __name__ == \"__main__\":`")
+
+
 def worker_pool(jobs: int, init: str | None = None, payload: bytes = b"") -> ProcessPoolExecutor:
     """`jobs` spawned workers, each pinned to one BLAS thread and then, if `init` names a
     function ('module:function'), running init(pickle.loads(payload)). Both are unpacked only
     after the pinning: importing gcsim loads numpy, which must find the thread settings."""
+    check_main_guarded()
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(init, payload))
 

@@ -17,6 +17,9 @@ def sweep(spec, *, jobs: int | None = None, ray=None, cache=None, out=None, prog
     run_sweep for jobs, ray and cache; out: also write the table there (as `gcsim sweep -o`)."""
     from .runner import run_sweep
     from .table import as_frame, write_outputs
+    if ray in (None, False):
+        from ..parallel import check_main_guarded
+        check_main_guarded()        # before any work: a script's unguarded top level cannot start workers
     result = run_sweep(spec, jobs=jobs, ray=ray, cache=cache, progress=progress)
     if out is not None:
         from ..outdir import output_dir

@@ -7,7 +7,9 @@ the standard library's process pool or Ray does.
 Lost workers. Local: a killed worker breaks the whole pool (BrokenProcessPool) and fails
 every point in flight; at most `jobs` points are in flight, so those are retried in a new
 pool, up to `max_retries` times each, then recorded as failed (not cached, so a rerun tries
-again). Ray: tasks are submitted with max_retries, so Ray reruns a task whose worker or node
+again). Workers that die before any of them has started (an import that fails in a fresh
+interpreter, say) are no point's fault: the sweep stops at once with that said, instead of
+failing every point as a lost worker. Ray: tasks are submitted with max_retries, so Ray reruns a task whose worker or node
 was lost; if it still fails the point is recorded as failed. A point that raises is a result,
 never retried.
 """
@@ -35,15 +37,26 @@ def _stop(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
+def _start_worker(started) -> None:
+    """Worker initializer: pin the numeric libraries' threads, then count the worker as started."""
+    pin_threads()
+    with started.get_lock():
+        started.value += 1
+
+
 def run_local(tasks, jobs: int, max_retries: int = MAX_RETRIES, fn=run_point):
     """Run tasks on `jobs` worker processes (spawned: fresh interpreters whose numeric
     libraries load after pin_threads)."""
+    from ..parallel import check_main_guarded
     todo = list(tasks)
     todo.reverse()                               # pop() from the end keeps point order
     attempts: dict = {}
     ctx = multiprocessing.get_context("spawn")
+    if todo:
+        check_main_guarded()                     # a script's unguarded top level: one line, no worker
+    started = ctx.Value("i", 0)                  # workers that got through their start-up
     while todo:
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=pin_threads)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_start_worker, initargs=(started,))
         running: dict = {}
         lost: list = []
         try:
@@ -63,6 +76,10 @@ def run_local(tasks, jobs: int, max_retries: int = MAX_RETRIES, fn=run_point):
                         rec = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
                     yield index, rec
             lost += running.values()             # in flight in a dead pool: lost with it
+            if lost and started.value == 0:
+                from ..errors import GcsimError
+                raise GcsimError("the sweep's worker processes died while starting, before running any point "
+                                 "(their error is printed above); nothing was computed")
             for index, task in lost:
                 attempts[index] = attempts.get(index, 0) + 1
                 if attempts[index] <= max_retries:
