@@ -114,3 +114,63 @@ def as_frame(result):
         return [dict(r) for r in result.rows]
     cols = normalized(result.rows, result.columns)
     return pd.DataFrame({c: cols[c] for c in result.columns}, columns=result.columns)
+
+
+def cell_text(value) -> str:
+    """A table cell as people read it: thousands separated from 1,000 on, whole numbers
+    without a point, 4 significant digits otherwise; None as an empty cell. Numbers written
+    as text (a CSV cell) read the same."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return str(value)
+    try:
+        x = float(value)
+    except ValueError:
+        return value
+    if not math.isfinite(x):
+        return str(x)
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return str(int(x)) if x.is_integer() else f"{x:.4g}"
+
+
+MAIN_METRICS = {   # what `gcsim sweep` prints after the swept fields, by mode
+    "timing-only": ["latency_per_token_ns", "energy_per_token_pj", "throughput_tokens_per_s"],
+    "functional": ["latency_per_token_ns", "energy_per_token_pj", "out_rel_rmse_vs_softmax"],
+    "validate": ["latency_per_token_ns", "energy_per_token_pj", "validate_pass", "code_mismatches"],
+    "eval": ["perplexity", "top1_agreement", "kl", "latency_per_token_ns", "energy_per_token_pj"],
+}
+
+
+def main_columns(result) -> list[str]:
+    """The swept fields (and the trace, when several), the status and the mode's main metrics
+    present in the table; the error column only when some point failed or was skipped."""
+    spec = result.spec
+    cols = (["trace"] if len(spec.traces) > 1 else []) + list(spec.fields) + ["status"]
+    cols += [c for c in MAIN_METRICS.get(spec.mode, []) if c in result.columns]
+    if any(r.get("error") for r in result.rows):
+        cols.append("error")
+    return cols
+
+
+def format_table(rows, columns, *, markdown: bool = False) -> str:
+    """Rows as a Markdown table, or as aligned plain text for a terminal."""
+    cells = [[cell_text(r.get(c)) for c in columns] for r in rows]
+    if markdown:
+        esc = [[t.replace("|", "\\|") for t in row] for row in cells]
+        return "\n".join(["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
+                          *("| " + " | ".join(row) + " |" for row in esc)])
+    width = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    def line(items):
+        return "  ".join(t.ljust(w) if i == len(items) - 1 else t.rjust(w) if _numeric(t) else t.ljust(w)
+                         for i, (t, w) in enumerate(zip(items, width))).rstrip()
+    return "\n".join([line(columns), *(line(row) for row in cells)])
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text.replace(",", ""))
+        return True
+    except ValueError:
+        return False

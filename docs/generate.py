@@ -1,0 +1,462 @@
+"""Regenerate every table of figures and every chart in the README and docs/ from the code.
+
+    python docs/generate.py                 # every section (the expensive ones take minutes)
+    python docs/generate.py NAME [NAME ...] # only these sections
+    python docs/generate.py --cheap         # only the cheap sections (seconds each)
+    python docs/generate.py --list          # the sections: name, cost, page, what makes them
+    python docs/generate.py --check         # cheap sections: say which differ from the docs, exit 1
+
+A section is the text between `<!-- generated: NAME -->` and `<!-- end -->` in a markdown
+file; this script replaces it with what the code computes now. **Cheap** sections (command
+outputs, timing-only sweeps, the cost model's worked examples, the field reference) are
+checked by tests/test_docs_generated.py: a change in the model fails the tests until the docs
+follow (run this script, read the diff, commit). **Expensive** sections (functional and eval
+sweeps, charts) end with the commit, date and command that made them; the test checks the
+columns of theirs that a timing-only run can give (latency, energy), where there are any.
+
+To add a section: write a function returning its markdown (and writing any PNG under docs/),
+decorate it with @section(NAME, PAGE, cheap=...), and put the two markers in PAGE. Charts
+need matplotlib (pip install -e '.[plot]'); the chip-model sections need nothing more.
+
+Run from anywhere; it imports the gcsim of this repository.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+BEGIN = "<!-- generated: {name} -->"
+END = "<!-- end -->"
+
+
+@dataclass
+class Section:
+    name: str
+    page: Path
+    cheap: bool
+    make: Callable[["Context"], str]
+    check: Callable[["Context", str], list[str]] | None = None   # expensive: checks of the cheap columns
+    what: str = ""
+
+
+SECTIONS: dict[str, Section] = {}
+
+
+def section(name: str, page: str, *, cheap: bool):
+    def register(fn):
+        SECTIONS[name] = Section(name, ROOT / page, cheap, fn, what=(fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+    return register
+
+
+def checks(name: str):
+    """Register the check of an expensive section's cheap columns."""
+    def register(fn):
+        SECTIONS[name].check = fn
+        return fn
+    return register
+
+
+class Context:
+    """What a section may use: a scratch directory, a sweep cache of its own, the worker count."""
+
+    def __init__(self, tmp: Path, jobs: int | None = None):
+        self.tmp, self.jobs = tmp, jobs
+        self.cache = tmp / "sweep-cache"
+
+    def scratch(self, name: str) -> Path:
+        path = self.tmp / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+# --- reading and writing the marked regions -----------------------------------------------
+
+def region(text: str, name: str) -> tuple[int, int]:
+    """Start and end offsets of the body between NAME's markers in `text` (ValueError if absent)."""
+    begin = BEGIN.format(name=name)
+    i = text.find(begin)
+    if i < 0 or text.find(begin, i + 1) >= 0:
+        raise ValueError(f"'{begin}' must occur exactly once")
+    start = i + len(begin)
+    end = text.find(END, start)
+    if end < 0:
+        raise ValueError(f"'{begin}' has no '{END}' after it")
+    return start, end
+
+
+def current(sec: Section) -> str:
+    text = sec.page.read_text(encoding="utf-8")
+    start, end = region(text, sec.name)
+    return text[start:end].strip("\n")
+
+
+def write(sec: Section, body: str) -> bool:
+    """Put `body` between the section's markers; True if the page changed."""
+    text = sec.page.read_text(encoding="utf-8")
+    start, end = region(text, sec.name)
+    new = text[:start] + "\n" + body.strip("\n") + "\n" + text[end:]
+    if new != text:
+        sec.page.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def commit() -> str:
+    """The commit the code was at, with +dirty when gcsim/ or docs/generate.py had changes."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "gcsim", "docs/generate.py"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def stamp(name: str, seconds: float, note: str = "") -> str:
+    day = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    return (f"<sub>Made by `python docs/generate.py {name}` at commit {commit()} on {day} "
+            f"({seconds:.0f} s{note}).</sub>")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def gcsim_output(argv: list[str]) -> str:
+    """What `gcsim ARGV` prints on stdout (run in this process), checked for exit status 0."""
+    from gcsim.cli import main
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"gcsim {' '.join(argv)} exited {rc}")
+    return buf.getvalue().rstrip("\n")
+
+
+def run_sweep(ctx: Context, spec, jobs: int | None = None):
+    from gcsim.sweeps.runner import run_sweep as run
+    result = run(spec, jobs=jobs or ctx.jobs, cache=ctx.cache)
+    if result.failed:
+        raise RuntimeError(f"{result.failed} points of {spec} failed: "
+                           + "; ".join(r["error"] for r in result.rows if r["status"] == "failed")[:500])
+    return result
+
+
+def markdown_table(rows, columns) -> str:
+    from gcsim.sweeps.table import format_table
+    return format_table(rows, columns, markdown=True)
+
+
+def code_block(text: str) -> str:
+    return "```\n" + text + "\n```"
+
+
+def spec_with_trace(spec_file: Path, trace: Path) -> dict:
+    """An example sweep description with its trace file replaced (paths made absolute)."""
+    from gcsim import safeyaml
+    data = safeyaml.load(spec_file.read_bytes())
+    data["traces"] = [{"path": str(trace)}]
+    return data
+
+
+# --- cheap sections ------------------------------------------------------------------------
+
+@section("quickstart", "README.md", cheap=True)
+def quickstart(ctx: Context) -> str:
+    """`gcsim run` on the shipped defaults (its summary)"""
+    out = gcsim_output(["run", "--no-progress", "-o", str(ctx.tmp / "run")])
+    out = out.replace(str(ROOT) + os.sep, "")       # the trace's path, as seen from a clone
+    out = "\n".join(line for line in out.splitlines() if not line.startswith("wrote ")).rstrip()
+    return code_block(out)
+
+
+@section("paper", "docs/validate.md", cheap=True)
+def paper_table(ctx: Context) -> str:
+    """`gcsim paper`: the calibration point beside the paper's figures"""
+    return code_block(gcsim_output(["paper", "--no-progress"]))
+
+
+@section("fields", "docs/description-fields.md", cheap=True)
+def fields(ctx: Context) -> str:
+    """`gcsim describe --fields --markdown`: every field of a description"""
+    from gcsim.commands.describe import format_fields
+    return format_fields(markdown=True)
+
+
+def _head_items(hw) -> dict:
+    """Per head and token at a full window, by paper item, from a timing-only replay."""
+    from gcsim.sim import Simulator
+    from gcsim.traces import open_trace, write_synthetic
+    s = hw.shape
+    path = Path(tempfile.mkdtemp()) / "t.gctrace"
+    write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head, steps=s.window,
+                    seed=0)
+    with open_trace(path) as trace:
+        res = Simulator(hw, trace, values=False).run()
+    from gcsim.report import build_report
+    rep = build_report(res, values=False)
+    return {k: v["per_head_per_token_pj"] for k, v in rep["energy"]["paper_items"].items()}, \
+        rep["time"]["layer_latency_ns"]["mean"]
+
+
+@section("cost-examples", "docs/cost-model.md", cheap=True)
+def cost_examples(ctx: Context) -> str:
+    """the cost model's worked examples: one head of paper-gpt2 at windows 1024 and 256"""
+    from gcsim import costs, load_hardware
+    base = load_hardware("paper-gpt2").derive(shape={"layers": 1})
+    designs = {1024: base, 256: base.derive(shape={"window": 256})}
+    d = base.shape.d_head
+    cols, sims = {}, {}
+    for m, hw in designs.items():
+        c = costs.derive(hw)
+        a, n_sub = c.actions_pj, hw.shape.n_sub_tiles
+        depth = costs.tree_depth(n_sub)
+        link = hw.energy.link_pj_per_bit * (hw.interconnect.q_bits * d + 2 * d * hw.interconnect.kv_bits
+                                            * hw.shape.kv_heads // hw.shape.heads + d * hw.interconnect.out_bits)
+        adds = d * (n_sub - 1) * a["adder_tree_add"]
+        per_head_fixed = d * a["output_scaler"] + a["control"] + link
+        phi_v_rows, conv = m * a["v_row_read"], d * n_sub * a["output_conversion"]
+        pwm, write_dac = d * n_sub * a["q_pwm_drive"], 2 * d * a["kv_write_dac"] * hw.shape.kv_heads / hw.shape.heads
+        cols[m] = {
+            "phi_qk": (f"{m:,} × {a['k_column_read']:g}", m * a["k_column_read"]),
+            "phi_v": (f"{m:,} × {a['v_row_read']:g} + {d} × {n_sub} × {a['output_conversion']:g}",
+                      phi_v_rows + conv),
+            "digital_routing": (f"{d} × {n_sub - 1} × {a['adder_tree_add']:.6g} + {per_head_fixed:g}", adds + per_head_fixed),
+            "dacs": (f"{d} × {n_sub} × {a['q_pwm_drive']:g} + {write_dac:g}", pwm + write_dac),
+        }
+        sims[m] = _head_items(hw)
+        for item, (_, value) in cols[m].items():   # the explanation adds up to what the simulator books
+            if abs(value - sims[m][0][item]) > 1e-9 * max(1.0, abs(value)):
+                raise AssertionError(f"M={m} {item}: the formula gives {value}, the simulator {sims[m][0][item]}")
+    labels = {"phi_qk": "φ(Q·Kᵀ): K columns × energy per read",
+              "phi_v": "φ(S)·V: V rows × energy per read + d × n_sub output conversions",
+              "digital_routing": "digital and routing: d × (n_sub − 1) adds + scaler, control and link bits",
+              "dacs": "DACs: d × n_sub PWM drives + the head's share of the K/V write DACs"}
+    lines = ["| item (pJ per head and token) | M = 1024 | M = 256 |", "|---|---|---|"]
+    for item, label in labels.items():
+        cells = [f"{cols[m][item][0]} = {cols[m][item][1]:,.6g}" for m in (1024, 256)]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    lines.append("| total | " + " | ".join(f"{sum(v for _, v in cols[m].values()):,.6g}" for m in (1024, 256)) + " |")
+    times = []
+    for m in (64, 256, 512, 1024, 2048):
+        hw = base.derive(shape={"window": m})
+        times.append(f"M = {m:,}: {hw.shape.n_sub_tiles} sub-tile{'s' if hw.shape.n_sub_tiles > 1 else ''}, depth {costs.tree_depth(hw.shape.n_sub_tiles)}, "
+                     f"adder tree {costs.adder_tree_ps(hw) / 1000:g} ns, layer "
+                     f"{_head_items(hw)[1] if m not in sims else sims[m][1]:g} ns")
+    area = []
+    for m, hw in designs.items():
+        ar = costs.area(hw)
+        per_head = ar["total_mm2"] / hw.shape.heads
+        area.append(f"M = {m:,}: {ar['gain_cells_mm2'] / hw.shape.heads:.6g} mm² of cells + {hw.shape.n_sub_tiles} × "
+                    f"{ar['per_sub_tile_periphery_mm2']:.6g} + {ar['per_head_periphery_mm2']:.6g} = {per_head:.3f} mm² per head")
+    return ("\n".join(lines) + "\n\nLayer latency by window (at 1 GHz): " + "; ".join(times)
+            + ".\n\nArea: " + "; ".join(area) + ".")
+
+
+def _timing_study(ctx: Context, spec: str, columns: list[str]) -> str:
+    result = run_sweep(ctx, ROOT / "examples" / spec)
+    return markdown_table(result.rows, columns)
+
+
+@section("study-sequences", "docs/sweep.md", cheap=True)
+def study_sequences(ctx: Context) -> str:
+    """examples/sweep_sequences.yaml: sequences in flight (timing-only)"""
+    return _timing_study(ctx, "sweep_sequences.yaml", [
+        "periphery.sequences", "latency_per_token_ns", "throughput_tokens_per_s",
+        "stall.layer_busy_other_sequence_ns_per_token"])
+
+
+@section("study-shared-counters", "docs/sweep.md", cheap=True)
+def study_shared_counters(ctx: Context) -> str:
+    """examples/sweep_shared_counters.yaml: output counters shared by n heads (timing-only)"""
+    return _timing_study(ctx, "sweep_shared_counters.yaml", [
+        "periphery.counters_shared_by", "status", "latency_per_layer_ns",
+        "stall.output_counters_shared_ns_per_token", "error"])
+
+
+@section("study-link-bandwidth", "docs/sweep.md", cheap=True)
+def study_link_bandwidth(ctx: Context) -> str:
+    """examples/sweep_link_bandwidth.yaml: bank-to-host bandwidth x sequences (timing-only)"""
+    return _timing_study(ctx, "sweep_link_bandwidth.yaml", [
+        "interconnect.links.bank_to_host.gbps", "periphery.sequences", "latency_per_layer_ns",
+        "throughput_tokens_per_s", "stall.link_bank_to_host_ns_per_token"])
+
+
+# --- expensive sections --------------------------------------------------------------------
+
+WINDOW_LAW_COST = ["shape.window", "numerics.cell_law", "full_window_steps", "latency_per_token_ns",
+                   "energy_per_token_pj", "energy_item.phi_qk_pj"]
+WINDOW_LAW = WINDOW_LAW_COST + ["out_rel_rmse_vs_softmax", "out_cosine_vs_softmax"]
+
+
+def _window_law_trace(ctx: Context) -> Path:
+    """The 2,100-step synthetic GPT-2 trace of examples/sweep_window_law.sh."""
+    path = ctx.scratch("traces") / "gpt2-2100.gctrace"
+    if not path.is_file():
+        gcsim_output(["trace", "synth", "--model", "paper-gpt2", "--steps", "2100", "--seed", "0", "-o", str(path),
+                      "--quiet"])
+    return path
+
+
+def _plots(result, out: Path, keep: dict[str, str]) -> None:
+    """Draw the sweep's charts (as `gcsim sweep plot`) and copy those named in `keep` to docs/."""
+    import shutil
+
+    from gcsim.sweeps.plot import plot_sweep
+    from gcsim.sweeps.table import write_outputs
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(out, result)
+    plot_sweep(out, out)
+    for src, dest in keep.items():
+        shutil.copyfile(out / src, DOCS / dest)
+
+
+@section("study-window-law", "docs/sweep.md", cheap=False)
+def study_window_law(ctx: Context) -> str:
+    """examples/sweep_window_law.yaml: window x cell law, functional, 2,100 steps; two charts"""
+    t0 = time.time()
+    spec = spec_with_trace(ROOT / "examples" / "sweep_window_law.yaml", _window_law_trace(ctx))
+    result = run_sweep(ctx, spec)
+    _plots(result, ctx.scratch("window-law"), {"pareto.png": "sweep-window-law-pareto.png",
+                                               "axis-shape.window.png": "sweep-window-law-window.png"})
+    jobs = result.provenance.get("jobs")
+    return (markdown_table(result.rows, WINDOW_LAW) + "\n\n"
+            + stamp("study-window-law", time.time() - t0, f" for {len(result.rows)} points on {jobs} workers"))
+
+
+def table_cells(markdown: str) -> list[list[str]]:
+    """The cells of a Markdown table's header and rows (the separator row left out)."""
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|") and not line.startswith("|---")]
+
+
+@checks("study-window-law")
+def check_window_law(ctx: Context, body: str) -> list[str]:
+    """The cost columns of the table against a timing-only run of the same points."""
+    spec = spec_with_trace(ROOT / "examples" / "sweep_window_law.yaml", _window_law_trace(ctx))
+    spec["mode"] = "timing-only"
+    want = table_cells(markdown_table(run_sweep(ctx, spec).rows, WINDOW_LAW_COST))
+    have = [row[:len(WINDOW_LAW_COST)] for row in table_cells(body)]
+    if len(have) != len(want):
+        return [f"{len(have) - 1} rows in the docs, {len(want) - 1} from the model"]
+    return [f"row {i}: the docs say {' | '.join(h)}; the model gives {' | '.join(w)}"
+            for i, (h, w) in enumerate(zip(have, want)) if h != w]
+
+
+EVAL_WINDOW = ["shape.window", "numerics.cell_law", "perplexity", "top1_agreement", "kl", "latency_per_token_ns",
+               "energy_per_token_pj", "energy_item.phi_qk_pj"]
+
+
+@section("study-eval-window", "docs/sweep.md", cheap=False)
+def study_eval_window(ctx: Context) -> str:
+    """examples/sweep_eval_window_law.yaml: the chip model's accuracy against window x law; a chart"""
+    t0 = time.time()
+    result = run_sweep(ctx, ROOT / "examples" / "sweep_eval_window_law.yaml")
+    _plots(result, ctx.scratch("eval-window"), {"axis-shape.window.png": "sweep-eval-window.png"})
+    return (markdown_table(result.rows, EVAL_WINDOW) + "\n\n"
+            + stamp("study-eval-window", time.time() - t0, f" on {result.provenance.get('jobs')} workers"))
+
+
+@section("study-eval-noise", "docs/sweep.md", cheap=False)
+def study_eval_noise(ctx: Context) -> str:
+    """examples/sweep_eval_noise.yaml: the chip model's accuracy against read noise x cell spread"""
+    t0 = time.time()
+    result = run_sweep(ctx, ROOT / "examples" / "sweep_eval_noise.yaml")
+    cols = ["numerics.noise.read_sigma_rel", "numerics.noise.cell_sigma_rel", "perplexity", "top1_agreement", "kl"]
+    return (markdown_table(result.rows, cols) + "\n\n"
+            + stamp("study-eval-noise", time.time() - t0, f" on {result.provenance.get('jobs')} workers"))
+
+
+@section("timeline", "docs/profile.md", cheap=False)
+def timeline(ctx: Context) -> str:
+    """docs/timeline-stall-link.png: two sequences sharing a 64 Gbit/s link (gcsim profile --timeline)"""
+    t0 = time.time()
+    work = ctx.scratch("timeline")
+    trace = work / "gpt2.gctrace"
+    gcsim_output(["trace", "synth", "--model", "stall-link", "--steps", "4", "-o", str(trace), "--quiet"])
+    gcsim_output(["profile", str(trace), "-m", "stall-link", "--timeline", "--timeline-steps", "0:1",
+                  "--timeline-layers", "0,1", "-o", str(work / "link"), "--quiet"])
+    sys.path.insert(0, str(ROOT / "examples"))
+    from plot_timeline import plot_timeline
+    plot_timeline(work / "link" / "timeline.json", DOCS / "timeline-stall-link.png",
+                  title="gcsim timeline: stall-link, steps 0-1, layers 0-1")
+    return ("![timeline of two sequences sharing a 64 Gbit/s link to the host](timeline-stall-link.png)\n\n"
+            + stamp("timeline", time.time() - t0))
+
+
+@section("architecture", "docs/architecture.md", cheap=False)
+def architecture(ctx: Context) -> str:
+    """docs/architecture.png: the component graph of gpt2-two-chips cut to two layers"""
+    t0 = time.time()
+    sys.path.insert(0, str(DOCS))
+    from draw_architecture import main as draw
+    draw(DOCS / "architecture.png")
+    return ("![component graph of gpt2-two-chips cut to two layers](architecture.png)\n\n"
+            + stamp("architecture", time.time() - t0))
+
+
+# --- command line --------------------------------------------------------------------------
+
+def differences(sec: Section, ctx: Context) -> list[str]:
+    """What differs between the docs and the code for a cheap section (or an expensive one's check)."""
+    have = current(sec)
+    if sec.cheap:
+        want = sec.make(ctx).strip("\n")
+        if have == want:
+            return []
+        import difflib
+        diff = difflib.unified_diff(have.splitlines(), want.splitlines(), "the docs", "the code now", lineterm="", n=1)
+        return ["\n".join(diff)]
+    return sec.check(ctx, have) if sec.check else []
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="*", metavar="NAME", help="sections to regenerate (default: all)")
+    ap.add_argument("--cheap", action="store_true", help="only the cheap sections")
+    ap.add_argument("--list", action="store_true", help="list the sections")
+    ap.add_argument("--check", action="store_true", help="compare the cheap sections (and checks) with the docs")
+    ap.add_argument("-j", "--jobs", type=int, default=None, help="sweep workers (default: every core)")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.names if n not in SECTIONS]
+    if unknown:
+        ap.error(f"no section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
+    chosen = [SECTIONS[n] for n in args.names] or [s for s in SECTIONS.values() if s.cheap or not args.cheap]
+    if args.list:
+        for s in SECTIONS.values():
+            print(f"{s.name:<24} {'cheap' if s.cheap else 'expensive':<9} {s.page.relative_to(ROOT)}  {s.what}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="gcsim-docs-") as tmp:
+        ctx = Context(Path(tmp), args.jobs)
+        if args.check:
+            bad = 0
+            for s in chosen:
+                found = differences(s, ctx)
+                bad += bool(found)
+                print(f"{s.name}: {'differs' if found else 'current'}" + "".join("\n  " + f for f in found))
+            return 1 if bad else 0
+        for s in chosen:
+            t0 = time.time()
+            changed = write(s, s.make(ctx))
+            print(f"{s.name}: {'updated' if changed else 'unchanged'} {s.page.relative_to(ROOT)} "
+                  f"({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
