@@ -65,6 +65,7 @@ class _Job:
             assert got.tobytes() == want.tobytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_helper_computes_every_unit_from_the_job_addresses(dtype):
     job = _Job(dtype)

@@ -120,6 +120,7 @@ def test_cell_spread_enters_the_charge():
     assert not np.allclose(physics.read_abs_charges(q, phi, *ideal.row_abs_currents(decay, valid))[0], want_k)
 
 
+@pytest.mark.slow
 def test_calibration_trace_gives_the_papers_1120_and_700_pj():
     """`gcsim paper --functional` on the calibration trace with array_read: charge: the
     paper items per head and token at full window are the paper's (the calibration), while

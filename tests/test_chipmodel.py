@@ -73,6 +73,7 @@ def test_straight_through_rounding_passes_the_gradient():
     np.testing.assert_allclose(np.asarray(jax.grad(f)(x)), [1.0, 1.0, 1.0])  # the gradient does not
 
 
+@pytest.mark.slow
 def test_training_resumes_exactly(tmp_path):
     """Two iterations, a stop, two more: the same weights as four in one go (smoke test of
     `gcsim train`, tiny batch)."""

@@ -77,3 +77,46 @@ def test_snippet_runs_as_a_plain_script(page, line, code, tmp_path):
                          timeout=600)
     assert res.returncode == 0, f"{page.relative_to(ROOT)} line {line}:\n{code}\n{res.stderr[-3000:]}"
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
+
+
+def _bash_blocks(page: Path, section: str | None = None) -> list[list[str]]:
+    """The lines of each ```bash block of `page` (only under the `## SECTION` heading if given)."""
+    blocks, inside, current, heading = [], False, None, None
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            heading = line[3:]
+        if line.strip() == "```bash" and (section is None or heading == section):
+            current = []
+        elif line.strip() == "```" and current is not None:
+            blocks.append(current)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def test_the_readme_has_the_two_commands_ci_runs():
+    """.ci/run takes the README's two commands from its 'Install and run' section, one line each."""
+    install, tests = _bash_blocks(ROOT / "README.md", "Install and run")
+    assert install == ["python -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && gcsim run"]
+    assert len(tests) == 1 and tests[0].endswith("python -m pytest -q")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "readme_command 1" in ci and "readme_command 2" in ci and 'pytest -q -m slow' in ci
+
+
+@pytest.mark.slow
+def test_the_readmes_gcsim_commands_run(tmp_path):
+    """Every `gcsim ...` line of the README's other bash blocks exits 0, run from a folder that
+    holds the clone's examples/, models/ and traces/ (so nothing is written into the clone)."""
+    for name in ("examples", "models", "traces"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    lines = [line.split("  #")[0].strip() for block in _bash_blocks(ROOT / "README.md")
+             for line in block if line.startswith("gcsim ")]
+    assert len(lines) >= 5, lines
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    import shlex
+    for line in lines:
+        res = subprocess.run([sys.executable, "-m", "gcsim", *shlex.split(line)[1:], "--no-progress"], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{line}: exit {res.returncode}\n{res.stderr[-2000:]}"

@@ -70,6 +70,7 @@ def _heap_peak(T, tmp_path):
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_the_end_of_a_run_holds_no_per_step_series(tmp_path):
     """100,000 - 10,000 steps: a series of one float64 per step is 0.7 MB more."""
     short, long = _heap_peak(10_000, tmp_path), _heap_peak(100_000, tmp_path)

@@ -12,8 +12,8 @@ PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return SmolLM2.load()
+def model(smollm2):
+    return smollm2
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +28,7 @@ def test_paris(model):
     assert model.tokenizer.decode([int(np.argmax(logits))]) == " Paris"
 
 
+@pytest.mark.slow
 def test_language_model_quality(model):
     """Mean NLL of a predictable sequence: ~1.3 nats/token with adjacent-pair RoPE, while
     rotating (i, i + 32) pairs instead (HF's rotate-half on these permuted weights) gives

@@ -129,6 +129,7 @@ def test_commands_reject_bad_input(chip_model, tmp_path, capsys):
     assert "not in the model's 65-character vocabulary" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.model
 @pytest.mark.skipif(bool(weights_missing()), reason="SmolLM2 weights unavailable")
 def test_smollm2_in_the_loop():

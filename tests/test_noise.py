@@ -287,6 +287,7 @@ def test_noise_on_another_array_library_gives_the_cpu_codes(device):
     assert not np.array_equal(outs["cpu"], sim_outputs(SMALL.derive(numerics={"dtype": "float64"}), tr, 24))
 
 
+@pytest.mark.slow
 def test_the_noise_sweep_example_validates_every_point(tmp_path):
     import gcsim
     rows = gcsim.sweep(str(ROOT / "examples" / "sweep_noise.yaml"), jobs=1, out=str(tmp_path / "sw"))

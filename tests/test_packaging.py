@@ -1,8 +1,15 @@
 """A built wheel, installed outside the clone, finds the shipped descriptions and trace.
 
 Builds the wheel without build isolation (setuptools and `wheel` come from the test extra),
-installs it with --no-deps into a fresh venv that sees the system's site packages (numpy,
-simpy, ... are not reinstalled), and runs the console script from an unrelated directory.
+installs it with --no-deps into a fresh venv, and runs the console script from an unrelated
+directory. The venv's dependencies (numpy, simpy, ...) are those of the interpreter running
+the tests, whatever it is (the README's .venv, a CI interpreter): their site-packages folders
+are listed in a .pth file of the new venv, so nothing is downloaded. A .pth file lists folders
+without running the .pth files inside them, so an editable install of gcsim there (its import
+hook) stays out, and the venv's own site-packages, holding the wheel, comes first. (A venv made
+with --system-site-packages would see the *base* interpreter's packages instead: from the
+README's .venv, none of gcsim's dependencies; on a machine with an editable install there,
+the clone's gcsim, not the wheel's.)
 """
 from __future__ import annotations
 
@@ -26,24 +33,37 @@ def _run(cmd, cwd, env=None):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def built(tmp_path_factory):
     if importlib.util.find_spec("wheel") is None:
         pytest.skip("needs the 'wheel' package (pip install -e '.[test]')")
     tmp = tmp_path_factory.mktemp("wheel")
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
           str(ROOT), "-w", str(tmp / "dist")], cwd=tmp)
     wheel, = (tmp / "dist").glob("gcsim-*.whl")
+    return tmp, wheel
+
+
+@pytest.fixture(scope="module")
+def installed(built):
+    tmp, wheel = built
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], cwd=tmp)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], cwd=tmp)
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=tmp)
+    py = venv / "bin" / "python"
+    site_dir = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], cwd=tmp).strip())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}   # a gcsim there would count as installed
+    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", str(wheel)], cwd=tmp,
+         env=env)
+    # after the install: pip would take a gcsim in those folders for this one, already installed
+    ours = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages") and Path(p).is_dir()]
+    (site_dir / "test-dependencies.pth").write_text("".join(f"{p}\n" for p in ours))
     elsewhere = tmp / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return wheel, venv, elsewhere, env
 
 
-def test_wheel_holds_every_shipped_file(installed):
-    wheel = installed[0]
+@pytest.mark.slow
+def test_wheel_holds_every_shipped_file(built):
+    wheel = built[1]
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = [f"gcsim/data/models/{p.name}" for p in (ROOT / "models").glob("*.yaml")]
     shipped += [f"gcsim/data/models/hosts/{p.name}" for p in (ROOT / "models" / "hosts").glob("*.yaml")]
@@ -56,6 +76,7 @@ def test_wheel_holds_every_shipped_file(installed):
     assert data == (ROOT / "models" / "paper-gpt2.yaml").read_bytes()
 
 
+@pytest.mark.slow   # a fresh install compiles the numba kernels again (about a minute on 2 busy cores)
 def test_installed_gcsim_runs_from_another_directory(installed):
     _, venv, elsewhere, env = installed
     py = str(venv / "bin" / "python")

@@ -17,8 +17,8 @@ N_NEW = 6
 
 
 @pytest.fixture(scope="module")
-def model():
-    return SmolLM2.load()
+def model(smollm2):
+    return smollm2
 
 
 @pytest.fixture(scope="module")

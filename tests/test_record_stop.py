@@ -13,8 +13,8 @@ PROMPT = "It was a bright cold day in April, and the clocks"
 
 
 @pytest.fixture(scope="module")
-def model():
-    return SmolLM2.load()
+def model(smollm2):
+    return smollm2
 
 
 def test_generation_stops_after_a_stop_token_and_keeps_it(model):
@@ -38,6 +38,7 @@ def test_chunked_prefill_equals_one_pass(model, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)   # float32, BLAS blocking differs
 
 
+@pytest.mark.slow
 def test_record_command_prints_the_text_and_stops(tmp_path, capsys, monkeypatch):
     # stop at whatever the model says first: make that token the end-of-text token
     real = SmolLM2.load

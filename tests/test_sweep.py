@@ -212,6 +212,7 @@ def _cached(cache):
     return len(list((cache / "points").rglob("*.json"))) if (cache / "points").exists() else 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the worker")
 def test_killed_worker_is_retried_and_interrupted_sweep_resumes(tmp_path):
     path, cache = _slow_spec(tmp_path), tmp_path / "cache"
@@ -262,6 +263,7 @@ def ray_cluster():
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_table_as_local_workers(tmp_path, ray_cluster):
     path = spec(tmp_path, axes=[{"grid": {"periphery.counters_shared_by": [1, 2, 4],
                                           "numerics.cell_law": ["linear", "cubic"]}}], mode="functional")
@@ -274,6 +276,7 @@ def test_ray_gives_the_same_table_as_local_workers(tmp_path, ray_cluster):
     assert all(0 < float(r["out_cosine_vs_softmax"]) <= 1 for r in rows(tmp_path / "ray"))
 
 
+@pytest.mark.slow
 def test_eval_sweep_on_ray_gives_the_same_table_as_local_workers(tmp_path, ray_cluster):
     """Mode eval (the chip GPT with each point's chip in its loop) on both backends."""
     data = {"mode": "eval", "eval": {"chars": 100, "window": 48, "windows": 2},
@@ -290,6 +293,7 @@ def test_eval_sweep_on_ray_gives_the_same_table_as_local_workers(tmp_path, ray_c
     assert all(float(r["latency_per_token_ns"]) == 260.0 and int(r["tokens"]) == 96 for r in table)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to find the Ray worker")
 def test_ray_retries_a_task_whose_worker_died(tmp_path, ray_cluster):
     path, cache = _slow_spec(tmp_path, n=4), tmp_path / "cache"
@@ -339,6 +343,7 @@ def test_sweep_plot_adds_charts_to_the_output(tmp_path):
 
 # --- layers in parallel (gcsim validate / gcsim reference) --------------------------------
 
+@pytest.mark.slow
 def test_validate_and_reference_layers_in_parallel_give_the_same_results(tmp_path, monkeypatch):
     """Layer-parallel runs (2 worker processes) against the same commands in one process."""
     import numpy as np

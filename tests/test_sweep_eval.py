@@ -165,6 +165,7 @@ def test_a_shape_the_model_lacks_is_skipped(tmp_path):
     assert res.rows[1]["error"] == "model does not fit: shape.heads is 4, the model has 2"
 
 
+@pytest.mark.slow
 def test_the_example_in_small_form_and_its_plots(tmp_path):
     """examples/sweep_eval_window_law.yaml with one window of 128 characters: a chip window of
     64 forgets the oldest tokens (KL > 0 even with the cubic law the model was trained with);
@@ -215,6 +216,7 @@ def test_merge_windows_by_hand():
     assert np.isclose(m["throughput_tokens_per_s"], 5e6)
 
 
+@pytest.mark.slow
 def test_noise_example_in_small_form_equals_gcsim_eval_sigma_list(tmp_path):
     """examples/sweep_eval_noise.yaml on 2 windows of 64 characters: a sigma axis over a
     description field (numerics.noise.read_sigma_rel) on the numeric reference gives what

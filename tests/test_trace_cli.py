@@ -177,6 +177,7 @@ def test_info_on_shipped_trace(capsys):
 
 # --- record (needs the weights) ----------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_weights[0]
 @needs_weights[1]
 def test_record_command(tmp_path, capsys, monkeypatch):

@@ -92,6 +92,7 @@ def test_block_by_block_equals_the_whole_trace(small):
         assert a["exact"]["S"]["max_abs"] == b["exact"]["S"]["max_abs"]
 
 
+@pytest.mark.slow
 def test_worker_processes_give_the_same_report(small, tmp_path, monkeypatch):
     path = write_synthetic(tmp_path / "t.gctrace", layers=2, heads=4, kv_heads=2, steps=260, seed=1)
     hw = small.derive(timing={"nominal_token_period_ns": 1e6})
