@@ -124,7 +124,7 @@ def build_report(res: SimResult, *, trace_info: dict | None = None, values: bool
         "schema": SCHEMA,
         "gcsim_version": __version__,
         "provenance": provenance or {},
-        "hardware": {"name": hw.name, "source": hw.source},
+        "hardware": {"name": hw.name, "source": hw.source, "window": s.window},
         "trace": trace_info or {},
         "mode": "functional" if values else "timing-only",
         "steps": T, "sequences": n_seq,
@@ -211,37 +211,56 @@ def _energy_stats(res: SimResult) -> dict:
 
 
 def format_summary(rep: dict) -> str:
+    """The run summary `gcsim run` prints: what is costed, how full the window was, time and
+    energy per token (with run totals labelled as such), the paper's items, the area."""
     t, e = rep["time"], rep["energy"]
+    steps, n_seq = rep["steps"], rep["sequences"]
     lines = [f"gcsim {rep['gcsim_version']}  hardware {rep['hardware']['name']}  "
-             f"{rep['steps']} steps x {rep['sequences']} sequence(s)  [{rep['mode']}]"]
+             f"{steps} steps x {n_seq} sequence(s)  [{rep['mode']}]"]
     if rep["trace"].get("path"):
         lines.append(f"trace {rep['trace']['path']}")
+    lines.append("costed: the attention core on the chip (K/V writes, Q.K^T, activation, .V, readout) and its links;")
+    if rep.get("system"):
+        lines.append(f"        the rest of the model on the host device {rep['system']['device']} (end to end below)")
+    else:
+        lines.append("        not the model's projections, MLP, embeddings or LM head (they run on the host; docs/replay.md)")
+    window = rep["hardware"].get("window")
+    if window:
+        written = min(steps, window)
+        full = e["full_window_steps"]
+        lines.append(f"window: {written:,} of {window:,} slots written at the last step ({100 * written / window:.1f} %); "
+                     f"{full:,} of {steps:,} steps at a full window")
     tl = t["token_latency_ns"]
     lines += ["", "latency",
               f"  per token   {tl['mean']:10.1f} ns mean  ({tl['min']:.1f} .. {tl['max']:.1f})"
-              + ("  (sequence 0)" if rep["sequences"] > 1 else ""),
+              + ("  (sequence 0)" if n_seq > 1 else ""),
               f"  per layer   {t['layer_latency_ns']['mean']:10.1f} ns mean  "
               f"({t['layer_latency_cycles_mean']:.1f} cycles at {t['clock_mhz']:g} MHz)",
-              f"  elapsed     {t['elapsed_ps'] / 1e6:10.3f} us  ({t['elapsed_cycles']} cycles); "
-              f"throughput {t['throughput_tokens_per_s']:.4g} tokens/s",
               *[f"  sequence {q}  {st['mean']:10.1f} ns mean per token  ({st['min']:.1f} .. {st['max']:.1f})"
-                for q, st in enumerate(t["token_latency_ns_by_sequence"]) if rep["sequences"] > 1 and q > 0],
-              "  critical path per step (ns): " + ", ".join(f"{k} {v:.1f}" for k, v in t["critical_path_ns_per_step"].items())]
+                for q, st in enumerate(t["token_latency_ns_by_sequence"]) if n_seq > 1 and q > 0],
+              "  critical path, mean per step (ns): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in t["critical_path_ns_per_step"].items()),
+              f"  run: {t['elapsed_ps'] / 1e6:.3f} us elapsed ({t['elapsed_cycles']} cycles); "
+              f"throughput {t['throughput_tokens_per_s']:.4g} tokens/s"]
     r = rep.get("retention") or {}
     if r:
         lines.append(f"  retention: refresh {r['policy']}, {r['refreshes']} refreshes; {r['lost_reads']} of "
                      f"{r['slot_reads']} slot reads had decayed below the loss threshold")
     pt = e["per_token_pj"]
     lines += ["", "energy",
-              f"  per token   {pt['mean'] / 1000:10.2f} nJ mean, last step {pt['last'] / 1000:.2f} nJ "
-              f"(total {e['total_pj'] / 1e6:.4f} uJ)",
-              "  by component: " + ", ".join(f"{k} {v / 1000:.2f} nJ" for k, v in e["by_component_pj"].items())]
-    basis = f"{e['full_window_steps']} full-window steps" if e["full_window_steps"] else \
-        "no full-window step: window not yet filled, so lower than the paper's full-window figures"
+              f"  per token   {pt['mean'] / 1000:10.2f} nJ mean, last step {pt['last'] / 1000:.2f} nJ",
+              f"  run total   {e['total_pj'] / 1e6:10.4f} uJ over {steps * n_seq:,} tokens, by component: "
+              + ", ".join(f"{k} {v / 1000:.2f} nJ" for k, v in e["by_component_pj"].items())]
+    if e["full_window_steps"]:
+        basis = f"mean over the {e['full_window_steps']:,} full-window steps"
+    else:
+        mean_written = sum(min(i + 1, window) for i in range(steps)) / steps if window and steps else 0
+        basis = (f"mean over all {steps:,} steps, {mean_written:,.1f} of the window's {window:,} slots written on "
+                 f"average: the window never filled, and the paper's figures are for a full one")
     lines += [f"  per head and token, paper items ({basis}):",
-              f"    {'item':<52} {'gcsim pJ':>10} {'paper pJ':>10}"]
+              f"    {'item':<52} {'gcsim pJ':>10} {'paper pJ, full window':>22}"]
     for row in e["paper_items"].values():
-        ref = f"{row['paper_pj']:10.0f}" if row["paper_pj"] is not None else f"{'-':>10}"
+        ref = f"{row['paper_pj']:22.0f}" if row["paper_pj"] is not None else f"{'-':>22}"
         lines.append(f"    {row['label']:<52} {row['per_head_per_token_pj']:10.1f} {ref}")
     if rep.get("system"):
         lines += format_system(rep["system"])

@@ -4,16 +4,49 @@ import pytest
 from gcsim import progress
 from gcsim.cli import build_parser, main as cli
 
-COMMANDS = [["run"], ["validate"], ["profile"], ["paper"], ["reference"],
-            ["trace", "record", "--prompt", "x", "--new", "1", "-o", "x.gctrace"],
-            ["trace", "synth", "--steps", "1", "-o", "x.gctrace"], ["trace", "info", "x.gctrace"]]
+# the least each command needs to parse; a command missing here fails the walk below
+MINIMAL = {"run": [], "validate": [], "profile": [], "paper": [], "reference": [],
+           "trace record": ["--prompt", "x", "--new", "1", "-o", "x.gctrace"],
+           "trace synth": ["--steps", "1", "-o", "x.gctrace"], "trace info": ["x.gctrace"],
+           "trace upgrade": ["x.gctrace", "-o", "y.gctrace"], "describe": ["smollm2"],
+           "sweep": ["spec.yaml"], "decode": ["--prompt", "x"], "eval": [], "train": ["chip"], "system": []}
 
 
-@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a[:2]))
-def test_every_command_accepts_the_same_feedback_options(argv):
+def _leaf_commands(parser, prefix=""):
+    """Every command a user can run, walking the parser's subcommands."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if any(isinstance(a, argparse._SubParsersAction) for a in sub._actions):
+                    yield from _leaf_commands(sub, f"{prefix}{name} ")
+                else:
+                    yield f"{prefix}{name}"
+
+
+def test_the_walk_finds_every_command():
+    found = set(_leaf_commands(build_parser()))
+    assert found == set(MINIMAL), f"new or renamed commands: {found ^ set(MINIMAL)}"
+
+
+@pytest.mark.parametrize("command", sorted(MINIMAL))
+def test_every_command_accepts_the_same_feedback_options(command):
+    argv = command.split() + MINIMAL[command]
     for flag in ("--no-progress", "--quiet", "-q"):
         args = build_parser().parse_args(argv + [flag])
         assert progress.wanted(args) is False
+
+
+def test_describe_and_train_follow_the_options(capsys, tmp_path):
+    assert cli(["describe", "smollm2", "-q"]) == 0 and capsys.readouterr().out == ""
+    assert cli(["describe", "smollm2"]) == 0 and "name: smollm2" in capsys.readouterr().out
+    from gcsim.commands import train
+    args = build_parser().parse_args(["train", "chip", "--no-progress"])
+    train._log(args, "chip: iter 50/8000 loss 2.1")      # its progress display: off
+    train._log(args, "chip: wrote out/train/chipgpt-chip.npz")
+    assert capsys.readouterr().out == "chip: wrote out/train/chipgpt-chip.npz\n"
+    train._log(build_parser().parse_args(["train", "chip", "-q"]), "chip: wrote x")
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("argv, outfile", [
@@ -37,3 +70,36 @@ def test_validate_and_reference_show_progress_on_stderr(tmp_path, capsys, monkey
     assert "reference (cubic)" in capsys.readouterr().err
     assert cli(["validate", "--steps", "2", "--no-progress"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_compiling_kernels_is_said_once_then_not(tmp_path, monkeypatch, capsys):
+    """Before a run that would compile the kernels (no marker of a previous compile beside
+    numba's cache), 'compiling kernels (once ...)' on stderr; after the run, not again; with the
+    progress display off, never."""
+    from gcsim.kernels import notice
+    monkeypatch.setattr(notice, "_marker", lambda: tmp_path / notice.MARKER)
+    notice.announce(False)
+    assert capsys.readouterr().err == ""
+    notice.announce(True)
+    assert capsys.readouterr().err == "gcsim: compiling kernels (once; 10-30 s, then cached for later runs)\n"
+    notice.finished()
+    notice.announce(True)
+    assert capsys.readouterr().err == ""
+    (tmp_path / notice.MARKER).write_text("kernels of another version")   # changed source, numba or Python
+    notice.announce(True)
+    assert "compiling kernels" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_fresh_numba_cache_compiles_and_says_so(tmp_path):
+    """End to end in a fresh numba cache: the first gcsim run says it compiles, the second does not."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"), OPENBLAS_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "gcsim", "run", "--steps", "2", "-o", str(tmp_path / "o")]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stderr.count("gcsim: compiling kernels (once") == 1
+    assert "compiling" not in second.stderr

@@ -75,3 +75,20 @@ def test_workers_dying_while_starting_stop_the_sweep_and_say_so(tmp_path):
     assert res.stdout.strip() == ("GcsimError: the sweep's worker processes died while starting, before running "
                                   "any point (their error is printed above); nothing was computed")
     assert "out of memory" not in res.stdout + res.stderr
+
+
+def test_gcsim_sweep_prints_the_table_and_quiet_prints_nothing(tmp_path, capsys):
+    from gcsim.cli import main as cli
+    argv = ["sweep", str(SPEC), "-o", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), "-j", "2"]
+    assert cli(argv + ["--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["periphery.counters_shared_by", "status", "latency_per_token_ns",
+                                "energy_per_token_pj", "throughput_tokens_per_s", "error"]
+    rows = {int(line.split()[0]): line.split()[1:] for line in lines[1:13]}
+    # 12 layers x (65 + (n - 1) x 15) ns per token for the n dividing the 12 heads; others skipped
+    for n in (1, 2, 3, 4, 6, 12):
+        assert rows[n][:2] == ["ok", f"{12 * (65 + (n - 1) * 15):,}"]
+    assert rows[5][0] == "skipped" and " ".join(rows[5][1:]) == "the counters must serve whole groups of heads"
+    assert lines[14].startswith(f"sweep {SPEC}: 12 points: 6 ok, 0 failed, 6 skipped")
+    assert cli(argv + ["--quiet", "-o", str(tmp_path / "out2")]) == 0
+    assert capsys.readouterr().out == ""

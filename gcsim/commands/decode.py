@@ -12,6 +12,7 @@ whose collapse is the expected result. --lm chip is the GPT trained for the chip
 from __future__ import annotations
 
 from ..outdir import check_json_output, write_json_output
+from ..progress import add_feedback, say
 from .evaluate import add_lm_arguments, load_lm_and_hardware, parse_layers, resolve_scalers
 
 
@@ -23,6 +24,7 @@ def register(sub):
     p.add_argument("--json", default=None, help="also write the result (texts, per-token latency and energy) to this "
                    "file; an existing file is replaced only if it is a decode result gcsim wrote")
     p.add_argument("--force", action="store_true", help="let --json replace a file gcsim did not write")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
@@ -64,17 +66,17 @@ def main(args) -> int:
     energy_nj = res.ledger.step_pj() / 1000.0
     gen = slice(P - 1, None)  # the steps that produced a new token
     if lm.negative_control:
-        print(f"NOTE: {NEGATIVE_CONTROL_NOTE}\n")
-    print(f"{lm.name} on {hw.name}, chip layers {args.chip_layers}, scalers {source}")
-    print(f"prompt:          {args.prompt!r}")
-    print(f"software model:  {lm.decode(soft_new)!r}")
-    print(f"chip in loop:    {lm.decode(chip_new)!r}")
+        say(args, f"NOTE: {NEGATIVE_CONTROL_NOTE}\n")
+    say(args, f"{lm.name} on {hw.name}, chip layers {args.chip_layers}, scalers {source}")
+    say(args, f"prompt:          {args.prompt!r}")
+    say(args, f"software model:  {lm.decode(soft_new)!r}")
+    say(args, f"chip in loop:    {lm.decode(chip_new)!r}")
     if diff is None:
-        print(f"identical over all {args.new_tokens} generated tokens")
+        say(args, f"identical over all {args.new_tokens} generated tokens")
     else:
-        print(f"first difference at generated token {diff} "
+        say(args, f"first difference at generated token {diff} "
               f"(software {lm.decode([soft_new[diff]])!r}, chip {lm.decode([chip_new[diff]])!r})")
-    print(f"chip attention per token: latency {lat_ns[gen].mean():.1f} ns (min {lat_ns[gen].min():.1f}, "
+    say(args, f"chip attention per token: latency {lat_ns[gen].mean():.1f} ns (min {lat_ns[gen].min():.1f}, "
           f"max {lat_ns[gen].max():.1f}), energy {energy_nj[gen].mean():.2f} nJ "
           f"(min {energy_nj[gen].min():.2f}, max {energy_nj[gen].max():.2f})")
     if args.json:

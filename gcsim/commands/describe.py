@@ -17,6 +17,7 @@ import yaml
 
 from ..errors import UsageError
 from ..hardware import Hardware, Link, load_hardware, parse_overrides, to_dict
+from ..progress import add_feedback, say
 from .common import add_overrides
 
 
@@ -27,6 +28,7 @@ def register(sub):
     p.add_argument("--fields", action="store_true", help="print every field with unit, range and default")
     p.add_argument("--markdown", action="store_true", help="with --fields: a Markdown table (docs/)")
     add_overrides(p)
+    add_feedback(p)       # the same options as every command (describe has no progress bar)
     p.set_defaults(func=main)
 
 
@@ -134,11 +136,11 @@ def main(args) -> int:
     if args.fields:
         if args.model or args.set:
             raise UsageError("describe --fields takes no MODEL or --set")
-        print(format_fields(args.markdown))
+        say(args, format_fields(args.markdown))
         return 0
     if not args.model:
         raise UsageError("describe: give a MODEL (a name in models/ or a YAML path), or --fields")
     hw = load_hardware(args.model)
     changes = parse_overrides(args.set)
-    print(format_description(hw.derive(**changes) if changes else hw), end="")
+    say(args, format_description(hw.derive(**changes) if changes else hw).rstrip("\n"))
     return 0

@@ -7,8 +7,9 @@ Every point is an independent simulation, run on N local worker processes (defau
 core) or on Ray (--ray: a local Ray cluster; --ray ADDRESS: join an existing one). Results
 are cached per point (--cache, default in the user's cache directory): a rerun, or another
 spec sharing points, computes only new points, and an interrupted sweep resumes where it
-stopped. OUT gets results.csv, results.parquet (with pyarrow) and sweep.json (spec, counts,
-provenance). Exit status 4 when the sweep finished but some points failed (their rows give
+stopped. It prints the swept fields and the main figures of each point (--quiet: nothing);
+OUT gets the whole table, results.csv, results.parquet (with pyarrow) and sweep.json (spec,
+counts, provenance). Exit status 4 when the sweep finished but some points failed (their rows give
 the error). `gcsim sweep plot OUT` adds pareto.png and one chart per axis (matplotlib).
 Modes: timing-only, functional, validate, and eval (a language model's perplexity, top-1
 agreement and KL with each point's chip in its loop, next to its cost; plots show perplexity
@@ -77,6 +78,8 @@ def main(args) -> int:
                            retry_failed=args.retry_failed, command=getattr(args, "command_line", None))
         written = write_outputs(tmp, result)
     c = result.counts
+    from ..sweeps.table import format_table, main_columns
+    say(args, format_table(result.rows, main_columns(result)) + "\n")
     say(args, f"sweep {spec.source}: {c['points']} points: {c['ok']} ok, {c['failed']} failed, "
           f"{c['skipped']} skipped; {c['computed']} computed, {c['cached']} from the cache "
           f"({result.provenance['backend']})")

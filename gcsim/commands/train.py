@@ -10,6 +10,7 @@ The last iteration writes OUT/chipgpt-NAME.npz, the weights gcsim eval/decode ta
 from __future__ import annotations
 
 from ..outdir import claim_in_place, seal_in_place
+from ..progress import add_feedback, say, wanted
 
 
 def register(sub):
@@ -27,6 +28,7 @@ def register(sub):
                    help="stop after iteration N of the schedule and write the weights of that iteration")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long (checkpointed; rerun to resume)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
@@ -42,7 +44,15 @@ def main(args) -> int:
     from ..chipmodel.train import set_threads, train
     set_threads(args.threads)
     try:
-        train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes, stop_at=args.stop_at)
+        train(args.experiment, out, iters=args.iters, max_minutes=args.max_minutes, stop_at=args.stop_at,
+              log=lambda line: _log(args, line))
     finally:
         seal_in_place(out)   # tie the files written to the marker (size, sha256)
     return 0
+
+
+def _log(args, line: str) -> None:
+    """Training's lines on stdout: none with --quiet; the per-iteration ones (its progress
+    display) not with --no-progress either."""
+    if wanted(args) or not line.split(": ", 1)[-1].startswith("iter "):
+        say(args, line)

@@ -34,6 +34,7 @@ from ..budget import check_run
 from ..errors import SimError
 from ..streamio import records_array, release_pages
 from ..hardware import Hardware
+from ..kernels import notice as kernel_notice
 from .blocks.accumulator import DigitalAccumulator
 from .blocks.controller import LayerController
 from .blocks.counters import OutputCounters
@@ -226,6 +227,9 @@ class Simulator:
 
     def run(self, progress: bool = False) -> SimResult:
         env, rec = self.env, self.record
+        kernels = self.values and self.device == "cpu"
+        if kernels:
+            kernel_notice.announce(progress)    # before the bar, which then starts with compiled kernels
         self._bar = feedback.bar(self.steps, "simulate", enabled=progress)
         done = simpy.AllOf(env, self.host.processes)
         # the run allocates many small short-lived objects (messages, paths); keep the objects
@@ -236,6 +240,8 @@ class Simulator:
         finally:
             gc.unfreeze()
         self._bar.close()
+        if kernels:
+            kernel_notice.finished()
         elapsed = int(env.now)
         for block, mw in self.hw.energy.static_mw.items():
             self.energy.add_static(block, mw, elapsed)
