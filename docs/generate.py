@@ -297,6 +297,25 @@ def study_link_bandwidth(ctx: Context) -> str:
         "throughput_tokens_per_s", "stall.link_bank_to_host_ns_per_token"])
 
 
+@section("traces", "traces/README.md", cheap=True)
+def shipped_traces(ctx: Context) -> str:
+    """the shipped traces as they are: format version, steps, arrays, size"""
+    import warnings
+
+    from gcsim.traces import open_trace
+    lines = ["| file | format version | steps | arrays | size |", "|---|---|---|---|---|"]
+    for path in sorted((ROOT / "traces").glob("*.gctrace")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # a format-1 file warns that its header is unchecked
+            with open_trace(path) as tr:
+                arrays = ", ".join(f"{name} {spec['dtype']}{list(spec['shape'])}"
+                                   for name, spec in sorted(tr.header["arrays"].items()))
+                version = tr.header.get("version", 1)
+        lines.append(f"| `{path.name}` | {version} | {tr.steps:,} | {arrays} | "
+                     f"{path.stat().st_size / 2**20:.2f} MiB |")
+    return "\n".join(lines)
+
+
 # --- expensive sections --------------------------------------------------------------------
 
 WINDOW_LAW_COST = ["shape.window", "numerics.cell_law", "full_window_steps", "latency_per_token_ns",

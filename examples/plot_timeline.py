@@ -4,6 +4,8 @@ red (labelled by cause in the legend).
 
     python examples/plot_timeline.py out/profile/timeline.json -o timeline.png [--max-tracks 40]
 
+Needs matplotlib: pip install -e '.[plot]' (without it, the script says so in one line and exits with status 1).
+
 For interactive browsing open the JSON itself in https://ui.perfetto.dev ("Open trace file")
 or chrome://tracing ("Load").
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -66,6 +69,10 @@ def main():
     ap.add_argument("-o", "--out", default="timeline.png")
     ap.add_argument("--max-tracks", type=int, default=60)
     args = ap.parse_args()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("plot_timeline.py needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)")
     print(f"wrote {plot_timeline(args.timeline, args.out, max_tracks=args.max_tracks)}")
 
 

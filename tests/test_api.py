@@ -67,6 +67,7 @@ def test_an_in_memory_trace_without_scalers_is_calibrated_not_defaulted():
         gcsim.simulate(42, hw)
 
 
+@pytest.mark.slow   # writes a 1,100-step synthetic GPT-2 trace for the window what-if (30 s busy)
 def test_notebook_example_runs():
     env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
     res = subprocess.run([sys.executable, str(ROOT / "examples" / "simulator_api.py")], cwd=ROOT, env=env,
@@ -74,3 +75,7 @@ def test_notebook_example_runs():
     assert res.returncode == 0, res.stderr
     assert "smollm2: 41 steps, scalers from the trace" in res.stdout
     assert "calibrated: mean |out|" in res.stdout and "defaults: mean |out|" in res.stdout
+    # the window what-if at a full window: the paper's 0.8856 uJ per token at 1024 (65 ns per layer);
+    # at 256, 144 heads x 2566.33 pJ (docs/cost-model.md, worked examples) and a 2-level adder tree
+    assert "window  1024: 65 ns per layer, 885.6 nJ per token at a full window" in res.stdout
+    assert "window   256: 60 ns per layer, 369.6 nJ per token at a full window" in res.stdout

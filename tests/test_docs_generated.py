@@ -1,0 +1,65 @@
+"""The figures in the README and docs/ are what the code computes now (docs/generate.py).
+
+Each cheap section is computed again and compared with the text between its markers; the
+expensive ones are checked where a timing-only run gives their columns (the window x cell law
+table's latency and energy). A failure means the model changed and the docs did not follow:
+run `python docs/generate.py NAME`, read the diff, commit it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_spec = importlib.util.spec_from_file_location("docs_generate", ROOT / "docs" / "generate.py")
+generate = importlib.util.module_from_spec(_spec)
+sys.modules["docs_generate"] = generate
+_spec.loader.exec_module(generate)
+
+SWEEPS = {"study-sequences", "study-shared-counters", "study-link-bandwidth"}   # worker processes: slower
+CASES = [pytest.param(s.name, marks=[pytest.mark.slow] if s.name in SWEEPS or not s.cheap else [])
+         for s in generate.SECTIONS.values() if s.cheap or s.check]
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    return generate.Context(tmp_path_factory.mktemp("docs"), jobs=2)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_section_is_current(name, ctx):
+    found = generate.differences(generate.SECTIONS[name], ctx)
+    assert not found, (f"{name} in {generate.SECTIONS[name].page.relative_to(ROOT)} is stale; run "
+                       f"`python docs/generate.py {name}`:\n" + "\n".join(found))
+
+
+def test_every_marked_region_has_a_section_and_every_section_a_region():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "traces" / "README.md"]
+    marked = {}
+    for page in pages:
+        for line in page.read_text(encoding="utf-8").splitlines():
+            if line.startswith("<!-- generated: "):
+                marked[line.removeprefix("<!-- generated: ").removesuffix(" -->")] = page
+    assert set(marked) == set(generate.SECTIONS)
+    assert all(generate.SECTIONS[n].page == p for n, p in marked.items())
+    for s in generate.SECTIONS.values():
+        generate.region(s.page.read_text(encoding="utf-8"), s.name)     # exactly once, with its end marker
+
+
+def test_expensive_sections_say_which_commit_and_command_made_them():
+    for s in generate.SECTIONS.values():
+        if not s.cheap:
+            body = generate.current(s)
+            assert f"Made by `python docs/generate.py {s.name}` at commit " in body, s.name
+
+
+def test_a_change_in_the_model_shows(ctx, monkeypatch):
+    """The check is not vacuous: with the K column read 1 % dearer, the worked examples differ."""
+    from gcsim import costs
+    real = costs.action_scale
+    monkeypatch.setattr(costs, "action_scale", lambda hw: {**real(hw), "k_column_read": 1.01 * real(hw)["k_column_read"]})
+    found = generate.differences(generate.SECTIONS["cost-examples"], ctx)
+    assert found and "1,131.2" in found[0]
