@@ -300,6 +300,8 @@ class Periphery:
     host_engines: int = num(1, COUNT, "engines", doc="host engines computing projections/MLP", default=1)
     batching: Policy = policy("batching", "per_sequence", "how the host groups the sequences' work: per_sequence "
                               "| lockstep (one batch of every sequence in flight per layer; docs/system.md)")
+    admission: Policy = policy("admission", "fcfs", "serving: which waiting request takes a free K/V bank: fcfs "
+                               "| shortest_first (gcsim/sim/policies/admission.py)")
 
 
 PRECISIONS = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}  # bytes per element

@@ -71,6 +71,21 @@ class RingBuffer:
         self._first = -tokens
         self.writes = 0  # what was there before time 0 is not this run's work
 
+    def write_block(self, first: int, n: int, start_ps: int, period_ps: int) -> None:
+        """A new sequence in these arrays (serving: a request's prompt): every slot emptied,
+        then tokens first .. first + n - 1 (n <= M) written one per period_ps from start_ps
+        (token first + i is in the cells at start_ps + (i + 1) x period_ps). Timing only: no
+        values are stored."""
+        if not 0 < n <= self.window:
+            raise ValueError(f"a block of {n} tokens does not fit a window of {self.window}")
+        self.token[:] = EMPTY
+        self.write_ps[:] = 0
+        u = np.arange(first, first + n, dtype=np.int64)
+        self.token[u % self.window] = u
+        self.write_ps[u % self.window] = start_ps + (u - first + 1) * period_ps
+        self._first, self._last, self._in_order = first, first + n - 1, True
+        self.writes += n
+
     def store(self, slot: int, k_dev, v_dev, step: int | None = None) -> None:
         """Values of `slot`; step: the token written (the key of write noise in the store)."""
         if self._storage is not None:

@@ -32,6 +32,10 @@ EXAMPLES = {
   gcsim system                                 # GPT-2, SmolLM2, Llama-3-8B beside an RTX 4090
   gcsim system -m smollm2 --device jetson-nano --contexts 256,1024,4096 -o out/system-nano
   gcsim system --set host.launch_overhead_ns=1000 --sequences 1,8,64  # a host calibrated your way""",
+    "serve": """\
+  gcsim serve                                  # GPT-2 beside an RTX 4090, 8 K/V banks, Poisson 50..250/s
+  gcsim serve --rates 100,200 --prompt 64:512 --output 16:64 --set periphery.admission=shortest_first
+  gcsim serve --requests my-requests.csv -o out/serve-csv   # rows: arrival_ns,prompt_tokens,output_tokens""",
     "decode": """\
   gcsim decode --prompt "The history of Paris" -n 32        # SmolLM2 with the chip in its loop
   gcsim decode --prompt "Once upon" -n 16 --chip-layers 0,1""",

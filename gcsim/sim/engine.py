@@ -102,6 +102,7 @@ class SimResult:
     timeline: Timeline | None = None
     retention: dict = field(default_factory=dict)  # refresh and lost-read counts (policies/refresh.py)
     resources: dict = field(default_factory=dict)  # name -> its ServedLog (check=True only)
+    served: list | None = None  # serving: per request its times (gcsim/sim/blocks/host.py)
 
     def step_latency_ps(self, seq: int = 0) -> np.ndarray:
         end = self.step_end_ps[seq]
@@ -116,6 +117,11 @@ class Record:
         z = lambda: [records_array((steps, layers), np.int64) for _ in range(n)]  # noqa: E731
         self.layer_start, self.layer_end, self.write, self.read = z(), z(), z(), z()
         self.step_end = [records_array((steps,), np.int64) for _ in range(n)]
+
+    def trim(self, rows: list[int]) -> None:
+        """Keep the first rows[seq] steps of each sequence (serving: the decode steps it served)."""
+        for arrays in (self.layer_start, self.layer_end, self.write, self.read, self.step_end):
+            arrays[:] = [a[:n] for a, n in zip(arrays, rows)]
 
     def release(self) -> None:
         for arrays in (self.layer_start, self.layer_end, self.write, self.read, self.step_end):
@@ -137,7 +143,10 @@ class Simulator:
         source = trace if is_source(trace) else TraceSource(trace, outputs, hw.numerics.dtype)
         check_fit(hw, source)
         self.hw, self.trace, self.source = hw, trace, source
-        self.steps = source.steps if steps is None else min(steps, source.steps)
+        self.serving = getattr(source, "requests", None) is not None   # requests over time (gcsim/serving/)
+        if self.serving and values:
+            raise SimError("a serving run is timing-only (requests carry lengths, not values): values=False")
+        self.steps = source.steps if steps is None or self.serving else min(steps, source.steps)
         if self.steps <= 0:
             raise SimError(f"nothing to simulate: {self.steps} steps requested")
         check_run(hw, self.steps, values=values)  # memory and int64 time fit (gcsim/budget.py)
@@ -147,13 +156,15 @@ class Simulator:
         self.activity = Activity(timeline)
         # energy per action scaled from the calibration design to this one (gcsim/costs.py)
         self.energy = EnergyLedger(costs.derive(hw).actions_pj, hw.energy.link_pj_per_bit, s.layers, self.steps)
-        self.path = CriticalPath(p.sequences, self.steps)
+        rows = source.record_steps if self.serving else self.steps   # per sequence: its decode steps
+        self.path = CriticalPath(p.sequences, rows)
         self.components = {}
         self.processes = []   # (component, simpy.Process): one per component instance (per sequence: host)
         self.policies = {kind: make(kind, choice, hw) for kind, choice in
                          (("gqa", p.gqa_mapping), ("counters", p.counters), ("issue", p.issue),
-                          ("refresh", hw.numerics.retention.refresh), ("batching", p.batching))}
-        self.record = Record(p.sequences, self.steps, s.layers)
+                          ("refresh", hw.numerics.retention.refresh), ("batching", p.batching),
+                          ("admission", p.admission))}
+        self.record = Record(p.sequences, rows, s.layers)
         self.host = HostPort(self, source)
         self.network = Network(self)
         coeffs = physics.law_coefficients(hw.numerics.cell_law)
@@ -246,6 +257,9 @@ class Simulator:
         for block, mw in self.hw.energy.static_mw.items():
             self.energy.add_static(block, mw, elapsed)
         self.activity.check(elapsed)
+        if self.serving:   # each bank recorded the decode steps it served
+            rec.trim(self.host.rows)
+            self.path.trim(self.host.rows)
         for seq in range(self.hw.periphery.sequences):
             if not self.path.adds_up(seq, rec.step_end[seq]):
                 raise RuntimeError(f"critical path of sequence {seq} does not add up to its step latency")
@@ -266,4 +280,4 @@ class Simulator:
         return SimResult(self.hw, self.steps, elapsed, rec.step_end, rec.write, rec.read,
                          rec.layer_start, rec.layer_end, self.activity.summary(elapsed), self.energy, self.path,
                          getattr(self.source, "outputs", None), self.activity.timeline, refresh_summary(self),
-                         resources)
+                         resources, getattr(self.host, "served", None))

@@ -7,7 +7,8 @@ its critical path); a `Round` is the part of a read served by one GQA round, wit
 times the tiles' arrays serve it.
 
 Hops (sender -> receiver, message, when it arrives; every hop is one SimPy event):
-  host -> controller         LayerInputs (the LayerStep: q, k, v)   after the route's links
+  host -> controller         LayerInputs (the LayerStep: q, k, v;   after the route's links
+                             serving: a prompt's K/V, write only)
   controller -> writer       WriteRequest (k, v DAC'ed; serial:    at once (local wire)
                              the read that follows, q pulses)
   writer -> tiles            Store (values, write interval;        when the writer takes it (at once)
@@ -24,6 +25,7 @@ Hops (sender -> receiver, message, when it arrives; every hop is one SimPy event
   counters -> accumulator    CountDone (the round's codes)         when its count ends
   accumulator -> controller  Summed (the outputs)                  when the adder tree ends
   controller -> host         LayerOutputs                          after the route's links
+                             (a prompt's write: when it ends)
   refresh -> writer, tiles   Refresh (interval)                    when it is decided (at once)
   tiles -> refresh           TilesFree                             when the last V phase ends
   sender or hop -> link      Transit (a LayerStep in transit)      when it reaches the link (one with a cost)
@@ -40,7 +42,7 @@ class LayerStep:
     __slots__ = ("seq", "step", "layer", "path", "q", "k", "v", "q_pulse", "k_dev", "v_dev", "arrived_ps",
                  "write_ps", "read_ps", "rounds_left", "codes", "S", "phi", "out", "last_path",
                  "last_end", "n_valid", "n_active", "A", "decay_ages", "waits",
-                 "write_start", "write_cause", "read_after")
+                 "write_start", "write_cause", "read_after", "prompt")
 
     def __init__(self, seq, step, layer, path, q=None, k=None, v=None):
         self.seq, self.step, self.layer, self.path = seq, step, layer, path
@@ -53,6 +55,7 @@ class LayerStep:
         self.waits = None        # [(start, end, cause)] the sequence waited inside the layer (booked by the host)
         self.write_cause = None
         self.read_after = False  # the write request carries the read (serial issue policy)
+        self.prompt = 0          # serving: a prompt's K/V of this many tokens, written and not read
 
 
 class Round:

@@ -94,6 +94,25 @@ def attention_ops(shape, batch: int, context: int, b: int, fused: bool) -> list[
             Op("pv", 2 * batch * H * context * d, b * (kv_read + scores + qo))]
 
 
+def prefill_attention(shape, tokens: int, b: int) -> Op:
+    """Causal attention over a prompt of `tokens` in one kernel (FlashAttention-style: q, k,
+    v read once, the output written once): token i attends to i + 1 tokens."""
+    H, KV, d = shape.heads, shape.kv_heads, shape.d_head
+    pairs = tokens * (tokens + 1) // 2
+    return Op("prefill_attention", 4 * H * d * pairs + SOFTMAX_FLOPS * H * pairs,
+              b * tokens * (2 * H * d + 2 * KV * d))
+
+
+def prefill_ops(shape, tokens: int, b: int) -> list[Op]:
+    """The host's kernels of a prompt's prefill (serving): the embedding of its `tokens`, every
+    layer's kernels at `tokens` rows with the prompt's causal attention, and the LM head and
+    sampling of its last token (the request's first output token)."""
+    D = shape.d_model
+    layer = layer_ops(shape, tokens, b)
+    layer.insert(2, prefill_attention(shape, tokens, b))
+    return [elementwise("embedding", tokens * D, 1, 1, 0, b), *layer * shape.layers, *step_ops(shape, 1, b)[1:]]
+
+
 @dataclass
 class Cost:
     """Time and energy of some kernels on a device (adds up)."""
@@ -141,6 +160,11 @@ def host_layer(hw, dev: Device, batch: int) -> Cost:
 def host_step(hw, dev: Device, batch: int) -> Cost:
     """The host's once-per-step kernels (embedding, final norm, LM head, sampling)."""
     return cost(step_ops(hw.shape, batch, dev.bytes_per_element), dev)
+
+
+def host_prefill(hw, dev: Device, tokens: int) -> Cost:
+    """A prompt's prefill on the host (serving)."""
+    return cost(prefill_ops(hw.shape, tokens, dev.bytes_per_element), dev)
 
 
 def gpu_attention(hw, dev: Device, batch: int, context: int) -> Cost:

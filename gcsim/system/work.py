@@ -14,9 +14,10 @@ busy_power_w pJ each (W x ps = pJ), `host_flop` at pj_per_flop, `host_byte` at p
 """
 from __future__ import annotations
 
+from ..errors import SimError
 from ..hardware import PS_PER_NS
 from .device import host_device
-from .roofline import host_layer, host_step
+from .roofline import host_layer, host_prefill, host_step
 
 ACTIONS = ("host_busy", "host_flop", "host_byte")
 
@@ -43,6 +44,17 @@ class HostWork:
         got = self._cache.get(key)
         if got is None:
             got = self._cache[key] = self._compute(*key)
+        return got
+
+    def prefill(self, tokens: int) -> tuple[int, dict]:
+        """(ps, {action: count}) of a prompt's prefill of `tokens` (serving: needs a device)."""
+        if self.device is None:
+            raise SimError(f"{self.hw.source}: serving needs a host device (host.device) to cost the prefill")
+        got = self._cache.get(("prefill", tokens))
+        if got is None:
+            c = host_prefill(self.hw, self.device, tokens)
+            got = self._cache[("prefill", tokens)] = (c.time_ps, {"host_busy": c.time_ps, "host_flop": c.flops,
+                                                                  "host_byte": c.bytes})
         return got
 
     def _compute(self, is_step: bool, n: int) -> tuple[int, dict]:

@@ -98,11 +98,16 @@ class LayerController(Component):
             q_pulse, job.k_dev, job.v_dev = dac_step(job.q, job.k, job.v, sc, hw, self.law)
             job.q_pulse = q_pulse.reshape(s.kv_heads, s.group_size, s.d_head)
         job.arrived_ps = now    # the write request leaves now
-        job.read_after = not self.write_during_read   # serial: the read follows the write
+        job.read_after = not self.write_during_read and not job.prompt   # serial: the read follows the write
         self.send(now, self.writer.on_write, job)
 
     # -- in: WriteDone (overlap_write: the read is issued apart) --------------------------------
     def on_written(self, job):
+        if job.prompt:   # a prompt's K/V (serving): written, nothing to read; the host learns it now
+            if not self.write_during_read:
+                self._release(self.env._now)
+            self.sim.host.send_outputs(self.env._now, job)
+            return
         job.arrived_ps = self.env._now   # ready to read
         self._admit(job, self._read)
 

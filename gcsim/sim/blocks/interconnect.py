@@ -82,6 +82,7 @@ class Network:
         s, ic = hw.shape, hw.interconnect
         self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
         self.bits_out = s.heads * s.d_head * ic.out_bits
+        self.bits_kv = 2 * s.kv_heads * s.d_head * ic.kv_bits   # one token's k, v (a prompt's K/V)
         for l in range(hw.shape.layers):
             node = node_of_layer(self.graph, l)
             self.routes_in.append(self._route("host", node, hw.source))
@@ -105,7 +106,14 @@ class Network:
     def send_inputs(self, sender, job, ctrl) -> None:
         """The host (`sender`) sends `job`'s inputs now over its layer's route (links with a cost)."""
         links = self.links_in[job.layer]
-        sender.send(sender.env._now, links[0].on_message, Transit(job, self.bits_in, links, ctrl, _inputs_arrive))
+        bits = job.prompt * self.bits_kv if job.prompt else self.bits_in
+        sender.send(sender.env._now, links[0].on_message, Transit(job, bits, links, ctrl, _inputs_arrive))
+
+    def book_prompt(self, job) -> None:
+        """A prompt's K/V (serving) crosses every hop of its layer's route: the hops' energy per
+        bit, booked as the network declares the layer steps' (not a layer step itself)."""
+        for ch in self.routes_in[job.layer]:
+            self.sim.energy.book(ch.stat_name, ch.action, job.prompt * self.bits_kv, job.layer, job.step)
 
     def send_outputs(self, ctrl, job, at_ps: int) -> None:
         """The controller sends `job`'s outputs at at_ps over its layer's route (links with a cost)."""

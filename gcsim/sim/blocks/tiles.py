@@ -113,6 +113,11 @@ class GainCellTiles(Component):
 
     # -- in: Store (from the writer: the slot's cells are written in [write_start, end)) ---
     def on_store(self, job):
+        if job.prompt:   # serving: a new sequence's prompt in these arrays, token after token
+            n, w = job.prompt, self.writer.write_ps
+            self.rings[job.seq].write_block(job.step - n + 1, n, job.write_start, w)
+            self._book(job.write_start, job.write_start + n * w, job.seq, job.step, "prompt write")
+            return
         end = job.write_start + self.writer.write_ps
         self.open_steps += 1
         self._book(job.write_start, end, job.seq, job.step, "write")

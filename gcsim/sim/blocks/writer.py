@@ -2,7 +2,8 @@
 sequence's arrays, with its write DACs.
 
 Parameters: `timing.phases_ns.write`; `energy kv_write_dac` per cell written
-(2 x KV x d per step; x G copies when GQA replicates the K/V arrays).
+(2 x KV x d per step; x G copies when GQA replicates the K/V arrays). Serving: a prompt's
+K/V of n tokens is one request, n write phases long.
 Ports: in `write` <- controller (WriteRequest); out `store` -> tiles (the values and their
 write interval, when the writer takes the request, with the read that follows it under the
 `serial` issue policy); out `written` -> controller (WriteDone, when the write ends; only
@@ -44,7 +45,8 @@ class TokenWriter(Component):
         dacs = self.dacs
         refreshing = dacs.holder is self.refresh and self.refresh is not None
         cause = "refresh" if refreshing else "writer busy (other sequence)"
-        start, job.path = dacs.claim(now, self.write_ps, job, job.path, cause)
+        hold = self.write_ps * (job.prompt or 1)   # a prompt's K/V: one write phase per token
+        start, job.path = dacs.claim(now, hold, job, job.path, cause)
         if start > now:
             if job.waits is None:
                 job.waits = []
@@ -52,9 +54,12 @@ class TokenWriter(Component):
             if refreshing:
                 self.refresh_wait_ps += start - now
         job.write_start, job.write_cause = start, cause
-        end = start + self.write_ps
-        self.busy(start, end, step=job.step, layer=self.layer, action="write")
-        add(job.path, "write", self.write_ps)
+        end = start + hold
+        what = "prompt write" if job.prompt else "write"
+        self.busy(start, end, step=job.step, layer=self.layer, action=what)
+        add(job.path, what, hold)
+        if job.prompt:   # not a layer step: its cells are booked here, not by the declared count
+            self.energy("kv_write_dac", job.prompt * self.cells_per_write, self.layer, job.step)
         self.send(now, self.tiles.on_store, job)   # the tiles reserve the slot's cells for [start, end) now
         if not job.read_after:
             self.send(end, self.controller.on_written, job)

@@ -49,6 +49,10 @@ class CriticalPath:
             cap *= 2
         self._arrays, self._cap = [widened(arr, cap) for arr in self._arrays], cap
 
+    def trim(self, rows: list[int]) -> None:
+        """Keep the first rows[seq] steps of each sequence (serving: the decode steps it served)."""
+        self._arrays = [a[:n] for a, n in zip(self._arrays, rows)]
+
     def release(self) -> None:
         """Drop the arrays' resident pages (on disk for long runs: gcsim.streamio)."""
         for arr in self._arrays:

@@ -6,14 +6,15 @@ Kinds and the shipped choices:
 - `counters` (periphery.counters): turns | double_buffered (counters.py);
 - `refresh` (numerics.retention.refresh): none | periodic (refresh.py);
 - `issue` (periphery.issue): serial | overlap_write (issue.py);
-- `batching` (periphery.batching): per_sequence | lockstep (batching.py).
+- `batching` (periphery.batching): per_sequence | lockstep (batching.py);
+- `admission` (periphery.admission): fcfs | shortest_first (admission.py).
 
 A new policy is a small class with `PARAMS` (name -> (type, default, check text or None))
 decorated with `@register(kind, name)`; see docs/architecture.md.
 """
 from __future__ import annotations
 
-REGISTRY: dict[str, dict[str, type]] = {"gqa": {}, "counters": {}, "refresh": {}, "issue": {}, "batching": {}}
+REGISTRY: dict[str, dict[str, type]] = {"gqa": {}, "counters": {}, "refresh": {}, "issue": {}, "batching": {}, "admission": {}}
 
 
 def register(kind: str, name: str):
@@ -69,4 +70,4 @@ def make(kind: str, choice, hw):
 
 
 def _load():
-    from . import batching, counters, gqa, issue, refresh  # noqa: F401  (registers the shipped policies)
+    from . import admission, batching, counters, gqa, issue, refresh  # noqa: F401  (registers the shipped policies)
