@@ -429,6 +429,86 @@ def architecture(ctx: Context) -> str:
             + stamp("architecture", time.time() - t0))
 
 
+# --- the chip in a system (docs/system.md) -------------------------------------------------
+
+@section("system-paper-check", "docs/system.md", cheap=True)
+def system_paper_check(ctx: Context) -> str:
+    """the GPU-only roofline of one GPT-2 layer's attention beside the paper's measured GPU figures"""
+    from gcsim import load_hardware, paper
+    from gcsim.system import gpu_attention, host_device
+    lines = ["| device, attention | batch | gcsim µs | of which roofline | paper µs | paper / gcsim | gcsim mJ | "
+             "paper / gcsim |", "|---|---|---|---|---|---|---|---|"]
+    names = {"rtx4090": "RTX 4090", "jetson-nano": "Jetson Nano"}
+    for dev, att, batch in (("rtx4090", "fused", 64), ("rtx4090", "unfused", 64), ("rtx4090", "fused", 1),
+                            ("rtx4090", "unfused", 1), ("jetson-nano", "fused", 64), ("jetson-nano", "unfused", 1)):
+        hw = load_hardware("paper-gpt2").derive(host={"device": dev, "attention": att})
+        d = host_device(hw)
+        c = gpu_attention(hw, d, batch, 1024)
+        us = c.time_ps / batch / 1e6
+        roof = (c.time_ps - c.kernels * d.launch_overhead_ps) / batch / 1e6
+        mj = c.total_pj / batch / 1e9
+        ref = paper.GPUS[names[dev]]
+        lines.append(f"| {names[dev]}, {att} | {batch} | {us:.2f} | {roof:.2f} | {ref['latency_us']:g} | "
+                     f"{ref['latency_us'] / us:.1f}× | {mj:.2f} | {ref['energy_mj'] / mj:.1f}× |")
+    return "\n".join(lines)
+
+
+@section("system-run", "docs/system.md", cheap=True)
+def system_run(ctx: Context) -> str:
+    """`gcsim run -s host.device=rtx4090`: end to end per token on the shipped SmolLM2 trace"""
+    out = gcsim_output(["run", "-s", "host.device=rtx4090", "--no-progress", "-o", str(ctx.tmp / "system-run")])
+    lines = out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("end to end per token"))
+    last = next(i for i, line in enumerate(lines) if line.strip().startswith("speed-up"))
+    return code_block("$ gcsim run -s host.device=rtx4090\n" + "\n".join(lines[first:last + 1]))
+
+
+@section("system-curves", "docs/system.md", cheap=False)
+def system_curves(ctx: Context) -> str:
+    """`gcsim system`: GPT-2, SmolLM2-135M, Llama-3-8B beside the RTX 4090; a table and docs/system-curves.png"""
+    from gcsim import load_hardware
+    from gcsim.system.curves import break_even, curves, plot
+    t0 = time.time()
+    rows, lines = [], ["| model | window | attention share of the GPU-only step, 1 sequence at the window | "
+                       "speed-up there | from context (≥ 1.1×, 1 sequence) | 64 sequences at the window |",
+                       "|---|---|---|---|---|---|"]
+    for name in ("paper-gpt2", "smollm2", "llama3-8b"):
+        mine = curves(load_hardware(name).derive(host={"device": "rtx4090"}))
+        rows += mine
+        one = next(r for r in mine if r["curve"] == "sequences" and r["sequences"] == 1)
+        many = next(r for r in mine if r["curve"] == "sequences" and r["sequences"] == 64)
+        over = [r["sequences"] for r in mine if r["curve"] == "sequences" and not r["gpu_only_fits_memory"]]
+        note = f"; GPU-only over the host's memory from {min(over)} sequences" if over else ""
+        lines.append(f"| {name} | {one['window']} | {100 * one['gpu_only_attention_share']:.1f} % | "
+                     f"{one['speedup']:.3f}× ({one['token_ns'] / 1e3:.1f} against {one['gpu_only_token_ns'] / 1e3:.1f} "
+                     f"µs per token) | {break_even(mine)} | {many['speedup']:.2f}× (Amdahl bound "
+                     f"{many['amdahl_bound']:.2f}×){note} |")
+    plot(rows, DOCS / "system-curves.png")
+    return ("![End-to-end speed-up and energy ratio of the chip beside an RTX 4090](system-curves.png)\n\n"
+            + "\n".join(lines) + "\n\n" + stamp("system-curves", time.time() - t0))
+
+
+@section("serving-rates", "docs/system.md", cheap=False)
+def serving_rates(ctx: Context) -> str:
+    """`gcsim serve`: GPT-2 beside the RTX 4090, 8 banks, Poisson 50..250/s; a table and docs/serving-latency.png"""
+    import json
+    import shutil
+    t0 = time.time()
+    out = ctx.scratch("serve") / "out"
+    gcsim_output(["serve", "--quiet", "-o", str(out)])
+    runs = json.loads((out / "serving.json").read_text())["runs"]
+    shutil.copyfile(out / "serving.png", DOCS / "serving-latency.png")
+    lines = ["| rate (requests/s) | TTFT p50 / p99 (ms) | TPOT p50 / p99 (ms) | queueing p99 (ms) | tokens/s | "
+             "energy per request (mJ) |", "|---|---|---|---|---|---|"]
+    for r in runs:
+        rep = r["report"]
+        lines.append(f"| {r['rate_per_s']:g} | {rep['ttft_ms']['p50']:.3f} / {rep['ttft_ms']['p99']:.3g} | "
+                     f"{rep['tpot_ms']['p50']:.3f} / {rep['tpot_ms']['p99']:.3f} | {rep['queue_ms']['p99']:.3g} | "
+                     f"{rep['throughput']['tokens_per_s']:.0f} | {rep['energy']['per_request_mj']:.0f} |")
+    return ("![TTFT, TPOT and queueing delay percentiles against the arrival rate](serving-latency.png)\n\n"
+            + "\n".join(lines) + "\n\n" + stamp("serving-rates", time.time() - t0))
+
+
 # --- command line --------------------------------------------------------------------------
 
 def differences(sec: Section, ctx: Context) -> list[str]:

@@ -1,12 +1,14 @@
 """End-to-end curves of the chip beside an RTX 4090 against the 4090 alone, for GPT-2,
-SmolLM2-135M and Llama-3-8B: the figure of the README and docs/system.md.
+SmolLM2-135M and Llama-3-8B (the README's figure is made the same way by
+`python docs/generate.py system-curves`).
 
-    python examples/system_curves.py                 # writes docs/system-curves.png
+    python examples/system_curves.py                 # writes out/system-curves.png
     python examples/system_curves.py -o out/x.png --device h100-sxm
 
 The same as `gcsim system` (which also writes the table and a CSV), through the library.
 """
 import argparse
+from pathlib import Path
 
 from gcsim import load_hardware
 from gcsim.system.curves import break_even, curves, plot
@@ -14,7 +16,7 @@ from gcsim.system.curves import break_even, curves, plot
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-o", "--out", default="docs/system-curves.png")
+    ap.add_argument("-o", "--out", default="out/system-curves.png")
     ap.add_argument("--device", default="rtx4090")
     args = ap.parse_args()
     rows = []
@@ -26,6 +28,7 @@ def main():
         print(f"{name:<10} one sequence at its window ({at_window['context']}): speed-up {at_window['speedup']:.3f}x, "
               f"attention {100 * at_window['gpu_only_attention_share']:.1f} % of the GPU-only step; "
               f">= 1.1x from context {break_even(mine)}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     plot(rows, args.out)
     print(f"wrote {args.out}")
 
