@@ -46,6 +46,14 @@ def _group(name: str) -> str:
     return name.split(".", 1)[0] if name[:1] in "LP" and "." in name else name.split(".", 1)[0]
 
 
+def _units_text(units) -> str:
+    """Units of a bank as a track name: '3', '0,4,8' or a range '0-11' (a slice of the bank)."""
+    if isinstance(units, slice):
+        start, stop = units.start or 0, units.stop
+        return f"{start}-{stop - 1}" if stop is not None else f"{start}-"
+    return ",".join(str(u) for u in np.atleast_1d(units).tolist())
+
+
 class ChromeEvents:
     """Booked intervals as Chrome trace events: a process per component group and a thread
     per (component, units), numbered as they first appear; their names as metadata events."""
@@ -59,7 +67,7 @@ class ChromeEvents:
         if group not in pids:
             pids[group] = len(pids) + 1
             meta.append({"ph": "M", "name": "process_name", "pid": pids[group], "tid": 0, "args": {"name": group}})
-        unit_key = "all" if units is None else ",".join(str(u) for u in np.atleast_1d(units).tolist())
+        unit_key = "all" if units is None else _units_text(units)
         track = (name, unit_key)
         if track not in tids:
             tids[track] = len(tids) + 1

@@ -5,6 +5,7 @@ cleanly (exit 2, a message naming the option, no output directory)."""
 import csv
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ def check_chrome_trace(tl):
             assert e["name"] in ("process_name", "thread_name") and isinstance(e["args"]["name"], str)
             assert isinstance(e["pid"], int) and isinstance(e["tid"], int)
             names[(e["pid"], e["tid"] if e["name"] == "thread_name" else None)] = e["args"]["name"]
+            if e["name"] == "thread_name":   # a component, then its units: [3], [0,4,8] or a range [0-11]
+                assert re.fullmatch(r"[\w.]+( \[\d+(-\d+)?(,\d+)*\])?", e["args"]["name"]), e["args"]["name"]
             continue
         for key in ("ph", "ts", "dur", "pid", "tid", "name"):
             assert key in e, (key, e)
@@ -240,3 +243,17 @@ def test_the_streamed_timeline_is_the_in_memory_one_and_adds_up_to_the_activity(
         for cause, v in a["stall_causes_ps"].items():
             assert stalled[comp, cause] == v, (comp, cause)
     assert sum(stalled.values()) == sum(a["stalled_ps"] for a in prof["activity"].values())
+
+
+def test_a_bank_slice_is_named_as_a_range(tmp_path):
+    """Two sequences on stall-link: each sequence's K/V arrays are a slice of the tiles' units,
+    named 0-11 and 12-23 (they were written as Python's slice(0, 12, None))."""
+    trace = tmp_path / "t.gctrace"
+    assert cli(["trace", "synth", "--model", "stall-link", "--steps", "2", "-o", str(trace), "-q"]) == 0
+    out = tmp_path / "p"
+    assert cli(["profile", str(trace), "-m", "stall-link", "--timeline", "--timeline-layers", "0", "-o", str(out),
+                "-q"]) == 0
+    tl = json.loads((out / "timeline.json").read_text())
+    check_chrome_trace(tl)
+    names = {e["args"]["name"] for e in tl["traceEvents"] if e["name"] == "thread_name"}
+    assert {"L00.tiles [0-11]", "L00.tiles [12-23]"} <= names, sorted(names)
