@@ -252,5 +252,5 @@ def test_gcsim_system_writes_its_curves(tmp_path, capsys):
     assert "paper-gpt2 (host rtx4090" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         cli(["system", "--contexts", "0,5", "-o", str(tmp_path / "x")])
-    assert exc.value.code == 2 and "expected comma-separated whole numbers >= 1, found '0,5'" in capsys.readouterr().err
+    assert exc.value.code == 2 and "expected comma-separated whole numbers > 0, found '0,5'" in capsys.readouterr().err
     assert cli(["system", "--device", "tpu-v9", "-o", str(tmp_path / "y")]) == 2

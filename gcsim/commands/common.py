@@ -81,3 +81,19 @@ def provenance_of(args, hw=None, trace=None, seed=None) -> dict:
 
 def write_json(path: Path, data) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def number_list(kind=int):
+    """An argparse type: comma-separated numbers of `kind`, each > 0 (e.g. --rates 50,100)."""
+    import argparse
+
+    def parse(text: str):
+        try:
+            out = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            out = []
+        if not out or min(out) <= 0:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {'whole ' if kind is int else ''}numbers "
+                                             f"> 0, found {text!r}")
+        return out
+    return parse

@@ -20,19 +20,7 @@ from ..progress import add_feedback, bar, say, wanted
 from ..serving.metrics import format_serving
 from ..serving.requests import from_csv
 from ..serving.run import plot_rates, rate_sweep, simulate
-from .common import add_output, open_output, overrides, provenance_of, write_json
-
-
-def _numbers(kind):
-    def parse(text: str):
-        try:
-            out = [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}") from None
-        if not out or min(out) <= 0:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers > 0, found {text!r}")
-        return out
-    return parse
+from .common import add_output, number_list, open_output, overrides, provenance_of, write_json
 
 
 def _length(text: str):
@@ -54,7 +42,7 @@ def register(sub):
     p.add_argument("--device", default="rtx4090", help="host preset in models/hosts/ or a path (default: %(default)s)")
     p.add_argument("--sequences", type=int, default=8,
                    help="K/V banks: sequences the chip holds at once (periphery.sequences; default %(default)s)")
-    p.add_argument("--rates", type=_numbers(float), default=[50.0, 100.0, 150.0, 200.0, 250.0],
+    p.add_argument("--rates", type=number_list(float), default=[50.0, 100.0, 150.0, 200.0, 250.0],
                    help="Poisson arrival rates, requests/s (default: 50,100,150,200,250)")
     p.add_argument("--count", type=int, default=100, help="requests per rate (default %(default)s)")
     p.add_argument("--prompt", type=_length, default=128, help="prompt tokens: N or LO:HI (uniform; default 128)")

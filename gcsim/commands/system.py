@@ -10,26 +10,15 @@ extra, OUT/system.png.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 
 from ..hardware import load_hardware
 from ..progress import add_feedback, bar, say, wanted
 from ..system.curves import CURVE_COLUMNS, curves, default_contexts, format_curves, plot
-from .common import add_output, open_output, overrides, provenance_of, write_json
+from .common import add_output, number_list, open_output, overrides, provenance_of, write_json
 
 DEFAULT_MODELS = ("paper-gpt2", "smollm2", "llama3-8b")
 DEFAULT_SEQUENCES = (1, 2, 4, 8, 16, 32, 64)
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        out = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, found {text!r}") from None
-    if not out or min(out) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers >= 1, found {text!r}")
-    return out
 
 
 def register(sub):
@@ -38,9 +27,9 @@ def register(sub):
     p.add_argument("-m", "--model", action="append", default=None,
                    help=f"a description with the network's widths (repeatable; default: {', '.join(DEFAULT_MODELS)})")
     p.add_argument("--device", default="rtx4090", help="host preset in models/hosts/ or a path (default: %(default)s)")
-    p.add_argument("--contexts", type=_ints, default=None,
+    p.add_argument("--contexts", type=number_list(int), default=None,
                    help="contexts of the context curve, e.g. 256,1024,4096 (default: 64 .. 8 windows, powers of 2)")
-    p.add_argument("--sequences", type=_ints, default=list(DEFAULT_SEQUENCES),
+    p.add_argument("--sequences", type=number_list(int), default=list(DEFAULT_SEQUENCES),
                    help="sequences in flight of the other curve, at a full window (default: 1,2,...,64)")
     p.add_argument("-s", "--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a field of every model's description, e.g. host.launch_overhead_ns=1000")
