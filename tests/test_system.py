@@ -192,6 +192,9 @@ def test_a_run_with_a_host_adds_its_roofline_to_every_layer_and_step(gpt2):
     assert sysrep["gpu_only"]["per_token_ns"] * 1000 == pytest.approx(sum(base) / T, abs=200)
     assert sysrep["speedup"] == pytest.approx(sum(base) / T / step_ps, rel=1e-6)
     assert sysrep["gpu_only"]["per_token_pj"] == pytest.approx(450 * sum(base) / T, rel=1e-6)
+    from gcsim.sweeps.point import report_metrics   # a sweep's table has the same figures
+    m = report_metrics(rep)
+    assert m["system.speedup"] == sysrep["speedup"] and m["system.host_ns_per_token"] == t["host"]
 
 
 def test_lockstep_batches_every_sequence_in_flight(gpt2):

@@ -70,6 +70,15 @@ def report_metrics(rep: dict) -> dict:
         m[f"stall.{_name(cause)}_ns_per_token"] = stalls[cause] / 1000.0 / tokens
     a = rep["area"]
     m.update({"area_mm2": a["total_mm2"], "gain_cells": a["gain_cells"], "gain_cells_mm2": a["gain_cells_mm2"]})
+    sysrep = rep.get("system")   # with a host device: end to end beside the GPU-only baseline (docs/system.md)
+    if sysrep:
+        for key, v in sysrep["per_token_ns"].items():
+            m[f"system.{key}_ns_per_token"] = v
+        for key, v in sysrep["per_token_pj"].items():
+            m[f"system.{key}_pj_per_token"] = v
+        m.update({"system.gpu_only_ns_per_token": sysrep["gpu_only"]["per_token_ns"],
+                  "system.gpu_only_pj_per_token": sysrep["gpu_only"]["per_token_pj"],
+                  "system.speedup": sysrep["speedup"], "system.energy_ratio": sysrep["energy_ratio"]})
     return m
 
 
