@@ -270,7 +270,9 @@ def test_every_shipped_description_validates_exactly(model, tmp_path):
     write_synthetic(tmp_path / "t.gctrace", layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
                     steps=6, seed=1)
     rep = validate(hw, open_trace(tmp_path / "t.gctrace"), stage_steps=6)
-    assert rep["pass"], model
+    assert rep["pass"] and rep["witness"]["available"] and rep["ages_from"] == "witness", model
+    assert all(c["pass"] and c["kind"].startswith(("exact", "counts exact")) and c["compared"] > 0
+               for c in rep["witness"]["checks"]), model
 
 
 def test_gqa_pipelined_rounds(small):
@@ -338,10 +340,11 @@ def test_ring_buffer_counts_and_ages():
     assert fresh.restore(5000) == 4 and fresh.ages_ps(5000).tolist() == [0, 0, 0, 5000, 5000, 5000, 0, 5000]
 
 
-def test_timing_check_catches_a_writer_stamping_10_us_early(small, monkeypatch):
-    # a simulator bug validation (a) cannot see: the arrays record each write 10 us before it
-    # happened. The ages the reference is given come from the same arrays, so S, phi and the
-    # codes still agree; the independent schedule (5 ns into each 65 ns layer step) does not.
+def test_validate_catches_a_writer_stamping_10_us_early(small, monkeypatch):
+    # a simulator bug the values alone would not see if the reference were given the
+    # simulator's own ages: the arrays record each write 10 us before it happened. The
+    # reference is given the witness's ages (5 ns into each 65 ns layer step), so (a) sees the
+    # extra decay, and the witness's times and ages checks name the write.
     hw = small.derive(numerics={"retention": {"tau_ns": 500.0}})
     tr = random_trace(hw, 12, seed=2)
     assert validate(hw, tr, stage_steps=12)["pass"]
@@ -350,25 +353,27 @@ def test_timing_check_catches_a_writer_stamping_10_us_early(small, monkeypatch):
     monkeypatch.setattr(ringbuffer.RingBuffer, "write",
                         lambda self, t, time_ps, k=None, v=None: honest(self, t, time_ps - 10_000_000, k, v))
     rep = validate(hw, tr, stage_steps=12)
-    assert all(r["pass"] for r in rep["layers"])          # (a) exact: fooled
-    assert not rep["pass"] and rep["timing"]["mode"] == "closed form"
-    assert "write end of step 0 layer 0: simulated -9995000 ps, schedule 5000 ps" in rep["timing"]["violations"][0]
+    assert not rep["pass"] and not all(r["pass"] for r in rep["layers"])   # (a): ages from the witness
+    checks = {c["name"]: c for c in rep["witness"]["checks"]}
+    assert "write end of sequence 0 step 0 layer 0: simulator -9995000 ps, witness 5000 ps" in checks["times"]["first"]
+    assert checks["ages"]["first"] == ["step 0 layer 0 slot 0: simulator 10000000 ps, witness 0 ps"]   # its own token
 
 
-def test_timing_invariants_catch_a_late_writer_under_contention(monkeypatch):
-    # several sequences: no closed form, but a write stamped after its own read is caught
+def test_validate_catches_a_late_writer_under_contention(monkeypatch):
+    # several sequences: the witness's times, and the invariants, catch a write stamped after its own read
     hw = load_hardware("stall-multiseq").derive(shape={"layers": 2, "heads": 4, "kv_heads": 4, "d_head": 8,
                                                        "window": 16, "array_size": 8})
     tr = random_trace(hw, 6, seed=3)
     rep = validate(hw, tr, stage_steps=6)
-    assert rep["pass"] and rep["timing"]["mode"] == "invariants"
+    assert rep["pass"] and rep["invariants"]["mode"] == "invariants" and rep["witness"]["available"]
     from gcsim import ringbuffer
     honest = ringbuffer.RingBuffer.write
     monkeypatch.setattr(ringbuffer.RingBuffer, "write",
                         lambda self, t, time_ps, k=None, v=None: honest(self, t, time_ps + 10_000_000, k, v))
     rep = validate(hw, tr, stage_steps=6)
-    assert not rep["pass"] and any("before its write ended" in v for v in rep["timing"]["violations"])
-    assert any("negative age" in v for v in rep["timing"]["violations"])
+    assert not rep["pass"] and any("before its write ended" in v for v in rep["invariants"]["violations"])
+    assert any("negative age" in v for v in rep["invariants"]["violations"])
+    assert not {c["name"]: c for c in rep["witness"]["checks"]}["times"]["pass"]
 
 
 def test_resource_never_serves_two_at_once_is_checked():

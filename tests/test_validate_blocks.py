@@ -98,7 +98,8 @@ def test_worker_processes_give_the_same_report(small, tmp_path, monkeypatch):
     hw = small.derive(timing={"nominal_token_period_ns": 1e6})
     trace = open_trace(path)
     here = validate_cmd.validate(hw, trace, stage_steps=3, block=128, jobs=1)
-    monkeypatch.setattr(validate_cmd, "worth_it", lambda *a: True)   # a short trace: workers anyway
+    import gcsim.validation
+    monkeypatch.setattr(gcsim.validation, "worth_it", lambda *a: True)   # a short trace: workers anyway
     there = validate_cmd.validate(hw, trace, stage_steps=3, block=128, jobs=2)
     every_core = validate_cmd.validate(hw, trace, stage_steps=3, block=128, jobs=None)  # the CLI's default
     assert here["pass"] and there["pass"]

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inputs import register_two_at_a_time
+
 from gcsim import HardwareError, load_hardware
 from gcsim.sim import ArrayTrace, Simulator
 
@@ -120,20 +122,7 @@ def test_whatif_examples_print_their_hand_calculation(script, capsys):
 
 def test_a_new_policy_is_a_small_class(monkeypatch):
     # docs/architecture.md's example: two of the three query heads of a bank read it together
-    from gcsim.sim.policies import REGISTRY, register
-    from gcsim.sim.policies.gqa import GQAMapping
-
-    monkeypatch.setitem(REGISTRY, "gqa", dict(REGISTRY["gqa"]))   # registered for this test only
-
-    @register("gqa", "two_at_a_time")
-    class TwoAtATime(GQAMapping):
-        PARAMS = {"width": (int, 2, (lambda v: v >= 1, ">= 1"))}
-
-        def rounds(self):
-            s = self.hw.shape
-            heads = np.arange(s.heads)
-            n = -(-s.group_size // self.width)
-            return [heads[(heads % s.group_size) // self.width == r] for r in range(n)]
+    register_two_at_a_time(monkeypatch)
 
     hw = load_hardware("smollm2").derive(periphery={"gqa_mapping": {"impl": "two_at_a_time", "width": 2}})
     # rounds {heads 0,1 of each bank} then {head 2}: 5 + 2 x (15 + 15 + 15) + 10 + 5

@@ -20,7 +20,7 @@ from ..reference import VARIANTS, layer_attention, steps_block
 from ..streamio import NpyWriter, release_pages
 from ..traces import open_trace
 from ..progress import add_feedback, iterate, say, wanted
-from .validate import SoftmaxDistance
+from ..validation import SoftmaxDistance
 from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info, write_json
 
 

@@ -89,7 +89,7 @@ def _softmax_distance(hw, trace, outputs, T) -> dict:
     whole sequence, else the sliding-window softmax reference)."""
     import numpy as np
 
-    from ..commands.validate import _affine_fit_distance, mean_cosine
+    from ..validation import _affine_fit_distance, mean_cosine
     from ..reference import layer_attention
     cos, rmse = [], []
     for l in range(hw.shape.layers):
@@ -129,7 +129,7 @@ def simulate_point(task: dict) -> dict:
     if mode == "functional":
         metrics.update(_softmax_distance(hw, trace, outputs, T))
     elif mode == "validate":
-        from ..commands.validate import validate
+        from ..validation import validate
         rep = validate(hw, trace, T)
         layers = rep["layers"]
         metrics.update({

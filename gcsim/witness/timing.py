@@ -70,6 +70,7 @@ stalled by cause); ages of stored values come from the model's own slots.
 """
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ import networkx as nx
 import numpy as np
 
 from ..hardware import PS_PER_NS
+from ..streamio import records_array
 from .rules import rules_for
 
 REFRESH_HOLDER = "refresh"
@@ -165,10 +167,11 @@ class Schedule:
     def __init__(self, hw, steps):
         s, n = hw.shape, hw.periphery.sequences
         self.hw, self.steps, self.sequences = hw, steps, n
-        z = lambda: [np.zeros((steps, s.layers), np.int64) for _ in range(n)]  # noqa: E731
+        z = lambda: [records_array((steps, s.layers)) for _ in range(n)]  # noqa: E731  (on disk when long)
         self.layer_start, self.write_end, self.read_start, self.layer_end = z(), z(), z(), z()
         self.step_end = [np.zeros(steps, np.int64) for _ in range(n)]
         self.refreshes = [[] for _ in range(s.layers)]   # per layer: {decided, start, end, slots}
+        self.refresh_ends = [[] for _ in range(s.layers)]   # per layer, in time order
         self.busy_ps: dict[str, int] = {}
         self.stall_ps: dict[str, dict[str, int]] = {}
         self.elapsed_ps = 0
@@ -190,9 +193,10 @@ class Schedule:
         written = token >= 0
         age0 = np.zeros(M, np.int64)
         age0[written] = self.write_end[0][token[written], layer]
-        before = [r["end"] for r in self.refreshes[layer] if r["end"] <= read and r["slots"]]
-        if before:
-            age0[written] = np.maximum(age0[written], max(before))
+        ends = self.refresh_ends[layer]
+        k = bisect.bisect_right(ends, read)
+        if k:
+            age0[written] = np.maximum(age0[written], ends[k - 1])
         return read - age0
 
     def valid(self, step: int) -> np.ndarray:
@@ -638,6 +642,7 @@ class Model:
             rc["busy_ps"][l] += dur
             rc["slots_refreshed"][l] += slots
             self.out.refreshes[l].append({"decided": x, "start": start, "end": end, "slots": slots})
+            self.out.refresh_ends[l].append(end)
         self.at(max((k + 1) * self.interval, x), self.refresh_due, l, k + 1)
 
 
