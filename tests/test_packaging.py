@@ -91,6 +91,6 @@ def test_installed_gcsim_runs_from_another_directory(installed):
     out = _run([gcsim, "paper", "--set", "shape.window=64", "--steps", "64"], cwd=elsewhere, env=env)
     assert "latency per layer (ns)" in out and "65" in out
     out = _run([gcsim, "validate", "--steps", "2"], cwd=elsewhere, env=env)
-    assert "(a) exact ages: PASS (0 of" in out
+    assert "(a) exact, the witness's ages: PASS (0 of" in out and "(t) witness (gcsim/witness/): PASS" in out
     out = _run([py, "-m", "gcsim", "--version"], cwd=elsewhere, env=env)  # python -m gcsim = gcsim
     assert out.startswith("gcsim ")

@@ -271,8 +271,8 @@ def test_every_shipped_description_validates_exactly(model, tmp_path):
                     steps=6, seed=1)
     rep = validate(hw, open_trace(tmp_path / "t.gctrace"), stage_steps=6)
     assert rep["pass"] and rep["witness"]["available"] and rep["ages_from"] == "witness", model
-    assert all(c["pass"] and c["kind"].startswith(("exact", "counts exact")) and c["compared"] > 0
-               for c in rep["witness"]["checks"]), model
+    assert all(c["pass"] and c["kind"].startswith(("exact", "counts exact")) and (c["compared"] or c["name"] == "stalls")
+               for c in rep["witness"]["checks"]), model   # no stall anywhere (on both sides): nothing to compare
 
 
 def test_gqa_pipelined_rounds(small):
