@@ -224,3 +224,13 @@ def test_validate_catches_a_mislabelled_stall(monkeypatch):
     assert not rep["pass"] and checks(rep)["times"]["pass"] and not checks(rep)["stalls"]["pass"]
     assert "L00.integrators stalled `K/V bank shared (GQA)`: simulator 0 ps, witness 810000 ps" in \
         checks(rep)["stalls"]["first"]
+
+
+def test_what_the_witness_does_not_model_is_said_so():
+    # a host device's roofline and lockstep batching have no witness model yet: not available
+    # (validate then compares the values with the simulator's own ages), never a silent pass
+    for changes in ({"host": {"device": "h100-sxm"}}, {"periphery": {"batching": "lockstep"}}):
+        hw = small(**changes)
+        rep = validate(hw, random_trace(hw, 2, seed=5), stage_steps=1)
+        assert not rep["witness"]["available"] and rep["ages_from"] == "simulator", changes
+        assert ("h100-sxm" if "host" in changes else "lockstep") in rep["witness"]["reason"]

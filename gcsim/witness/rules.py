@@ -16,14 +16,22 @@ parameters. The witness asks a rule only for what its model understands:
 - `issue` (periphery.issue): `write_during_read` True when a write may start while another
   sequence's read holds the layer (the read path is then the layer's resource);
 - `refresh` (numerics.retention.refresh): `periodic` True for a refresh every
-  `refresh_interval_ns` (the rule of gcsim/witness/timing.py), False for none.
+  `refresh_interval_ns` (the rule of gcsim/witness/timing.py), False for none;
+- `batching` (periphery.batching): the witness models a host whose work for each sequence is
+  a batch of its own (`per_sequence`); `lockstep` has no rule yet;
+- `admission` (periphery.admission): which request of a serving run takes a free bank; a
+  trace replay (what validate runs) has no requests, so the rules say nothing.
+
+The witness also has no model of a host device's roofline (`host.device`): a description
+with one is not available either (`rules_for` says so).
 
 A policy without a rule here has no witness: `gcsim validate` says that the timing and
 energy checks are not available for it (`Unavailable`), rather than failing or passing.
 """
 from __future__ import annotations
 
-RULES: dict[str, dict[str, type]] = {"gqa": {}, "counters": {}, "issue": {}, "refresh": {}}
+RULES: dict[str, dict[str, type]] = {"gqa": {}, "counters": {}, "issue": {}, "refresh": {}, "batching": {},
+                                     "admission": {}}
 
 
 class Unavailable(Exception):
@@ -128,12 +136,41 @@ class PeriodicRule(Rule):
     periodic = True
 
 
+# -- host batching and serving admission ------------------------------------------------------
+
+@witness_rule("batching", "per_sequence")
+class PerSequenceRule(Rule):
+    """Each sequence's host work is a batch of its own, on the engine free first."""
+
+
+@witness_rule("admission", "fcfs")
+class FirstComeRule(Rule):
+    """Serving only (no requests in a trace replay)."""
+
+
+@witness_rule("admission", "shortest_first")
+class ShortestFirstRule(Rule):
+    """Serving only (no requests in a trace replay)."""
+
+
+class NoHostModel(Unavailable):
+    def __init__(self, device):
+        Exception.__init__(self, f"the host device {device!r} (host.device): its roofline has no witness model "
+                                 f"(gcsim/witness/rules.py)")
+        self.kind, self.name = "host", device
+
+
 def rules_for(hw) -> dict:
-    """{kind: rule} of the description's policies; raises Unavailable for one without a rule."""
+    """{kind: rule} of the description's policies; raises Unavailable for one without a rule,
+    or for a host device."""
+    device = getattr(getattr(hw, "host", None), "device", None)
+    if device:
+        raise NoHostModel(device)
     p = hw.periphery
     out = {}
     for kind, choice in (("gqa", p.gqa_mapping), ("counters", p.counters), ("issue", p.issue),
-                         ("refresh", hw.numerics.retention.refresh)):
+                         ("refresh", hw.numerics.retention.refresh), ("batching", p.batching),
+                         ("admission", p.admission)):
         cls = RULES[kind].get(choice.impl)
         if cls is None:
             raise Unavailable(kind, choice.impl)
