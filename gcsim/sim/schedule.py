@@ -13,10 +13,9 @@ the description's phases by sums:
     time_multiplexed, double-buffered counters: (Q + V) + n x count + (G - 1) x max(Q + V, n x count)
     pipelined:                    Q + V + count + (G - 1) x max(Q, V, count)
   a link hop: latency + ceil(bits / bandwidth), summed over the route's hops.
-  host (a host device): the roofline of the layer's 7 kernels at one sequence, each
-    max(FLOPs / FLOP rate, bytes / bandwidth) rounded to ps, plus the launch overhead; and
-    after the last layer the step's 4 (embedding, final norm, LM head, sampling): written out
-    here again from docs/system.md, apart from gcsim/system/roofline.py.
+  host (a host device): the roofline of the layer's 7 kernels at one sequence, and after the
+    last layer the step's 4: the witness's host (gcsim/witness/host.py), apart from
+    gcsim/system/roofline.py.
 
 Everything else: invariants that hold whatever the contention: a read never starts before
 its own write has ended, no stored value is read at a negative age, a resource never
@@ -31,7 +30,7 @@ import numpy as np
 
 from .. import costs
 from ..hardware import PS_PER_NS
-from ..system.device import host_device
+from ..witness.host import Host
 from ..streamio import in_chunks
 from .kernel.resource import first_violation
 
@@ -101,24 +100,10 @@ def _layer_ps(hw):
 
 
 def _host_ps(hw) -> tuple[int, int]:
-    """(before each layer, after the last layer) ps of the host's work for one sequence."""
-    dev = host_device(hw)   # the description's host: section, resolved by the loader
-    if dev is None:
-        return _ps(hw.timing.host_ns_per_layer), 0
-    s, b = hw.shape, dev.bytes_per_element
-    D, F, V = s.d_model, s.d_ff, s.vocab
-    q, kv = s.heads * s.d_head, s.kv_heads * s.d_head
-    mats = [(D, q + 2 * kv), (q, D), (D, (2 if s.mlp == "gated" else 1) * F), (F, D)]   # [K, N] at one row
-    layer = [(2 * k * n, b * (k * n + k + n)) for k, n in mats] + [(5 * D, 5 * b * D)] * 2 + \
-        [(5 * F, 3 * b * F) if s.mlp == "gated" else (8 * F, 2 * b * F)]
-    step = [(0, 2 * b * D), (5 * D, 5 * b * D), (2 * D * V, b * (D * V + D + V)), (V, b * V)]
-
-    def kernels(ks):
-        return sum(round(max(f / (dev.peak_flop_per_s * dev.compute_efficiency),
-                             n / (dev.memory_byte_per_s * dev.memory_efficiency)) * 1e12) + dev.launch_overhead_ps
-                   for f, n in ks)
-    fixed = _ps(hw.timing.host_ns_per_layer)
-    return fixed or kernels(layer), kernels(step)
+    """(before each layer, after the last layer) ps of the host's work for one sequence: the
+    witness's host (gcsim/witness/host.py), written apart from gcsim/system/."""
+    host = Host(hw)
+    return host.before_layer(1)[0], host.after_step(1)[0]
 
 
 def _turns(heads, shared_by: int) -> int:

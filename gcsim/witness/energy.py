@@ -21,6 +21,8 @@ n_valid written slots of the window and n_active sub-tiles holding one (docs/sim
 
 and per refresh of layer l that rewrote s slots (summed over the sequences' arrays),
 Lxx.refresh: k_column_read and v_row_read KV x copies x s, kv_write_dac 2 x d x KV x copies x s.
+With a host device, `host`: host_busy (its busy ps, at busy_power_w pJ each), host_flop and
+host_byte (the counts of its batches, gcsim/witness/host.py).
 The counters and the accumulator are `Pgg.` for a periphery bank shared by layers. A step t
 of a sequence (no slot written before the run) reads n_valid = min(t + 1, M) slots in
 n_active = ceil(n_valid / array_size) sub-tiles. Static power: mW x elapsed.
@@ -119,6 +121,14 @@ def count(hw, sched) -> EnergyCount:
                 if hop["pj"] is not None:
                     pj[action] = hop["pj"]
                 add(f"link.{hop['name']}", action, bits * steps)
+    from .host import Host   # the host's energy actions, with a host device (docs/system.md)
+    dev = Host(hw).device
+    if dev is not None:
+        for action, each in (("host_busy", dev.busy_power_w), ("host_flop", dev.pj_per_flop),
+                             ("host_byte", dev.pj_per_byte)):
+            if sched.host_counts[action]:
+                add("host", action, sched.host_counts[action])
+            pj[action] = each
     if hw.costs.array_read == "charge":
         for a in CHARGE_ACTIONS:
             pj[a] = None

@@ -17,13 +17,13 @@ parameters. The witness asks a rule only for what its model understands:
   sequence's read holds the layer (the read path is then the layer's resource);
 - `refresh` (numerics.retention.refresh): `periodic` True for a refresh every
   `refresh_interval_ns` (the rule of gcsim/witness/timing.py), False for none;
-- `batching` (periphery.batching): the witness models a host whose work for each sequence is
-  a batch of its own (`per_sequence`); `lockstep` has no rule yet;
+- `batching` (periphery.batching): `all_at_once` False when each sequence's host work is a
+  batch of its own (`per_sequence`), True when the host waits for every sequence and does
+  their work as one batch (`lockstep`; the rule in gcsim/witness/timing.py);
 - `admission` (periphery.admission): which request of a serving run takes a free bank; a
   trace replay (what validate runs) has no requests, so the rules say nothing.
 
-The witness also has no model of a host device's roofline (`host.device`): a description
-with one is not available either (`rules_for` says so).
+A host device's roofline (`host.device`) is the witness's host model (gcsim/witness/host.py).
 
 A policy without a rule here has no witness: `gcsim validate` says that the timing and
 energy checks are not available for it (`Unavailable`), rather than failing or passing.
@@ -141,6 +141,14 @@ class PeriodicRule(Rule):
 @witness_rule("batching", "per_sequence")
 class PerSequenceRule(Rule):
     """Each sequence's host work is a batch of its own, on the engine free first."""
+    all_at_once = False
+
+
+@witness_rule("batching", "lockstep")
+class LockstepRule(Rule):
+    """The host's work of a layer (and of a step's end) for every sequence at once, when the
+    last of them reaches it."""
+    all_at_once = True
 
 
 @witness_rule("admission", "fcfs")
@@ -153,19 +161,8 @@ class ShortestFirstRule(Rule):
     """Serving only (no requests in a trace replay)."""
 
 
-class NoHostModel(Unavailable):
-    def __init__(self, device):
-        Exception.__init__(self, f"the host device {device!r} (host.device): its roofline has no witness model "
-                                 f"(gcsim/witness/rules.py)")
-        self.kind, self.name = "host", device
-
-
 def rules_for(hw) -> dict:
-    """{kind: rule} of the description's policies; raises Unavailable for one without a rule,
-    or for a host device."""
-    device = getattr(getattr(hw, "host", None), "device", None)
-    if device:
-        raise NoHostModel(device)
+    """{kind: rule} of the description's policies; raises Unavailable for one without a rule."""
     p = hw.periphery
     out = {}
     for kind, choice in (("gqa", p.gqa_mapping), ("counters", p.counters), ("issue", p.issue),

@@ -19,8 +19,14 @@ The rules (every time in integer picoseconds):
   ended; the first at 0).
 - When a layer step's outputs reach the host, the sequence's next layer step begins before
   the freed layer takes its next waiting step.
-- Host: `host_ns_per_layer` on the engine that is free first (lowest index on a tie); the
-  sequence waits for it (`host busy`) and is stalled during it (`host compute`).
+- Host (gcsim/witness/host.py: `host_ns_per_layer`, or a host device's roofline at the
+  batch): the work before each layer, and with a host device the step's work after the last
+  layer (the step ends when it is done), on the engine that is free first (lowest index on a
+  tie); the sequence waits for it (`host busy`) and is stalled during it (`host compute`).
+  Batching rule `per_sequence`: each sequence's work is a batch of one, claimed when it
+  reaches the host; `lockstep`: the work of a layer (or of the step's end) waits until every
+  sequence has reached it (`host batch`, from each one's arrival), then is one batch of all,
+  and the sequences go on at its end in the order they arrived.
 - Links: a route (networkx shortest path by latency, fewest hops between equals) of the
   topology; a hop with no cost (no latency, no bandwidth limit, no capacity) is a wire. A
   hop with a cost serves messages in the order they enter it: a message of b bits entering
@@ -81,6 +87,7 @@ import numpy as np
 
 from ..hardware import PS_PER_NS
 from ..streamio import records_array
+from .host import Host
 from .rules import rules_for
 
 REFRESH_HOLDER = "refresh"
@@ -181,6 +188,7 @@ class Schedule:
                                 "lost_reads", "slot_reads")}
         self.detail: dict | None = None
         self.ties: list = []     # (time, resource, (seq, step, layer) served first, the one that waited)
+        self.host_counts = {"host_busy": 0, "host_flop": 0, "host_byte": 0}   # the host's energy actions
 
     def ages_ps(self, step: int, layer: int) -> np.ndarray:
         """[M] age of every slot of sequence 0's arrays at the start of the read of `step` in
@@ -214,7 +222,9 @@ class Model:
         ph = {k: ps(v) for k, v in t.phases_ns.items()}
         self.W, self.Q, self.V, self.C, self.R = ph["write"], ph["q_phase"], ph["v_phase"], ph["output_count"], ph["routing"]
         self.adder = adder_tree_ps(hw)
-        self.host_ps = ps(t.host_ns_per_layer)
+        self.host = Host(hw)
+        self.lockstep = self.rules["batching"].all_at_once
+        self.host_waiting = {}      # lockstep: (step, phase) -> [(job, arrived)]
         self.out = Schedule(hw, steps)
         if detail:
             self.out.detail = {}
@@ -342,20 +352,42 @@ class Model:
 
     # -- host --------------------------------------------------------------------------------
     def begin(self, seq, t, l):
-        now = self.now
         job = LayerStep(seq, t, l)
-        self.out.layer_start[seq][t, l] = now
-        leave = now
-        if self.host_ps:
-            e = min(range(len(self.engines)), key=lambda i: (self.engines[i], i))
-            start = max(now, self.engines[e])
-            self.asked(self.host_asked, "host", job, start > now)
-            self.engines[e] = start + self.host_ps
+        self.out.layer_start[seq][t, l] = self.now
+        self.host_work(job, l, self.host_done)
+
+    def host_work(self, job, phase, then):
+        """The host's work before layer `phase` (phase L: after the last layer) for `job`'s
+        sequence, then `then(job)`."""
+        if not self.host.works or (phase == self.L and self.host.device is None):
+            self.at(self.now, then, job)
+            return
+        if not self.lockstep:
+            self.host_batch([(job, self.now)], phase, then)
+            return
+        waiting = self.host_waiting.setdefault((job.step, phase), [])
+        waiting.append((job, self.now))
+        if len(waiting) == self.n_seq:
+            del self.host_waiting[(job.step, phase)]
+            self.host_batch(waiting, phase, then)
+
+    def host_batch(self, jobs, phase, then):
+        """One batch of the host's work for `jobs` [(job, arrived)], ready now."""
+        now, n = self.now, len(jobs)
+        work, flops, nbytes = self.host.after_step(n) if phase == self.L else self.host.before_layer(n)
+        e = min(range(len(self.engines)), key=lambda i: (self.engines[i], i))
+        start = max(now, self.engines[e])
+        self.asked(self.host_asked, "host", jobs[-1][0], start > now)
+        self.engines[e] = start + work
+        self.busy("host", work)
+        self.out.host_counts["host_busy"] += work
+        self.out.host_counts["host_flop"] += flops
+        self.out.host_counts["host_byte"] += nbytes
+        for job, arrived in jobs:
+            self.stall("sequences", "host batch", now - arrived)
             self.stall("sequences", "host busy", start - now)
-            self.stall("sequences", "host compute", self.host_ps)
-            self.busy("host", self.host_ps)
-            leave = start + self.host_ps
-        self.at(leave, self.host_done, job)
+            self.stall("sequences", "host compute", work)
+            self.at(start + work, then, job)
 
     def host_done(self, job):
         self.note(job, "inputs_sent", self.now)
@@ -585,10 +617,14 @@ class Model:
         if l + 1 < self.L:
             self.at(now, self.begin, seq, t, l + 1)
         else:
-            self.out.step_end[seq][t] = now
-            if t + 1 < self.T:
-                self.at(now, self.begin, seq, t + 1, 0)
+            self.host_work(job, self.L, self.step_done)
         self.release_layer(l)
+
+    def step_done(self, job):
+        seq, t = job.seq, job.step
+        self.out.step_end[seq][t] = self.now
+        if t + 1 < self.T:
+            self.begin(seq, t + 1, 0)
 
     # -- retention ------------------------------------------------------------------------------
     def count_lost(self, l, seq, t, r, n_valid):
