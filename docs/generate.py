@@ -316,6 +316,29 @@ def shipped_traces(ctx: Context) -> str:
     return "\n".join(lines)
 
 
+@section("charge-smollm2", "docs/cost-model.md", cheap=True)
+def charge_smollm2(ctx: Context) -> str:
+    """costs.array_read=charge against per_cell on the shipped SmolLM2 trace"""
+    from gcsim import costs, simulate
+    from gcsim.resources import DEFAULT_TRACE
+    cell = simulate(DEFAULT_TRACE, "smollm2")
+    charge = simulate(DEFAULT_TRACE, "smollm2", costs={"array_read": "charge"})
+    kappa = costs.charge_pj(charge.raw.hw)
+    per_cell = costs.derive(cell.raw.hw).actions_pj
+    acts = charge.report["energy"]["by_action"]
+    k_pj, v_pj = acts["k_column_read"]["pj_each"], acts["v_row_read"]["pj_each"]
+    k_q, v_q = k_pj / kappa["k_column_read"], v_pj / kappa["v_row_read"]
+    k_up, v_up = k_q / costs.CAL_K_COLUMN_UA_TMAX - 1, v_q / costs.CAL_V_ROW_UA_TMAX - 1
+    a, a0 = charge.energy_by_paper_item_pj["phi_qk"], cell.energy_by_paper_item_pj["phi_qk"]
+    b, b0 = charge.energy_by_paper_item_pj["phi_v"], cell.energy_by_paper_item_pj["phi_v"]
+    return (f"On the shipped SmolLM2 trace ({cell.steps} steps, `gcsim run`), the mean charge per read is "
+            f"{'above' if k_up > 0 else 'below'} the calibration's: {k_q:.1f} µA·T_max per K column ({100 * k_up:+.0f} %) "
+            f"and {v_q:.1f} per V row ({100 * v_up:+.0f} %), so the K reads cost {k_pj:.3f} pJ instead of "
+            f"{per_cell['k_column_read']:.3f} and the V rows {v_pj:.3f} instead of {per_cell['v_row_read']:.4g}: "
+            f"φ(Q·Kᵀ) {a:.1f} pJ instead of {a0:.1f} and φ(S)·V {b:.1f} instead of {b0:.1f} per head and token "
+            f"(the trace never fills the {cell.raw.hw.shape.window}-token window).")
+
+
 # --- expensive sections --------------------------------------------------------------------
 
 WINDOW_LAW_COST = ["shape.window", "numerics.cell_law", "full_window_steps", "latency_per_token_ns",

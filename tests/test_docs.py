@@ -59,15 +59,19 @@ def snippets(page: Path) -> list[tuple[int, str]]:
     return out
 
 
-CASES = [(page, line, code) for page in PAGES for line, code in snippets(page)]
+# a snippet that starts worker processes takes 10-20 s on a busy machine; tests/test_sweep_scripts.py
+# runs the same guarded gcsim.sweep in the default set
+CASES = [pytest.param(page, line, code, marks=[pytest.mark.slow] if "gcsim.sweep(" in code else [],
+                      id=f"{page.relative_to(ROOT)}:{line}")
+         for page in PAGES for line, code in snippets(page)]
 
 
 def test_the_snippets_are_found():
-    names = {page.name for page, _, _ in CASES}
+    names = {case.values[0].name for case in CASES}
     assert {"api.md", "sweep.md"} <= names, names
 
 
-@pytest.mark.parametrize("page,line,code", CASES, ids=[f"{p.relative_to(ROOT)}:{l}" for p, l, _ in CASES])
+@pytest.mark.parametrize("page,line,code", CASES)
 def test_snippet_runs_as_a_plain_script(page, line, code, tmp_path):
     script = tmp_path / "snippet.py"
     script.write_text(code)

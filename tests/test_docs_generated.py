@@ -19,8 +19,9 @@ generate = importlib.util.module_from_spec(_spec)
 sys.modules["docs_generate"] = generate
 _spec.loader.exec_module(generate)
 
-SWEEPS = {"study-sequences", "study-shared-counters", "study-link-bandwidth"}   # worker processes: slower
-CASES = [pytest.param(s.name, marks=[pytest.mark.slow] if s.name in SWEEPS or not s.cheap else [])
+# sweeps on worker processes and the two functional runs of the charge model: 10-40 s busy
+LONGER = {"study-sequences", "study-shared-counters", "study-link-bandwidth", "charge-smollm2"}
+CASES = [pytest.param(s.name, marks=[pytest.mark.slow] if s.name in LONGER or not s.cheap else [])
          for s in generate.SECTIONS.values() if s.cheap or s.check]
 
 

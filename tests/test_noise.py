@@ -237,6 +237,7 @@ def test_noise_off_is_bit_identical():
 
 # ---- gcsim eval: accuracy against sigma, and noise in the loop ---------------------------------
 
+@pytest.mark.slow
 def test_eval_sweeps_each_non_ideality_reproducibly(tmp_path, capsys):
     import json
 

@@ -1,6 +1,7 @@
 """The Llama-3-8B-sized description (models/llama3-8b.yaml): 32 layers x 32 query heads on
 8 K/V banks, d_head 128 on 128 x 128 arrays, window 4096, runs timing-only and functional."""
 import numpy as np
+import pytest
 from inputs import random_trace
 
 from gcsim import load_hardware
@@ -22,6 +23,7 @@ def test_llama_size_timing_by_hand():
     assert costs.derive(hw).actions_pj["k_column_read"] == 2 * 1.09375
 
 
+@pytest.mark.slow
 def test_llama_size_functional_matches_the_reference():
     hw = load_hardware("llama3-8b")
     rep = validate(hw, random_trace(hw, 3, seed=5), stage_steps=3)

@@ -75,6 +75,7 @@ def test_points_equal_gcsim_eval_on_the_same_description(tmp_path, capsys):
     assert (out / "results.csv").read_bytes() == first
 
 
+@pytest.mark.slow
 def test_cache_key_holds_the_weights_and_text_checksums(tmp_path):
     """Changing the bytes of the weights file or of the text, at the same path, computes the
     points again."""
@@ -101,6 +102,7 @@ def test_cache_key_holds_the_weights_and_text_checksums(tmp_path):
     assert SHIPPED["chip"].exists()
 
 
+@pytest.mark.slow
 def test_failing_point_is_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
     """A worker that finds another text than the one planned fails that point (exit 4); the
     failure is cached, not retried, until --retry-failed."""
