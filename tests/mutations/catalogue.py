@@ -1,0 +1,181 @@
+"""The catalogue of planted bugs: realistic mistakes in the simulator's timing, energy, stall
+labels, refresh, retention ages and routing, each a source patch (text found exactly once,
+replaced) applied to a scratch copy of the tree by run.py. docs/validation.md lists them with
+the measured result.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    area: str       # timing | energy | stall labels | refresh | retention ages | routing
+    what: str       # the bug, in words
+    edits: tuple    # ((file relative to the root, text found exactly once, its replacement), ...)
+
+
+class NotApplicable(Exception):
+    """A patch's text is not found exactly once: the code moved; update the catalogue."""
+
+
+def M(id, area, what, *edits):
+    return Mutation(id, area, what, tuple(edits))
+
+
+BLOCKS = "gcsim/sim/blocks/"
+KERNEL = "gcsim/sim/kernel/"
+POLICIES = "gcsim/sim/policies/"
+
+MUTATIONS = [
+    # -- timing ---------------------------------------------------------------------------------
+    M("T1", "timing", "the token writer takes 10 us longer than its write phase",
+      (BLOCKS + "writer.py", '        self.write_ps = hw.timing.phase_ps("write")\n',
+       '        self.write_ps = hw.timing.phase_ps("write") + 10_000_000\n')),
+    M("T2", "timing", "the adder tree takes no time",
+      (BLOCKS + "accumulator.py", "        end = now + self.adder_ps\n", "        end = now\n")),
+    M("T3", "timing", "heads sharing a counter set count at once (the turns are not held)",
+      (BLOCKS + "counters.py", "        hold = n * count + (self.adder_ps if last else 0)\n",
+       "        hold = count + (self.adder_ps if last else 0)\n")),
+    M("T4", "timing", "the adder tree is left out of a shared periphery bank's hold",
+      (BLOCKS + "counters.py", "        self.adder_ps = costs.adder_tree_ps(hw) if shared_by_layers else 0",
+       "        self.adder_ps = 0")),
+    M("T5", "timing", "links ignore their bandwidth",
+      (KERNEL + "channel.py", "        if self.gbps <= 0:\n            return 0\n",
+       "        if True:\n            return 0\n")),
+    M("T6", "timing", "links ignore their latency",
+      (KERNEL + "channel.py", "        arrive = start + ser + self.latency_ps\n", "        arrive = start + ser\n")),
+    M("T7", "timing", "links ignore their capacity (no back-pressure)",
+      (KERNEL + "channel.py", "        start = self.slot_free_at(now) if self.capacity else now\n",
+       "        start = now\n")),
+    M("T8", "timing", "the host's compute time is not waited for",
+      (BLOCKS + "host.py", "                    yield env.timeout(end - now)   # the host's own phase\n",
+       "                    yield env.timeout(0)\n")),
+    M("T9", "timing", "the host computes only before a step's first layer",
+      (BLOCKS + "host.py", "                if host_ps:\n                    engine = min(",
+       "                if host_ps and l == 0:\n                    engine = min(")),
+    M("T10", "timing", "a layer is freed for the next sequence when its routing starts, not when it ends",
+      (BLOCKS + "controller.py", "            sim.host.send_outputs(end, job)\n            self._release(end)\n",
+       "            sim.host.send_outputs(end, job)\n            self._release(now)\n")),
+    M("T11", "timing", "overlap_write: a sequence's read does not wait for the read path",
+      (BLOCKS + "controller.py", "        job.arrived_ps = self.env._now   # ready to read\n        self._admit(job, self._read)\n",
+       "        job.arrived_ps = self.env._now   # ready to read\n        self._read(job)\n")),
+    M("T12", "timing", "time-multiplexed GQA rounds all start at the read (the bank is not held through the count)",
+      (BLOCKS + "tiles.py", "        self.sequential = self.count_holds_bank and len(self.rounds) > 1",
+       "        self.sequential = False")),
+    M("T13", "timing", "double-buffered counters still hold the bank through the count",
+      (POLICIES + "counters.py", "class DoubleBuffered(Policy):\n    HOLDS_BANK = False",
+       "class DoubleBuffered(Policy):\n    HOLDS_BANK = True")),
+    M("T14", "timing", "replicated GQA reads its copies in G rounds",
+      (POLICIES + "gqa.py", "class Replicated(GQAMapping):\n    ONE_ROUND = True", "class Replicated(GQAMapping):\n    ONE_ROUND = False")),
+    M("T15", "timing", "pipelined GQA: a round's Q phase starts while the previous one still holds the K arrays",
+      (BLOCKS + "tiles.py", "            q0, path = self.k_arrays.claim(ready, q_ps, job, path)\n",
+       "            q0, path = self.k_arrays.claim(ready, 0, job, path)\n")),
+    # -- refresh --------------------------------------------------------------------------------
+    M("F1", "refresh", "the first refresh is dropped",
+      (POLICIES + "refresh.py", "        due = self.interval_ps\n", "        due = 2 * self.interval_ps\n")),
+    M("F2", "refresh", "a refresh restores nothing (ages are not reset)",
+      ("gcsim/ringbuffer.py", "        self.write_ps[written] = time_ps\n", "")),
+    M("F3", "refresh", "a refresh takes every sub-tile's time, not only those holding a valid slot",
+      (POLICIES + "refresh.py", "            dur = active * self.per_subtile_ps\n",
+       "            dur = tiles.rings[0].n_sub_tiles * self.per_subtile_ps\n")),
+    M("F4", "refresh", "a refresh does not hold the write DACs (a write overlaps it)",
+      (POLICIES + "refresh.py", "        for res in (writer.dacs,) + tiles.banks:", "        for res in tiles.banks:")),
+    M("F5", "refresh", "refreshes stop one layer step early",
+      (POLICIES + "refresh.py", "        self.expected_writes = sim.steps * hw.periphery.sequences\n",
+       "        self.expected_writes = sim.steps * hw.periphery.sequences - 1\n")),
+    # -- retention ages -------------------------------------------------------------------------
+    M("A1", "retention ages", "a value's age counts from the start of its write, not its end",
+      (BLOCKS + "tiles.py", "        slot = ring.write(job.step, end, job.k_dev, job.v_dev)",
+       "        slot = ring.write(job.step, job.write_start, job.k_dev, job.v_dev)")),
+    M("A2", "retention ages", "ages are taken at the end of the Q phase, not the start of the read",
+      (BLOCKS + "tiles.py", "            ages = job.decay_ages = ring.ages_ps(read_ps)",
+       "            ages = job.decay_ages = ring.ages_ps(read_ps + self.q_ps)")),
+    M("A3", "retention ages", "a read counts as lost at half the loss age",
+      (BLOCKS + "tiles.py", "            self.loss_age = hw.decay_tau_ps * math.log(1.0 / ret.loss_fraction)     # ps",
+       "            self.loss_age = hw.decay_tau_ps * math.log(1.0 / ret.loss_fraction) / 2")),
+    # -- energy ---------------------------------------------------------------------------------
+    M("E1", "energy", "write-DAC energy per query head instead of per K/V head",
+      (BLOCKS + "writer.py", "        self.cells_per_write = 2 * s.kv_heads * s.d_head",
+       "        self.cells_per_write = 2 * s.heads * s.d_head")),
+    M("E2", "energy", "the adder tree adds all active sub-tiles (n_active instead of n_active - 1 adds)",
+      (BLOCKS + "accumulator.py", "const=-self.H_d, per_active=self.H_d)", "const=0, per_active=self.H_d)")),
+    M("E3", "energy", "K column reads counted per K/V head instead of per query head",
+      (BLOCKS + "tiles.py", '"k_column_read", layer, per_valid=s.heads)', '"k_column_read", layer, per_valid=s.kv_heads)')),
+    M("E4", "energy", "a refresh rewrites one cell per slot and bank instead of 2 x d_head",
+      (POLICIES + "refresh.py", "        self.cells_per_slot = 2 * s.d_head * self.banks",
+       "        self.cells_per_slot = 2 * self.banks")),
+    M("E5", "energy", "link energy paid on the first hop of a route only",
+      (BLOCKS + "interconnect.py", "                for ch in route:  # every layer step moves",
+       "                for ch in route[:1]:  # every layer step moves")),
+    M("E6", "energy", "static power charged for one picosecond",
+      (KERNEL + "energy.py", "        self.static_pj[block] = power_mw * elapsed_ps * 1e-3",
+       "        self.static_pj[block] = power_mw * 1e-3")),
+    M("E7", "energy", "the write DAC's energy scales with its levels instead of levels - 1",
+      ("gcsim/costs.py", '        "kv_write_dac": _steps(n.kv_levels, REF_KV_LEVELS) / (REF_KV_LEVELS - 1),',
+       '        "kv_write_dac": (_steps(n.kv_levels, REF_KV_LEVELS) + 1) / (REF_KV_LEVELS - 1),')),
+    M("E8", "energy", "PWM drives counted per head and sub-tile, not per row driver",
+      (BLOCKS + "controller.py", '"q_pwm_drive", layer, per_active=self.H_d)', '"q_pwm_drive", layer, per_active=s.heads)')),
+    # -- stall labels ---------------------------------------------------------------------------
+    M("S1", "stall labels", "every wait for the write DACs is labelled `refresh`",
+      (BLOCKS + "writer.py", "        refreshing = dacs.holder is self.refresh and self.refresh is not None\n",
+       "        refreshing = True\n")),
+    M("S2", "stall labels", "waits for the K/V bank labelled as waits for the counters",
+      (BLOCKS + "integrators.py", 'BANK_WAIT = "K/V bank shared (GQA)"', 'BANK_WAIT = "output counters shared"')),
+    M("S3", "stall labels", "a wait for a link labelled `host busy`",
+      (KERNEL + "channel.py", "            tr.waits.append((now, start, self.name))",
+       '            tr.waits.append((now, start, "host busy"))')),
+    M("S4", "stall labels", "a wait for a layer held by another sequence is not booked",
+      (BLOCKS + "controller.py", "        if now > job.arrived_ps:  # waited for another sequence's layer step\n"
+                                 "            _wait(job, job.arrived_ps, now, LAYER_BUSY)\n",
+       "        if False:\n            _wait(job, job.arrived_ps, now, LAYER_BUSY)\n")),
+    M("S5", "stall labels", "a turn on shared counters labelled as a wait for the bank",
+      (BLOCKS + "integrators.py", 'TURN_WAIT = "output counters shared"', 'TURN_WAIT = "K/V bank shared (GQA)"')),
+    M("S6", "stall labels", "the controller's hold of k, v during a refresh is not booked",
+      (BLOCKS + "controller.py", "            self.stall(job.arrived_ps, job.write_start, job.write_cause, step=job.step, layer=self.layer)\n",
+       "            pass\n")),
+    # -- routing --------------------------------------------------------------------------------
+    M("R1", "routing", "a layer's inputs travel its outputs' route",
+      (BLOCKS + "interconnect.py", '            self.routes_in.append(self._route("host", node, hw.source))',
+       '            self.routes_in.append(self._route(node, "host", hw.source))')),
+    M("R2", "routing", "outputs are sized as inputs on the links",
+      (BLOCKS + "interconnect.py", "Transit(job, self.bits_out, links, ctrl, _outputs_arrive)",
+       "Transit(job, self.bits_in, links, ctrl, _outputs_arrive)")),
+    M("R3", "routing", "k and v elements sized with the q bits on the links",
+      (BLOCKS + "interconnect.py", "        self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits",
+       "        self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.q_bits")),
+    M("R4", "routing", "a layer is freed when its outputs leave, before they crossed the links",
+      (BLOCKS + "controller.py", "            sim.network.send_outputs(self, job, end)\n",
+       "            sim.network.send_outputs(self, job, end)\n            self._release(end)\n")),
+]
+
+
+def _edits(m: Mutation, tree: Path):
+    for file, old, new in m.edits:
+        path = tree / file
+        text = path.read_text() if path.is_file() else ""
+        n = text.count(old)
+        if n != 1:
+            raise NotApplicable(f"mutation {m.id} ({m.what}) no longer applies: {file} has its text {n} times "
+                                f"(expected once): {old.strip()[:80]!r}")
+        yield path, text, text.replace(old, new)
+
+
+def check_applies(m: Mutation, tree: Path) -> None:
+    list(_edits(m, tree))
+
+
+@contextlib.contextmanager
+def apply(m: Mutation, tree: Path):
+    """Plant `m` in `tree` for the duration of the block."""
+    edits = list(_edits(m, tree))
+    try:
+        for path, _, new in edits:
+            path.write_text(new)
+        yield
+    finally:
+        for path, old, _ in edits:
+            path.write_text(old)

@@ -1,0 +1,175 @@
+"""The mutation harness: plant each bug of catalogue.py, one at a time, in a scratch copy of
+this tree and see what catches it: `gcsim validate` alone (on the shipped descriptions and the
+scenarios of scenarios.py, validate_suite.py), and the tests.
+
+    python tests/mutations/run.py                   # every mutation, validate and the tests
+    python tests/mutations/run.py --only T1 E1      # some
+    python tests/mutations/run.py --tests none      # validate only
+    python tests/mutations/run.py --tests all       # the whole default test suite per mutation
+    python tests/mutations/run.py --check           # only check that every patch still applies
+
+A patch is a text replacement that must find its text exactly once: one that no longer
+applies stops the run before anything is planted (the code it targets has moved: update the
+catalogue). The unmutated copy must pass validate and the tests first. A mutation is caught
+by validate if any scenario exits non-zero: 1 (a check failed) or anything else (the
+command crashed: counted apart). Results: a table on stdout, `--json PATH` for the record.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+from catalogue import MUTATIONS, NotApplicable, apply, check_applies  # noqa: E402
+
+# the tests run against each mutation by default: those of the simulator's timing, energy and
+# accounting (`--tests all`: the whole default suite)
+TESTS = ["tests/test_witness.py", "tests/test_scenarios.py", "tests/test_sim.py", "tests/test_whatifs.py",
+         "tests/test_links.py", "tests/test_costs.py", "tests/test_sim_processes.py", "tests/test_flat_memory.py"]
+VALIDATE_TIMEOUT_S = 1800
+TESTS_TIMEOUT_S = 3600
+
+
+def copy_tree(dst: Path) -> None:
+    """The files git tracks, and the untracked ones it does not ignore, as they are now."""
+    names = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                           capture_output=True).stdout.decode().split("\0")
+    for name in filter(None, names):
+        src = ROOT / name
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():   # e.g. gcsim/data/models -> ../../models: the same link
+            os.symlink(os.readlink(src), dst / name)
+        elif src.is_file():
+            shutil.copy2(src, dst / name)
+
+
+def env_for(tree: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1", GCSIM_NO_PROGRESS="1")
+    env.pop("PYTEST_ADDOPTS", None)
+    return env
+
+
+def run_validate(tree: Path) -> dict:
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, str(tree / "tests/mutations/validate_suite.py")], cwd=tree,
+                           env=env_for(tree), capture_output=True, text=True, timeout=VALIDATE_TIMEOUT_S)
+        lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        lines, rc = [], "timeout"
+    caught = [x for x in lines if x["exit"] != 0]
+    return {"caught": rc != 0, "crash": any(x["exit"] not in (0, 1) for x in caught) or rc not in (0, 1),
+            "by": [f"{x['scenario']}: " + (", ".join(x["failed"]) if x["exit"] == 1 else f"exit {x['exit']}")
+                   for x in caught], "seconds": round(time.monotonic() - t0, 1)}
+
+
+def run_tests(tree: Path, tests: list[str]) -> dict:
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests], cwd=tree,
+                           env=env_for(tree), capture_output=True, text=True, timeout=TESTS_TIMEOUT_S)
+        rc, out = p.returncode, p.stdout
+    except subprocess.TimeoutExpired:
+        rc, out = "timeout", ""
+    failed = [x.split(" - ")[0] for x in out.splitlines() if x.startswith(("FAILED", "ERROR"))]
+    return {"caught": rc != 0, "by": failed[:1], "seconds": round(time.monotonic() - t0, 1)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="mutation ids")
+    ap.add_argument("--tests", default="default", help="'default' (the timing and energy tests), 'all' (the "
+                    "default suite), 'none', or test files separated by commas")
+    ap.add_argument("--check", action="store_true", help="only check that every patch applies")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--markdown", help="write the results as a markdown table here (docs/validation.md)")
+    ap.add_argument("--tests-for", choices=("all", "missed"), default="all",
+                    help="run the tests for every mutation, or only those validate missed")
+    args = ap.parse_args(argv)
+    chosen = [m for m in MUTATIONS if not args.only or m.id in args.only]
+    tests = {"default": TESTS, "all": [], "none": None}.get(args.tests, args.tests.split(",") if args.tests else None)
+    with tempfile.TemporaryDirectory(prefix="gcsim-mutations-") as tmp:
+        tree = Path(tmp)
+        copy_tree(tree)
+        try:
+            for m in chosen:
+                check_applies(m, tree)
+        except NotApplicable as exc:
+            print(f"mutation harness: {exc}", file=sys.stderr)
+            return 2
+        print(f"{len(chosen)} mutations apply to {ROOT}")
+        if args.check:
+            return 0
+        base = run_validate(tree)
+        if base["caught"]:
+            print(f"the unmutated tree fails validate: {base['by']}", file=sys.stderr)
+            return 2
+        if tests is not None:
+            base_tests = run_tests(tree, tests)
+            if base_tests["caught"]:
+                print(f"the unmutated tree fails the tests: {base_tests['by']}", file=sys.stderr)
+                return 2
+        print(f"baseline: validate passes ({base['seconds']} s)"
+              + (f", tests pass ({base_tests['seconds']} s)" if tests is not None else ""), flush=True)
+        results = []
+        for m in chosen:
+            with apply(m, tree):
+                v = run_validate(tree)
+                t = None
+                if tests is not None and (args.tests_for == "all" or not v["caught"]):
+                    t = run_tests(tree, tests)
+            results.append({"id": m.id, "area": m.area, "what": m.what, "validate": v, "tests": t})
+            print(f"{m.id:<4} {m.area:<14} validate {'CAUGHT' if v['caught'] else 'missed'}"
+                  f"{' (crash)' if v['crash'] else ''}"
+                  + ("" if t is None else f", tests {'CAUGHT' if t['caught'] else 'missed'}")
+                  + (f"  [{v['by'][0]}]" if v["by"] else "")
+                  + f"  {m.what}", flush=True)
+    print(summary(results, tests is not None))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "tests": tests}, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(results))
+    return 0
+
+
+def markdown(results) -> str:
+    rows = ["| id | area | planted bug | `gcsim validate` (first scenario: failed checks) | tests (first failing) |",
+            "|---|---|---|---|---|"]
+    for r in results:
+        v, t = r["validate"], r["tests"]
+        vt = f"caught: {v['by'][0]}" + (" (crash)" if v["crash"] else "") if v["caught"] else "**missed**"
+        tt = "not run" if t is None else (f"caught: {t['by'][0] if t['by'] else 'failed'}" if t["caught"] else
+                                           "**missed**")
+        rows.append(f"| {r['id']} | {r['area']} | {r['what']} | {vt} | {tt} |")
+    return "\n".join(rows) + "\n"
+
+
+def summary(results, with_tests: bool) -> str:
+    n = len(results)
+    v = sum(r["validate"]["caught"] for r in results)
+    crash = sum(r["validate"]["caught"] and r["validate"]["crash"] for r in results)
+    lines = [f"validate alone: {v} of {n} caught ({100 * v / n:.0f} %), {crash} of them by a crash"]
+    if with_tests:
+        ran = [r for r in results if r["tests"] is not None]
+        t = sum(r["tests"]["caught"] for r in ran)
+        both = sum(r["validate"]["caught"] or (r["tests"] or {}).get("caught", False) for r in results)
+        lines += [f"tests alone: {t} of the {len(ran)} mutations they ran on",
+                  f"validate and tests together: {both} of {n} ({100 * both / n:.0f} %)"]
+    missed = [r["id"] for r in results if not r["validate"]["caught"]]
+    if missed:
+        lines.append("missed by validate: " + ", ".join(missed))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,29 @@
+"""What the harness runs `gcsim validate` on: every shipped description (models/*.yaml) and a
+few documented scenarios that the shipped files do not cover (docs/simulator.md), each with a
+synthetic trace of its shape for a few steps (enough for a refresh, several sequences meeting
+on a shared resource, and a lost read where retention loses values)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STEPS = 8
+# (name, model, --set overrides, steps)
+EXTRA = [
+    ("smollm2 pipelined", "smollm2", ["periphery.gqa_mapping=pipelined"], 4),
+    ("smollm2 replicated", "smollm2", ["periphery.gqa_mapping=replicated"], 4),
+    ("periphery shared by 2 layers, 2 sequences", "paper-gpt2",
+     ["periphery.counters_shared_by_layers=2", "periphery.sequences=2"], 4),
+    ("stall-refresh without refresh", "stall-refresh", ["numerics.retention.refresh=none"], 24),
+    ("static power", "paper-gpt2", ["energy.static_mw={chip: 5.0}"], 3),
+    ("two chips, link capacity 1, 2 sequences", "gpt2-two-chips",
+     ["interconnect.edges.chip0_to_chip1.capacity=1", "interconnect.edges.chip0_to_chip1.gbps=64.0",
+      "periphery.sequences=2"], 3),
+]
+FEWER_STEPS = {"llama3-8b": 3}   # the largest description: a few steps say as much
+
+
+def scenarios(root: Path = ROOT) -> list[tuple[str, str, list[str], int]]:
+    shipped = sorted(p.stem for p in (root / "models").glob("*.yaml"))
+    return [(m, m, [], FEWER_STEPS.get(m, STEPS)) for m in shipped] + EXTRA
