@@ -52,12 +52,15 @@ The rules (every time in integer picoseconds):
   V phase. A round's heads wait on their integrators: for the bank or the K arrays
   (`K/V bank shared (GQA)`), the V arrays (`V arrays busy (GQA pipeline)`).
 - Counters: one resource per layer (per periphery bank for `counters_shared_by_layers`),
-  claimed when a round's V phase ends, for turns x `output_count` (turns: the most heads of
-  the round on one counter set of `counters_shared_by` consecutive heads), plus the adder
-  tree for the last round on a periphery bank. A round waiting for it is stalled on its
-  integrators (`periphery shared by layers`, `output counters busy (GQA pipeline)` with
-  split arrays, else `output counters shared`); the heads of turn k >= 1 wait k turns
-  (`output counters shared`).
+  claimed when a round's V phase ends and held until its last head is counted (plus the adder
+  tree for the last round on a periphery bank). Inside, the sets of `counters_shared_by`
+  consecutive heads count the round's heads in head order, each when its set is free. A
+  shared unit switching users takes `switch_cycles`: a set before another head than the one
+  it counted last, a periphery bank before another layer than the last (busy meanwhile). A
+  round waiting for the counters is stalled on its integrators (`periphery shared by
+  layers`, `output counters busy (GQA pipeline)` with split arrays, else `output counters
+  shared`), and a head counted after the round's start waits for its turn (`output counters
+  shared`).
 - Adder tree and output scaler when every round has counted: depth ceil(log2 n_sub) (at
   least 1) levels of `adder_tree` / 4 each, rounded up to whole clock cycles (as written
   with `costs.model: table`); then `routing`; then the outputs leave for the host.
@@ -233,8 +236,8 @@ class Model:
         self.split = gqa.split_arrays
         self.sequential = self.rules["counters"].count_holds_bank and not self.split
         self.serial = not self.rules["issue"].write_during_read
-        sb, self.by_layers = p.counters_shared_by, p.counters_shared_by_layers
-        self.turns = [self._turns(heads, sb) for heads in self.rounds]
+        self.sb, self.by_layers = p.counters_shared_by, p.counters_shared_by_layers
+        self.switch = getattr(p, "switch_cycles", 0) * round(1e6 / t.clock_mhz)   # ps to switch users
         self.count_cause = ("periphery shared by layers" if self.by_layers > 1 else
                             "output counters busy (GQA pipeline)" if self.split else TURN_WAIT)
         self.routes, self.links = routes(hw)
@@ -276,16 +279,6 @@ class Model:
         self.agenda, self.n, self.now, self.running = [], 0, 0, False
 
     # -- helpers -----------------------------------------------------------------------------
-    @staticmethod
-    def _turns(heads, shared_by):
-        """Turns of a round on counter sets of `shared_by` consecutive heads: turn k holds the
-        k-th head of the round on each set."""
-        per_set: dict[int, list] = {}
-        for h in heads:
-            per_set.setdefault(h // shared_by, []).append(h)
-        n = max(len(v) for v in per_set.values())
-        return [[v[k] for v in per_set.values() if len(v) > k] for k in range(n)]
-
     def _safe_age(self):
         """Largest age at which a rewrite re-quantizes to the level written (time mode):
         max deviation x (1 - exp(-age / tau)) < half a DAC level."""
@@ -568,22 +561,36 @@ class Model:
 
     # -- counters, adder tree, routing ------------------------------------------------------------
     def count(self, job, i):
+        """The round's V phase is over: it claims the counter bank (a periphery bank shared by
+        layers switching from another layer first takes `switch_cycles`), whose sets count
+        the round's heads in head order, each when its set is free (a set switching to
+        another head than the one it counted last first takes `switch_cycles`)."""
         l, heads = job.layer, self.rounds[i]
         name = self.periphery_name(l, "counters")
-        c = self.counters.setdefault(name, {"free": 0})
-        v1 = self.now
-        start = max(v1, c["free"])
+        sets = self.H // self.sb
+        c = self.counters.setdefault(name, {"free": 0, "layer": -1, "set_free": [0] * sets, "set_user": [-1] * sets})
+        v1 = ready = self.now
+        if self.by_layers > 1 and c["layer"] not in (-1, l) and self.switch:
+            ready = max(v1, c["free"]) + self.switch
+            self.busy(name, self.switch, sets)                 # every set of the bank switches
+        start = max(ready, c["free"])
         self.asked(c, name, job, start > v1)
-        turns = self.turns[i]
-        last = i == len(self.rounds) - 1
-        end = start + len(turns) * self.C
-        c["free"] = end + (self.adder if self.by_layers > 1 and last else 0)
+        c["layer"] = l
         integ = self.name(l, "integrators")
         self.stall(integ, self.count_cause, start - v1, len(heads))
-        sb = self.hw.periphery.counters_shared_by
-        for k, th in enumerate(turns):
-            self.stall(integ, TURN_WAIT, k * self.C, len(th))
-            self.busy(name, self.C, len({h // sb for h in th}))
+        end = start
+        for h in heads:
+            st = h // self.sb
+            t0 = max(start, c["set_free"][st])
+            if self.switch and c["set_user"][st] not in (-1, h):
+                t0 += self.switch
+                self.busy(name, self.switch)
+            c["set_free"][st], c["set_user"][st] = t0 + self.C, h
+            self.busy(name, self.C)
+            self.stall(integ, TURN_WAIT, t0 - start)
+            end = max(end, t0 + self.C)
+        last = i == len(self.rounds) - 1
+        c["free"] = end + (self.adder if self.by_layers > 1 and last else 0)
         job.rounds[i].update(c0=start, c1=end)
         if self.sequential and not last:
             self.bank[l]["free"] = max(self.bank[l]["free"], end)   # held through the count
