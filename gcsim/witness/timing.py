@@ -64,13 +64,15 @@ The rules (every time in integer picoseconds):
 - Adder tree and output scaler when every round has counted: depth ceil(log2 n_sub) (at
   least 1) levels of `adder_tree` / 4 each, rounded up to whole clock cycles (as written
   with `costs.model: table`); then `routing`; then the outputs leave for the host.
-- Refresh (periodic rule): due at k x `refresh_interval_ns` per layer; none once every
-  layer step of the run has requested its write at the layer. A refresh due at D waits for
-  the layer steps that requested their write but whose last round has not been granted yet
-  (then it is decided at the end of the last one's V phase), else it is decided at D. From
-  the decision it holds the write DACs and the arrays; it starts when they and the tiles are
-  free and lasts `refresh_ns_per_subtile` x the sub-tiles holding a valid slot of the
-  latest written step (of the fullest sequence; none: no refresh). Every written slot of
+- Refresh (periodic rule): due at k x `refresh_interval_ns` per layer (the first ones fixed
+  at time 0 after the sequences' first decisions); none once every layer step of the run has
+  requested its write at the layer, nothing while nothing is written. From its due time D
+  the refresh holds the write DACs (reserved from when they are free: a write requested
+  later waits for the refresh's end, `refresh`). It waits for the layer steps that requested
+  their write but whose last round has not been granted yet (then it is decided at the end of
+  the last one's V phase), else it is decided at D. It starts when the DACs' reservation, the
+  arrays and the tiles are free and lasts `refresh_ns_per_subtile` x the sub-tiles holding a
+  valid slot of the latest written step (of the fullest sequence). Every written slot of
   every sequence is rewritten: age 0 at its end. The next falls due at (k + 1) x the
   interval, or at the decision if that is later.
 
@@ -247,7 +249,7 @@ class Model:
         # shared hardware: free times and, for the write DACs, the last holder
         self.engines = [0] * p.host_engines
         self.host_asked = {}
-        self.dacs = [{"free": 0, "last": None} for _ in range(self.L)]
+        self.dacs = [{"free": 0, "last": None, "reserved": None, "from": 0} for _ in range(self.L)]
         self.bank = [{"free": 0} for _ in range(self.L)]
         self.k_arrays = [{"free": 0} for _ in range(self.L)]
         self.v_arrays = [{"free": 0} for _ in range(self.L)]
@@ -333,8 +335,7 @@ class Model:
         for seq in range(self.n_seq):
             self.at(0, self.begin, seq, 0, 0)
         if self.periodic:
-            for l in range(self.L):
-                self.at(self.interval, self.refresh_due, l, 1)
+            self.at(0, self.start_refreshes)
         self.running = True
         while self.agenda:
             self.now, _, fn, args = heapq.heappop(self.agenda)
@@ -450,9 +451,18 @@ class Model:
 
     # -- token writer --------------------------------------------------------------------------
     def write(self, job):
+        """A write request reaches the writer: it claims the DACs, or, while a refresh has them
+        reserved, waits for the refresh to claim them first."""
+        self.writes_requested[job.layer] += 1
+        dacs = self.dacs[job.layer]
+        if dacs["reserved"] is not None:
+            dacs["reserved"].append((job, self.now))
+        else:
+            self.claim_dacs(job, self.now)
+
+    def claim_dacs(self, job, a):
+        """The write requested at `a` takes the DACs when they are free."""
         seq, t, l = job.seq, job.step, job.layer
-        a = self.now
-        self.writes_requested[l] += 1
         dacs = self.dacs[l]
         start = max(a, dacs["free"])
         self.asked(dacs, self.name(l, "writer"), job, start > a)
@@ -647,9 +657,19 @@ class Model:
             age = t - tok
         rc["lost_reads"][l] += int((age[valid] > self.loss_age).sum())
 
+    def start_refreshes(self):
+        """At time 0, after the sequences' first decisions: the first refreshes fall due."""
+        for l in range(self.L):
+            self.at(self.interval, self.refresh_due, l, 1)
+
     def refresh_due(self, l, k):
         if self.writes_requested[l] >= self.T * self.n_seq:
             return       # every layer step of the run has reached this layer: no more refreshes
+        if not self.open_steps[l] and not (self.token[l] >= 0).any():
+            self.at(max((k + 1) * self.interval, self.now), self.refresh_due, l, k + 1)   # nothing written
+            return
+        dacs = self.dacs[l]            # reserved from when they are free: later writes wait
+        dacs["from"], dacs["reserved"] = max(self.now, dacs["free"]), []
         if self.open_steps[l]:
             self.refresh_waiting[l] = k
         else:
@@ -664,11 +684,12 @@ class Model:
             if last >= 0:
                 fullest = max(fullest, -(-min(last + 1, self.M) // self.a))
         dur = fullest * self.per_subtile
+        dacs = self.dacs[l]
         if dur:
             arrays = [self.k_arrays[l]["free"], self.v_arrays[l]["free"]] if self.split else [self.bank[l]["free"]]
-            start = max([x, self.dacs[l]["free"]] + arrays + self.tiles_until[l])
+            start = max([x, dacs["from"]] + arrays + self.tiles_until[l])
             end = start + dur
-            self.dacs[l]["free"], self.dacs[l]["last"] = end, REFRESH_HOLDER
+            dacs["free"], dacs["last"] = end, REFRESH_HOLDER
             for res in (self.k_arrays[l], self.v_arrays[l], self.bank[l]):
                 res["free"] = max(res["free"], end)
             self.tiles_until[l] = [end] * self.n_seq
@@ -686,6 +707,9 @@ class Model:
             rc["slots_refreshed"][l] += slots
             self.out.refreshes[l].append({"decided": x, "start": start, "end": end, "slots": slots})
             self.out.refresh_ends[l].append(end)
+        waiting, dacs["reserved"] = dacs["reserved"] or [], None
+        for job, arrived in waiting:    # the writes that came meanwhile, in the order they came
+            self.claim_dacs(job, arrived)
         self.at(max((k + 1) * self.interval, x), self.refresh_due, l, k + 1)
 
 
