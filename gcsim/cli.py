@@ -42,11 +42,11 @@ hardware settings live in YAML descriptions (models/*.yaml, --model NAME or PATH
 
 
 def _modules():
-    from .commands import (decode, describe, evaluate, paper, profile, reference, run, serve, sweep, system, train,
-                           validate)
+    from .commands import (adapt, decode, describe, evaluate, paper, profile, reference, run, serve, sweep, system,
+                           train, validate)
     from .traces import cli as trace_cli
     return [run, validate, profile, paper, reference, trace_cli, describe, sweep, system, serve, decode, evaluate,
-            train]
+            train, adapt]
 
 
 def build_parser() -> argparse.ArgumentParser:

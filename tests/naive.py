@@ -66,3 +66,40 @@ def naive_head(q, k, v, *, kind="cubic", M=1024, a=64, period_ns=800.0, tau_ns=5
         sub[t] = qz(np.clip(acc / 40.0, -1, 1), -1, 1, out_levels)
         out[t] = ao * sub[t].sum(axis=0) + bo
     return S, phi, sub, out
+
+
+def naive_gpt_logits(p, ids, *, layers, heads, d_head, attention="cubic", period_ns=260.0, tau_ns=5e6, M=256, a=64):
+    """Logits [T, vocab] of the chip GPT (gcsim/chipmodel/model.py's architecture: pre-norm
+    blocks, tanh GELU, LM head tied to the embedding) for one window ids [T] from an empty
+    state, token by token and head by head in float64, with the attention of naive_head
+    ('softmax': causal softmax, scale 1/sqrt(d)). p: the parameter dict, scalers [L, H]."""
+    P = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    T, C = len(ids), heads * d_head
+
+    def ln(x, w, b):
+        mu = sum(x) / len(x)
+        var = sum((xi - mu) ** 2 for xi in x) / len(x)
+        return np.array([(xi - mu) / math.sqrt(var + 1e-5) for xi in x]) * w + b
+
+    def gelu(x):
+        return np.array([0.5 * xi * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (xi + 0.044715 * xi ** 3))) for xi in x])
+
+    xs = [P["wte"][ids[t]] + P["wpe"][t] for t in range(T)]
+    for l in range(layers):
+        qkv = [ln(x, P[f"h{l}.ln1_w"], P[f"h{l}.ln1_b"]) @ P[f"h{l}.w_qkv"] for x in xs]
+        att = np.zeros((T, C))
+        for h in range(heads):
+            cols = [slice(j * C + h * d_head, j * C + (h + 1) * d_head) for j in range(3)]
+            q, k, v = (np.array([r[c] for r in qkv]) for c in cols)
+            if attention == "softmax":
+                for t in range(T):
+                    s = np.array([q[t] @ k[u] / math.sqrt(d_head) for u in range(t + 1)])
+                    w = np.exp(s - s.max())
+                    att[t, h * d_head:(h + 1) * d_head] = (w / w.sum()) @ v[:t + 1]
+            else:
+                sc = {key: float(P[key][l, h]) for key in ("a_q", "b_q", "a_k", "b_k", "a_v", "b_v", "a_out", "b_out")}
+                att[:, h * d_head:(h + 1) * d_head] = naive_head(q, k, v, kind=attention, M=M, a=a, period_ns=period_ns,
+                                                                 tau_ns=tau_ns, sc=sc)[3]
+        xs = [x + att[t] @ P[f"h{l}.w_o"] for t, x in enumerate(xs)]
+        xs = [x + gelu(ln(x, P[f"h{l}.ln2_w"], P[f"h{l}.ln2_b"]) @ P[f"h{l}.w_fc"]) @ P[f"h{l}.w_mlp"] for x in xs]
+    return np.array([ln(x, P["lnf_w"], P["lnf_b"]) @ P["wte"].T for x in xs])

@@ -95,3 +95,94 @@ def test_training_resumes_exactly(tmp_path):
     assert any(not np.array_equal(wa.params[key], init[key]) for key in init)  # it trained
     assert not np.array_equal(wa.params["a_q"], init["a_q"])  # the scalers learn too
     assert wa.meta["iterations"] == 4 and wa.cfg.attention == "cubic"
+
+
+def _strong_params(attention="cubic", seed=3):
+    """Untrained weights scaled up so that attention matters (as tests/test_loop.py's model)."""
+    vocab = data.vocabulary(data.read_corpus())
+    cfg = ModelConfig(vocab=len(vocab), attention=attention)
+    p = init_params(cfg, seed)
+    rng = np.random.default_rng(1)
+    for k in p:
+        if k[:2] in ("a_", "b_"):
+            p[k] = (p[k] + rng.normal(0, 0.05, p[k].shape)).astype(np.float32)
+        elif ".w_" in k:
+            p[k] = p[k] * 20
+    return p, cfg, data.encode(data.read_corpus()[:32], vocab)
+
+
+@pytest.mark.parametrize("attention", ["cubic", "linear", "softmax"])
+def test_whole_forward_equals_an_independent_one(attention):
+    """The whole forward pass (embeddings, layer norms, projections, attention, MLP, tied LM
+    head), in float64 and in float32 (numpy, and JAX as trained), against tests/naive.py's
+    token-by-token float64 restatement, which shares no code with gcsim."""
+    from naive import naive_gpt_logits
+    from gcsim.chipmodel.model import forward
+    p, cfg, ids = _strong_params(attention)
+    ref = naive_gpt_logits(p, ids, layers=cfg.layers, heads=cfg.heads, d_head=cfg.d_head, attention=attention,
+                           period_ns=HW.timing.nominal_token_period_ps / 1000, tau_ns=HW.decay_tau_ps / 1000,
+                           M=HW.shape.window, a=HW.shape.array_size)
+    assert np.abs(ref - ref.mean(axis=1, keepdims=True)).max() > 0.1  # logits are not flat
+    f64 = forward({k: v.astype(np.float64) for k, v in p.items()}, ids[None], cfg, np, hw=HW)[0]
+    np.testing.assert_allclose(f64, ref, rtol=0, atol=1e-9)
+    f32 = forward(p, ids[None], cfg, np, hw=HW)[0]
+    assert f32.dtype == np.float32
+    np.testing.assert_allclose(f32, ref, rtol=0, atol=2e-4)  # float32 through sharp softmax: ~6e-5
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    fj = np.asarray(forward({k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(ids[None]), cfg, jnp, hw=HW)[0])
+    assert fj.dtype == np.float32
+    np.testing.assert_allclose(fj, ref, rtol=0, atol=2e-4)
+
+
+def test_linear_surrogate_gradient():
+    """with_gradient_of: the K-array charges of the cubic cell in the forward pass, and in the
+    backward pass the paper's surrogate, by hand: dS/dq = 19.3 (g decay) y^T and
+    dS/dy = 19.3 q^T (g decay) (its code's DRAM_MAC_temporal_encoding_surrogate_QK)."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from gcsim import physics
+    from gcsim.chipmodel.gradients import with_gradient_of
+    rng = np.random.default_rng(6)
+    q, y = rng.uniform(0, 1, (3, 8, 16)), rng.uniform(-0.45, 0.45, (3, 8, 16))
+    decay, valid = window_decay(8, HW), np.tril(np.ones((8, 8), bool))
+    g = rng.normal(size=(3, 8, 8))
+
+    def charges(law):
+        c = physics.law_coefficients(law)
+        return lambda q, y: physics.bitline_charges_qk(q, physics.stored_powers(y, len(c), xp=jnp), jnp.asarray(decay),
+                                                       jnp.asarray(valid), c, xp=jnp)
+    f = with_gradient_of(charges("cubic"), charges("linear"))
+    with jax.enable_x64(True):
+        S, vjp = jax.vjp(f, jnp.asarray(q), jnp.asarray(y))
+        dq, dy = (np.asarray(a) for a in vjp(jnp.asarray(g)))
+        S_cubic = np.asarray(charges("cubic")(jnp.asarray(q), jnp.asarray(y)))
+    np.testing.assert_array_equal(np.asarray(S), S_cubic)
+    gd = g * decay * valid
+    np.testing.assert_allclose(dq, 19.3 * gd @ y, rtol=1e-12)
+    np.testing.assert_allclose(dy, 19.3 * np.swapaxes(gd, 1, 2) @ q, rtol=1e-12)
+
+
+def test_attention_with_the_surrogate_gradient():
+    """hardware_attention(grad_law='linear'): the cubic forward pass unchanged, a gradient
+    other than the cubic law's own, reaching the scalers."""
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+    from gcsim.chipmodel.train import ste_round
+    q, k, v, sc = _inputs(4, B=1, T=64)
+    w = np.random.default_rng(5).normal(size=q.shape)
+
+    def grads(grad_law):
+        def f(q, sc):
+            out = hardware_attention(q, jnp.asarray(k), jnp.asarray(v), sc, 1, HW, jnp, ste_round, grad_law)
+            return jnp.sum(out * w), out
+        return jax.value_and_grad(f, argnums=(0, 1), has_aux=True)(jnp.asarray(q), {key: jnp.asarray(val)
+                                                                                  for key, val in sc.items()})
+    with jax.enable_x64(True):
+        (_, out_s), g_s = grads("linear")
+        (_, out_c), g_c = grads(None)
+    np.testing.assert_array_equal(np.asarray(out_s), np.asarray(out_c))
+    ref = layer_attention(q[0], k[0], v[0], HW, scalers=sc, layer=1, stages=False).out
+    np.testing.assert_allclose(np.asarray(out_s)[0], ref, atol=1e-12)
+    assert np.abs(np.asarray(g_s[0]) - np.asarray(g_c[0])).max() > 1e-3
+    assert all(np.abs(np.asarray(g_s[1][key])).max() > 0 for key in ("a_q", "b_k", "a_v", "a_out"))

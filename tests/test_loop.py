@@ -9,8 +9,9 @@ from gcsim.chipmodel.model import ModelConfig, init_params
 from gcsim.chipmodel.weights import save_weights
 from gcsim.cli import main as cli
 from gcsim.llm.evaluate import Tally, log_softmax, windows_of
-from gcsim.llm.live import run_in_loop
+from gcsim.llm.live import LiveSource, run_in_loop
 from gcsim.llm.loop import ChipGPTModel, chip_attention, model_hardware, own_attention, window_logits
+from gcsim.reference import layer_attention
 
 TEXT = data.read_corpus()[:2000]
 
@@ -109,8 +110,14 @@ def test_eval_and_decode_commands(chip_model, tmp_path, capsys):
     import json
     rep = json.loads((out / "eval.json").read_text())
     assert rep["windows"] == 4 and rep["subset"]["windows"] == 1
+    # each table holds rows over the same windows: the simulator's only in the subset's
+    whole, subset = printed.split("over the 1 windows the simulator ran:")
+    assert "simulator" not in whole and "simulator in the loop (cubic)" in subset
+    assert "simulator" not in " ".join(r["variant"] for r in rep["rows"])
+    assert {r["tokens"] for r in rep["subset"]["rows"]} == {64} and {r["tokens"] for r in rep["rows"]} == {256}
     rows = list(csv.DictReader(open(out / "eval.csv")))
-    assert [r["variant"] for r in rows] == [r["variant"] for r in rep["rows"]]
+    assert [(r["variant"], r["windows"]) for r in rows] == (
+        [(r["variant"], "4") for r in rep["rows"]] + [(r["variant"], "1") for r in rep["subset"]["rows"]])
     assert cli(["decode", "--lm", str(chip_model.weights.path), "--prompt", "ROMEO:", "-n", "8"]) == 0
     assert "identical over all 8 generated tokens" in capsys.readouterr().out
 
@@ -185,3 +192,74 @@ def test_shipped_chip_model_evaluated_in_the_loop(tmp_path, capsys):
     assert sim["perplexity"] == pytest.approx(ref["perplexity"], rel=0.01)
     assert sim["latency_ns_per_token"] == 260.0
     assert "softmax twin" in capsys.readouterr().out
+
+
+def test_batched_forward_equals_window_by_window(chip_model):
+    """The batched form of the software and reference variants (one forward pass over
+    several windows) gives each window's window_logits: own attention, another law on a
+    subset of layers, and the softmax twin's attention."""
+    from gcsim.llm.evaluate import Variant, variant_batch_logits, variant_logits
+    m = chip_model
+    hw = model_hardware(m)
+    wins = windows_of(m.encode(TEXT[:400]), 64)[:3]
+    inputs = np.stack([w[:-1] for w in wins])
+    for v in (Variant("own", "software"), Variant("lin", "reference", "linear", (1, 2))):
+        many = variant_batch_logits(v, m, inputs, hw, m.scalers)
+        assert many.shape == (3, 64, 65)
+        for j, w in enumerate(wins):
+            one, _ = variant_logits(v, m, w[:-1], hw, m.scalers)
+            np.testing.assert_allclose(many[j], one, rtol=0, atol=1e-4)
+    soft = m.forward_windows(inputs, hw, "softmax")  # any law through the same code path
+    ref = window_logits(m, inputs[0], lambda l, q, k, v: layer_attention(q, k, v, hw, variant="softmax",
+                                                                          stages=False).out)
+    np.testing.assert_allclose(soft[0], ref, rtol=0, atol=1e-4)
+    noisy = hw.derive(numerics={"noise": {"read_sigma_rel": 0.1}})
+    assert variant_batch_logits(Variant("own", "software"), m, inputs, noisy, m.scalers) is None  # window by window
+
+
+class PerturbedSource(LiveSource):
+    """The chip's output at (step, layer) offset by delta before it flows back into the model."""
+
+    def __init__(self, *args, at, delta, **kw):
+        super().__init__(*args, **kw)
+        self.at, self.delta = at, delta
+
+    def receive(self, seq, step, layer, out):
+        if (step, layer) == self.at:
+            out = np.asarray(out) + self.delta
+        super().receive(seq, step, layer, out)
+
+
+def test_closed_loop_carries_a_perturbation_forward(chip_model):
+    """Regression test of the closed loop: a perturbation of the chip's layer-0 output at one
+    step leaves earlier steps as they were, changes that step and later ones (through the K/V
+    the later layers store), and equals the reference model with the same perturbation."""
+    from gcsim.llm.live import chip_hardware
+    from gcsim.sim import Simulator
+    m = chip_model
+    hw = model_hardware(m)
+    ids = m.encode(TEXT[:48])
+    t0, delta = 20, np.random.default_rng(7).normal(0, 0.5, (m.heads, m.d_head))
+
+    def sim(delta):
+        src = PerturbedSource(m, ids, hw_soft=hw.derive(numerics={"dtype": "float64"}), scalers=m.scalers,
+                              at=(t0, 0), delta=delta)
+        Simulator(chip_hardware(hw, None, m), src).run()
+        return src.logits
+
+    def reference(delta):
+        own = own_attention(m, hw)
+
+        def attend(layer, q, k, v):
+            out = own(layer, q, k, v)
+            if layer == 0:
+                out = out.copy()
+                out[t0] += delta
+            return out
+        return window_logits(m, ids, attend)
+    base, pert, ref = sim(0.0), sim(delta), reference(delta)
+    np.testing.assert_array_equal(pert[:t0], base[:t0])
+    changed = np.abs(pert - base).max(axis=1)
+    assert changed[t0] > 1e-2 and (changed[t0 + 1:] > 1e-3).mean() > 0.5   # later steps move too
+    np.testing.assert_allclose(pert, ref, atol=1e-4)                        # as the reference does
+    np.testing.assert_allclose(base, reference(0.0), atol=1e-4)

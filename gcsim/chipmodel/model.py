@@ -82,7 +82,12 @@ def layer_norm(x, w, b, xp, eps: float = 1e-5):
 
 
 def gelu(x, xp):
-    """tanh approximation of GELU (GPT-2's)."""
+    """tanh approximation of GELU (GPT-2's). In numpy x * x * x: its x ** 3 takes 100 times as
+    long (it was most of the numpy forward's time). The JAX expression is kept as it was, op
+    for op: XLA compiles a reordered one differently in the last bit, and training must stay
+    bit-identical to the recorded runs."""
+    if xp is np:
+        return 0.5 * x * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * (x * x * x))))
     return 0.5 * x * (1.0 + xp.tanh(0.7978845608028654 * (x + 0.044715 * x ** 3)))
 
 
@@ -119,7 +124,7 @@ def softmax_attention(q, k, v, xp):
     """Causal softmax attention, scale 1/sqrt(d): q, k, v [B, T, H, d] -> [B, T, H, d]."""
     q, k, v = (xp.permute_dims(a, (0, 2, 1, 3)) for a in (q, k, v))
     T, d = q.shape[-2], q.shape[-1]
-    s = q @ xp.matrix_transpose(k) / np.sqrt(d)
+    s = q @ xp.matrix_transpose(k) / float(np.sqrt(d))  # a Python float: numpy keeps float32
     causal = np.tril(np.ones((T, T), dtype=bool))
     s = xp.where(xp.asarray(causal), s, -1e30)
     w = xp.exp(s - xp.max(s, axis=-1, keepdims=True))
@@ -136,14 +141,17 @@ def window_decay(T: int, hw: Hardware) -> np.ndarray:
     return np.where(u <= t, decay, 0.0)
 
 
-def hardware_attention(q, k, v, scalers: dict, layer: int, hw: Hardware, xp, round_fn=None):
+def hardware_attention(q, k, v, scalers: dict, layer: int, hw: Hardware, xp, round_fn=None,
+                       grad_law: str | None = None):
     """Gain-cell attention over a window from an empty state, all heads at once.
 
     q, k, v [B, T, H, d] with T <= window (no wrap-around: token u sits in slot u,
     sub-tile u // array_size). scalers: arrays [L, H]. The stages are the physics
     functions the reference model and the simulator use: DAC front end, bit-line
     charges through the cell law with retention, HardSigmoid, per-sub-tile output
-    codes, digital sum and output scaler.
+    codes, digital sum and output scaler. grad_law (JAX only): the cell law whose
+    gradient the bit-line charges take (the paper's linear surrogate for the cubic
+    cell); None: the forward law's own.
     """
     n, s = hw.numerics, hw.shape
     B, T, H, d = q.shape
@@ -168,11 +176,21 @@ def hardware_attention(q, k, v, scalers: dict, layer: int, hw: Hardware, xp, rou
         return x if Tp == T else xp.concat([x, xp.zeros((B * H, Tp - T, d), dtype=dt)], axis=1)
 
     qh = xp.reshape(xp.permute_dims(qd, (0, 2, 1, 3)), (B * H, T, d))
-    yk_pow = physics.stored_powers(heads_first(yk), len(coeffs), xp=xp)
-    yv_pow = physics.stored_powers(heads_first(yv), len(coeffs), xp=xp)
-    S = physics.bitline_charges_qk(qh, yk_pow, decay, valid, coeffs, xp=xp)          # [BH, T, Tp]
+
+    def charges(law_coeffs):  # (S of the K arrays, A of the V arrays) through a cell law
+        return (lambda qh, yk: physics.bitline_charges_qk(
+                    qh, physics.stored_powers(yk, len(law_coeffs), xp=xp), decay, valid, law_coeffs, xp=xp),
+                lambda phi, yv: physics.bitline_charges_av(
+                    phi, physics.stored_powers(yv, len(law_coeffs), xp=xp), decay, law_coeffs, a, xp=xp))
+
+    charges_qk, charges_av = charges(coeffs)
+    if grad_law is not None and grad_law != hw.numerics.cell_law:
+        from .gradients import with_gradient_of
+        grad_qk, grad_av = charges(physics.law_coefficients(grad_law))
+        charges_qk, charges_av = with_gradient_of(charges_qk, grad_qk), with_gradient_of(charges_av, grad_av)
+    S = charges_qk(qh, heads_first(yk))                                              # [BH, T, Tp]
     phi = physics.hard_sigmoid(S, n.s_sat, xp=xp)
-    A = physics.bitline_charges_av(phi, yv_pow, decay, coeffs, a, xp=xp)             # [BH, T, n_sub, d]
+    A = charges_av(phi, heads_first(yv))                                             # [BH, T, n_sub, d]
     codes = physics.output_code(A, n.out_sat, n.out_levels, round_fn, xp=xp)
     out = xp.reshape(xp.sum(codes, axis=-2), (B, H, T, d))
     out = xp.permute_dims(out, (0, 2, 1, 3))
@@ -180,9 +198,11 @@ def hardware_attention(q, k, v, scalers: dict, layer: int, hw: Hardware, xp, rou
 
 
 def forward(params, ids, cfg: ModelConfig, xp, *, hw: Hardware | None = None, round_fn=None,
-            attention=None):
+            attention=None, grad_law: str | None = None, record: list | None = None):
     """Logits [B, T, V] for ids [B, T] (T <= context), every layer's attention from
-    `attention(q, k, v, layer)` if given, else the configured one (softmax or the chip's)."""
+    `attention(q, k, v, layer)` if given, else the configured one (softmax or the chip's;
+    grad_law: see hardware_attention). record: a list that receives (q, k, v, out) of every
+    layer, each [B, T, H, d] (out after the output scaler)."""
     B, T = ids.shape
     if attention is None:
         if cfg.attention == "softmax":
@@ -190,9 +210,13 @@ def forward(params, ids, cfg: ModelConfig, xp, *, hw: Hardware | None = None, ro
         else:
             sc = {key: params[key] for key in SCALER_KEYS}
             hw = hardware_for_variant(hw, cfg.attention)
-            attention = lambda q, k, v, layer: hardware_attention(q, k, v, sc, layer, hw, xp, round_fn)  # noqa: E731
+            attention = lambda q, k, v, layer: hardware_attention(q, k, v, sc, layer, hw, xp, round_fn,  # noqa: E731
+                                                                  grad_law)
     x = embed(params, ids, xp.reshape(xp.arange(T), (1, T)), xp)
     for layer in range(cfg.layers):
         q, k, v = project_qkv(params, layer, x, cfg, xp)
-        x = finish_layer(params, layer, x, attention(q, k, v, layer), xp)
+        att = attention(q, k, v, layer)
+        if record is not None:
+            record.append((q, k, v, att))
+        x = finish_layer(params, layer, x, att, xp)
     return logits_of(params, x, xp)

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import data
-from .config import EXPERIMENTS, TrainConfig
+from .config import EXPERIMENTS, GRAD_LAW, TrainConfig
+from .gradients import ste_round
 from .model import ModelConfig, forward, init_params
 from .weights import save_weights
 
@@ -41,12 +42,6 @@ def _jax():
     return jax, jnp
 
 
-def ste_round(x):
-    """Straight-through rounding: round in the forward pass, identity gradient."""
-    jax, jnp = _jax()
-    return x + jax.lax.stop_gradient(jnp.round(x) - x)
-
-
 def lr_at(it: int, tc: TrainConfig) -> float:
     """Linear warm-up, then cosine decay from lr to min_lr at the last iteration."""
     if it < tc.warmup:
@@ -60,11 +55,13 @@ def _decayed(name: str) -> bool:
     return name.split(".")[-1].startswith("w")
 
 
-def make_step(cfg: ModelConfig, tc: TrainConfig, hw):
+def make_step(cfg: ModelConfig, tc: TrainConfig, hw, grad_law: str | None = None):
+    """(step, loss_fn): one AdamW step on a batch, jitted, and the batch loss. grad_law: the
+    cell law whose gradient the hardware attention takes (None: its own)."""
     jax, jnp = _jax()
 
     def loss_fn(params, x, y):
-        logits = forward(params, x, cfg, jnp, hw=hw, round_fn=ste_round)
+        logits = forward(params, x, cfg, jnp, hw=hw, round_fn=ste_round, grad_law=grad_law)
         logp = jax.nn.log_softmax(logits, axis=-1)
         return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
 
@@ -106,39 +103,58 @@ def _load_checkpoint(path: Path):
 
 def train(name: str, out_dir: Path, *, iters: int | None = None, max_minutes: float | None = None,
           stop_at: int | None = None, checkpoint_every: int = 100, log=print, **changes) -> Path | None:
-    """Train experiment `name` ('chip' or 'softmax') in out_dir, resuming from its checkpoint.
-
-    Returns the weights file when the last iteration is done, None when the time limit
-    (max_minutes) or stop_at (an iteration) stopped the chunk first (run again to resume);
-    stop_at also writes the weights of that iteration (OUT/chipgpt-NAME.npz).
-    changes: fields of TrainConfig to change (e.g. batch_size for a smoke test).
-    """
-    jax, jnp = _jax()
-    from ..hardware import load_hardware
-
+    """Train experiment `name` ('chip' or 'softmax', gcsim/chipmodel/config.py) from its
+    initialisation in out_dir, resuming from its checkpoint (see run_training)."""
     cfg, tc = EXPERIMENTS[name]
     if iters is not None:
         changes["iters"] = iters
     tc = replace(tc, **changes)
+    cfg = replace(cfg, vocab=len(data.vocabulary(data.read_corpus())))
+    return run_training(name, cfg, tc, out_dir, init=lambda: init_params(cfg, tc.seed),
+                        meta={"experiment": name}, max_minutes=max_minutes, stop_at=stop_at,
+                        checkpoint_every=checkpoint_every, log=log)
+
+
+def run_training(name: str, cfg: ModelConfig, tc: TrainConfig, out_dir: Path, *, init, meta: dict,
+                 eval_at_start: bool = False, max_minutes: float | None = None,
+                 stop_at: int | None = None, checkpoint_every: int = 100, log=print) -> Path | None:
+    """Train model cfg with recipe tc in out_dir (NAME.ckpt.npz, NAME.log.jsonl, chipgpt-NAME.npz),
+    from init() (the parameters at iteration 0) or from its checkpoint.
+
+    Returns the weights file when the last iteration is done, None when the time limit
+    (max_minutes) or stop_at (an iteration) stopped the chunk first (run again to resume);
+    stop_at also writes the weights of that iteration. The hardware attention's gradient is
+    that of config.GRAD_LAW (the linear surrogate for the cubic law). meta: what the weights file records
+    beside the recipe (experiment name, source model). eval_at_start: log the held-out loss
+    of the initial parameters as iteration 0 (the start of a fine-tuning curve).
+    """
+    jax, jnp = _jax()
+    from ..hardware import load_hardware
+
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{name}.ckpt.npz"
-    text = data.read_corpus()
-    vocab = data.vocabulary(text)
-    cfg = replace(cfg, vocab=len(vocab))
-    train_ids, val_ids = data.split(data.encode(text, vocab))
+    train_ids, val_ids = data.split(data.encode(data.read_corpus(), data.vocabulary(data.read_corpus())))
     hw = load_hardware(cfg.hardware)
-    step, loss_fn = make_step(cfg, tc, hw)
+    grad_law = GRAD_LAW.get(cfg.attention)
+    step, loss_fn = make_step(cfg, tc, hw, grad_law)
     if ckpt.exists():
         params, m, v, it0, elapsed = _load_checkpoint(ckpt)
         log(f"{name}: resuming at iteration {it0} ({elapsed:.0f} s trained so far)")
     else:
-        params = init_params(cfg, tc.seed)
+        params = init()
         m = {k: np.zeros_like(a) for k, a in params.items()}
         v = {k: np.zeros_like(a) for k, a in params.items()}
         it0, elapsed = 0, 0.0
     params, m, v = ({k: jnp.asarray(a) for k, a in d.items()} for d in (params, m, v))
+
+    def val_loss():  # the same held-out batches at every evaluation
+        return float(np.mean([float(loss_fn(params, *data.batch(val_ids, i, tc.batch_size, cfg.context, tc.seed + 1)))
+                              for i in range(tc.eval_batches)]))
+
     t_start = time.perf_counter()
     logf = open(out_dir / f"{name}.log.jsonl", "a")
+    if it0 == 0 and eval_at_start:
+        logf.write(json.dumps({"iter": 0, "val_loss": val_loss(), "elapsed_s": 0.0}) + "\n")
     it = it0
     while it < tc.iters:
         if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
@@ -150,9 +166,7 @@ def train(name: str, out_dir: Path, *, iters: int | None = None, max_minutes: fl
         it += 1
         record = {"iter": it, "loss": float(loss)}
         if it % tc.eval_every == 0 or it == tc.iters:
-            vals = [float(loss_fn(params, *data.batch(val_ids, i, tc.batch_size, cfg.context, tc.seed + 1)))
-                    for i in range(tc.eval_batches)]
-            record["val_loss"] = float(np.mean(vals))
+            record["val_loss"] = val_loss()
         record["elapsed_s"] = round(elapsed + time.perf_counter() - t_start, 2)
         logf.write(json.dumps(record) + "\n")
         logf.flush()
@@ -168,21 +182,20 @@ def train(name: str, out_dir: Path, *, iters: int | None = None, max_minutes: fl
     if it < tc.iters and (stop_at is None or it < stop_at):
         log(f"{name}: stopped at iteration {it}/{tc.iters} after the time limit; run again to resume")
         return None
-    path = export_checkpoint(name, ckpt, out_dir / f"chipgpt-{name}.npz", **changes)
+    path = export_checkpoint(ckpt, out_dir / f"chipgpt-{name}.npz", cfg, tc,
+                             {**meta, **({"grad_law": grad_law} if grad_law else {})})
     log(f"{name}: wrote {path}" + (f" (iteration {it} of the {tc.iters}-iteration schedule)" if it < tc.iters else ""))
     return path if it >= tc.iters else None
 
 
-def export_checkpoint(name: str, ckpt: Path, out: Path, **changes) -> Path:
-    """The weights file of experiment `name` from a checkpoint (at the end of the schedule, or
-    where --stop-at stopped it), with how it was trained."""
+def export_checkpoint(ckpt: Path, out: Path, cfg: ModelConfig, tc: TrainConfig, meta: dict) -> Path:
+    """The weights file from a checkpoint (at the end of the schedule, or where --stop-at
+    stopped it), with how it was trained: meta plus the recipe, iterations and wall time."""
     jax, _ = _jax()
-    cfg, tc = EXPERIMENTS[name]
-    tc = replace(tc, **changes)
     vocab = data.vocabulary(data.read_corpus())
     params, _, _, it, elapsed = _load_checkpoint(Path(ckpt))
-    meta = {"experiment": name, "train": tc.to_dict(), "iterations": it, "train_seconds": round(elapsed, 1),
-            "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", "")}
+    meta = {**meta, "train": tc.to_dict(), "iterations": it, "train_seconds": round(elapsed, 1),
+            "jax": jax.__version__, "threads": len(os.sched_getaffinity(0))}
     if it < tc.iters:
         meta["stopped_at"] = it
     return save_weights(out, params, replace(cfg, vocab=len(vocab)), vocab, meta)

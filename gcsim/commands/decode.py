@@ -57,6 +57,8 @@ def main(args) -> int:
                          f"(the model's context / the hardware window)")
     chip_layers = parse_layers(args.chip_layers, lm.layers)
     scalers, source = resolve_scalers(args, lm, hw, ids)
+    from ..llm.evaluate import scalers_for
+    scalers = scalers_for(scalers, hw.numerics.cell_law)
     src, res = run_in_loop(lm, hw, ids, chip_layers=chip_layers, scalers=scalers, n_new=args.new_tokens)
     soft = software_decode(lm, hw, ids, args.new_tokens)
     P = len(ids)

@@ -34,7 +34,9 @@ NOISE_SWEEPS = (("--read-sigma", "read_sigma_rel", "relative sigma of each bit-l
                 ("--cell-sigma", "cell_sigma_rel", "relative sigma of each cell's current (fixed pattern), "
                                                    "e.g. 0,0.05,0.1"),
                 ("--tau-sigma", "tau_sigma_ln", "sigma of ln(retention tau) per cell (fixed pattern), e.g. 0,0.5,1"))
-COLUMNS = ("variant", "perplexity", "top1_agreement", "kl", "latency_ns_per_token", "energy_nj_per_token", "tokens")
+DEFAULT_WINDOWS = 64  # of the 435 of the held-out text: 16,384 characters
+COLUMNS = ("variant", "perplexity", "top1_agreement", "kl", "latency_ns_per_token", "energy_nj_per_token", "tokens",
+           "windows")
 
 
 def register(sub):
@@ -44,9 +46,12 @@ def register(sub):
     p.add_argument("--text", default=None, help="UTF-8 text file to evaluate on (default: the held-out tiny-Shakespeare split)")
     p.add_argument("--window", type=int, default=None,
                    help="tokens per window (default: 256, the chip model's context; at most the hardware window)")
-    p.add_argument("--windows", type=int, default=None, help="evaluate at most N windows (default: all)")
-    p.add_argument("--sim-windows", type=int, default=4,
-                   help="windows run with the simulator in the loop (the slow part; default: %(default)s)")
+    p.add_argument("--windows", default=str(DEFAULT_WINDOWS), metavar="N|all",
+                   help="evaluate N windows evenly spaced over the text, first and last included, or 'all' "
+                        "(default: %(default)s, about a minute for the chip model on 2 cores)")
+    p.add_argument("--sim-windows", type=int, default=None,
+                   help="run the simulator in the loop on the first N of those windows only (the slow part; "
+                        "default: all of them); its rows are then shown over those windows")
     p.add_argument("--sensitivity-windows", type=int, default=4,
                    help="windows for the per-layer sensitivity table (0: skip it; default: %(default)s)")
     for flag, _, text in NOISE_SWEEPS:
@@ -68,8 +73,10 @@ def add_lm_arguments(p):
     add_overrides(p)
     p.add_argument("--chip-layers", default="all", help="layers on the chip: 'all' or a list like 0,3,5 (the rest in software)")
     p.add_argument("--scalers", default=None,
-                   help="per-head scalers: 'learned' (the chip model's own, its default), 'prompt' (calibrated on the "
-                        "first window / the prompt, SmolLM2's default) or a .gctrace file whose scalers to take")
+                   help="per-head scalers: 'learned' (the chip model's own, its default), 'prompt' (calibrated in closed "
+                        "form on the first window / the prompt, SmolLM2's default), 'adapt' (from there, the paper's "
+                        "adaptation algorithm: up to 100 passes matching the softmax model's statistics, no gradient; "
+                        "minutes for SmolLM2) or a .gctrace file whose scalers to take")
 
 
 def parse_sigmas(text, option: str):
@@ -82,6 +89,19 @@ def parse_sigmas(text, option: str):
     if not vals or any(not np.isfinite(v) or v < 0 for v in vals):
         raise ValueError(f"{option}: expected finite numbers >= 0, found {text!r}")
     return vals
+
+
+def parse_windows(text: str):
+    """--windows: 'all' (None) or a positive count."""
+    if str(text).strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise ValueError(f"--windows: expected a number of windows or 'all', found {text!r}") from None
+    if n < 1:
+        raise ValueError(f"--windows must be >= 1 or 'all', found {n}")
+    return n
 
 
 def parse_layers(text: str, n_layers: int):
@@ -107,10 +127,11 @@ def load_lm_and_hardware(args):
     return lm, hw
 
 
-def resolve_scalers(args, lm, hw, calibration_ids):
+def resolve_scalers(args, lm, hw, calibration_ids, laws=None):
     """(scalers, description of their source) for --scalers (gcsim.llm.evaluate.resolve_scalers)."""
     from ..llm.evaluate import resolve_scalers as resolve
-    return resolve(args.scalers, lm, hw, calibration_ids)
+    log = (lambda msg: say(args, msg)) if wanted(args) else None
+    return resolve(args.scalers, lm, hw, calibration_ids, laws, log=log)
 
 
 def _fmt(v, spec):
@@ -165,7 +186,8 @@ def main(args) -> int:
         raise ValueError(f"--window must lie in 1..{min(hw.shape.window, lm.context)}, found {window}")
     from ..llm.evaluate import read_text
     ids = lm.encode(read_text(args.text))
-    for name in ("windows", "sim_windows", "sensitivity_windows"):
+    max_windows = parse_windows(args.windows)
+    for name in ("sim_windows", "sensitivity_windows"):
         val = getattr(args, name)
         if val is not None and val < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0, found {val}")
@@ -175,15 +197,15 @@ def main(args) -> int:
         raise ValueError(f"--noise-seed must be >= 0, found {args.noise_seed}")
     for name, vals in sigmas.items():  # out-of-range sigmas: the description's own error, before any work
         hw.derive(numerics={"noise": {name: max(vals), "seed": args.noise_seed}})
-    scalers, scaler_source = resolve_scalers(args, lm, hw, ids[:window])
     variants = default_variants(lm, hw)
+    scalers, scaler_source = resolve_scalers(args, lm, hw, ids[:window], laws=sorted({v.law for v in variants if v.law}))
     for v in variants:
         if v.kind != "software":
             v.chip_layers = chip_layers
     progress = wanted(args)
     with open_output(args) as tmp:
-        res = evaluate(lm, ids, hw, variants, window=window, scalers=scalers, max_windows=args.windows,
-                       sim_windows=args.sim_windows, progress=progress)
+        res = evaluate(lm, ids, hw, variants, window=window, scalers=scalers, max_windows=max_windows,
+                       sim_windows=args.sim_windows, progress=progress, spread=True)
         sens = []
         if args.sensitivity_windows and lm.layers > 1 and getattr(lm, "attention", "softmax") == "softmax":
             sens = layer_sensitivity(lm, ids, hw, hw.numerics.cell_law, scalers, window=window,
@@ -201,7 +223,8 @@ def main(args) -> int:
         if lm.negative_control:
             report["note"] = NEGATIVE_CONTROL_NOTE
         write_json(tmp / "eval.json", report)
-        write_csv(tmp / "eval.csv", res["rows"])
+        write_csv(tmp / "eval.csv", [{**r, "windows": res["windows"]} for r in res["rows"]]
+                  + [{**r, "windows": res["subset"]["windows"]} for r in res.get("subset", {}).get("rows", [])])
         if sens:
             with open(tmp / "sensitivity.csv", "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(sens[0]))
@@ -209,8 +232,9 @@ def main(args) -> int:
                 w.writerows(sens)
         if args.plots:
             plot_eval(report, tmp)
-    say(args, f"{lm.name} on {hw.name}: {res['windows']} windows of {window} tokens, each from an empty state; "
-          f"scalers {scaler_source}")
+    which = (f"all {res['windows']} windows of {window} tokens" if res["windows"] == res["windows_in_text"] else
+             f"{res['windows']} of its {res['windows_in_text']} windows of {window} tokens (evenly spaced)")
+    say(args, f"{lm.name} on {hw.name}: {which}, each from an empty state; scalers {scaler_source}")
     if lm.negative_control:
         say(args, f"NOTE: {NEGATIVE_CONTROL_NOTE}")
     say(args, format_table(res["rows"]))

@@ -40,12 +40,16 @@ EXAMPLES = {
   gcsim decode --prompt "The history of Paris" -n 32        # SmolLM2 with the chip in its loop
   gcsim decode --prompt "Once upon" -n 16 --chip-layers 0,1""",
     "eval": """\
-  gcsim eval --windows 2 -o out/eval            # perplexity, agreement, KL and cost with the chip
+  gcsim eval -o out/eval                       # 64 held-out windows: perplexity, agreement, KL, cost
+  gcsim eval --windows all -o out/eval-all     # the whole held-out text
   gcsim eval --chip-layers 0 --no-progress -o out/eval-l0
   gcsim eval --windows 8 --read-sigma 0,0.1,0.2 --cell-sigma 0,0.1,0.2 --plots -o out/eval-noise
   gcsim eval --windows 2 --set numerics.noise.write_sigma_v=0.03 -o out/eval-w  # noise in the simulator too""",
     "train": """\
-  gcsim train chip -o out/chipgpt              # needs the [train] extra (JAX)""",
+  gcsim train softmax -o out/chipgpt           # needs the [train] extra (JAX)""",
+    "adapt": """\
+  gcsim adapt -o out/adapt --max-minutes 20    # rerun to resume; needs the [train] extra (JAX)
+  gcsim adapt -o out/adapt --ablation          # and the ablation's arms, evaluated on the chip""",
     "trace": """\
   gcsim trace record --prompt "The history of Paris" --new 64 -o out/paris.gctrace
   gcsim trace synth --model paper-gpt2 --steps 1100 --seed 0 -o out/gpt2.gctrace

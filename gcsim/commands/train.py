@@ -4,8 +4,9 @@ tiny-Shakespeare corpus, with the chip's attention in the forward pass (gcsim/ch
 Needs the [train] extra (JAX): pip install -e '.[train]'. Resumable: rerun the same command
 to continue from OUT/NAME.ckpt.npz; a run stopped by --max-minutes writes its checkpoint.
 The last iteration writes OUT/chipgpt-NAME.npz, the weights gcsim eval/decode take with
---lm PATH. The shipped weights (gcsim/data/chipgpt-*.npz) were made by
-`gcsim train chip` and `gcsim train softmax` with --threads 1 (see README).
+--lm PATH. `softmax` is the twin (the first stage of `gcsim adapt`); `chip` trains the
+hardware model from scratch (the ablation's first arm). The shipped weights
+(gcsim/data/chipgpt-*.npz) are `gcsim adapt`'s twin and final model (docs/accuracy.md).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..progress import add_feedback, say, wanted
 def register(sub):
     p = sub.add_parser("train", help="train the small GPT for the chip (or its softmax twin); needs JAX",
                        description=__doc__)
-    p.add_argument("experiment", choices=("chip", "softmax"), help="chip: cubic cell law with all quantizers; softmax: the twin")
+    p.add_argument("experiment", choices=("chip", "softmax"), help="chip: cubic cell law with all quantizers, from scratch; softmax: the twin")
     p.add_argument("-o", "--out", default="out/train",
                    help="folder for checkpoint, log and weights (default: %(default)s); refused if it holds "
                         "files gcsim did not write")

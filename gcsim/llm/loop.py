@@ -105,6 +105,28 @@ class ChipGPTModel:
         from ..chipmodel.model import logits_of
         return logits_of(self.params, x, np)
 
+    def forward_windows(self, ids, hw: Hardware, law: str | None = None, scalers: dict | None = None,
+                        chip_layers=None) -> np.ndarray:
+        """Logits [B, T, vocab] of windows ids [B, T], each teacher-forced from an empty state,
+        in one batched forward pass: for each window what window_logits gives with
+        own_attention (law None) or chip_attention(hw, law, scalers, chip_layers, own), the
+        host in float32 and the attention in float64 as there. The hardware attention is the
+        numeric reference in its whole-window form (chipmodel.model.hardware_attention, tested
+        equal to gcsim.reference): no device noise, token times at the nominal period."""
+        from ..chipmodel.model import forward, hardware_attention, softmax_attention
+        from ..reference import hardware_for_variant
+
+        def attend(q, k, v, layer):
+            on_chip = law is not None and (chip_layers is None or layer in chip_layers)
+            use, sc = (law, scalers) if on_chip else (self.attention, self.scalers)
+            q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+            if use == "softmax":
+                out = softmax_attention(q, k, v, np)
+            else:
+                out = hardware_attention(q, k, v, sc, layer, hardware_for_variant(hw, use), np)
+            return out.astype(np.float32)
+        return forward(self.params, np.asarray(ids), self.cfg, np, attention=attend)
+
 
 def load_loop_model(name: str):
     """'smollm2', 'chip' / 'softmax' (the shipped chip-model pair) or a chip-model weights path."""
@@ -171,19 +193,34 @@ def window_logits(model, ids, attend, *, record=None) -> np.ndarray:
     return model.logits(x)
 
 
+def record_windows(model, windows, attend) -> dict:
+    """window_logits' record over several windows (each from an empty state), concatenated
+    along the steps: q, k, v, out [sum of T, L, ., d]."""
+    recs = []
+    for ids in windows:
+        rec: dict = {}
+        window_logits(model, ids, attend, record=rec)
+        recs.append(rec)
+    return {key: np.concatenate([r[key] for r in recs]) for key in ("q", "k", "v", "out")}
+
+
 def calibrate_scalers(model, ids, hw: Hardware, variant: str = "cubic") -> dict:
-    """Per-head scalers for a model not trained for the chip, from a calibration text ids:
-    the DAC scalers from activation statistics (gcsim.traces.calibrate) and the output
-    scaler a_out, b_out fitted per head by least squares to the software attention output
-    (the best affine map of the hardware output back to model units)."""
+    """Per-head scalers for a model not trained for the chip, from a calibration text ids
+    (one window [T], or several [B, T], each from an empty state): the DAC scalers from
+    activation statistics (gcsim.traces.calibrate) and the output scaler a_out, b_out fitted
+    per head by least squares to the software attention output (the best affine map of the
+    hardware output back to model units)."""
     from ..traces.calibrate import calibrate
-    rec: dict = {}
-    window_logits(model, ids, own_attention(model, hw), record=rec)
+    windows = [ids] if np.ndim(ids) == 1 else list(ids)
+    rec = record_windows(model, windows, own_attention(model, hw))
     scalers, _ = calibrate(rec["q"], rec["k"], rec["v"], q_range=hw.numerics.q_range,
                            kv_range=hw.numerics.kv_range_v)
+    bounds = np.cumsum([0] + [len(w) for w in windows])
     for layer in range(model.layers):
-        raw = layer_attention(rec["q"][:, layer], rec["k"][:, layer], rec["v"][:, layer], hw, variant=variant,
-                              scalers=scalers, layer=layer, stages=False).out  # a_out = 1, b_out = 0
+        raw = np.concatenate([  # a_out = 1, b_out = 0; each window from an empty state
+            layer_attention(rec["q"][t0:t1, layer], rec["k"][t0:t1, layer], rec["v"][t0:t1, layer], hw,
+                            variant=variant, scalers=scalers, layer=layer, stages=False).out
+            for t0, t1 in zip(bounds[:-1], bounds[1:])])
         soft = rec["out"][:, layer]
         for h in range(model.heads):
             x, y = raw[:, h].ravel(), soft[:, h].ravel()
@@ -191,3 +228,27 @@ def calibrate_scalers(model, ids, hw: Hardware, variant: str = "cubic") -> dict:
             a = ((x - x.mean()) * (y - y.mean())).mean() / var if var > 0 else 0.0
             scalers["a_out"][layer, h], scalers["b_out"][layer, h] = a, y.mean() - a * x.mean()
     return {k: scalers[k] for k in SCALER_KEYS}
+
+
+def adapt_loop_scalers(model, ids, hw: Hardware, law: str, cfg=None, *, on_pass=None, log=None):
+    """The paper's adaptation of the scalers (gcsim.adaptation) for a model not trained for the
+    chip (SmolLM2, or the chip GPT's softmax twin), no gradient: from the closed-form scalers
+    (calibrate_scalers), every a and b iterated until, with the reference model of cell law
+    `law` in the loop on the calibration windows ids ([T] or [B, T]), the statistics of each
+    layer's and head's scaled q, k, v equal those the closed-form DAC mapping gives the model's
+    own activations, and its attention output those of the model's own (softmax) output.
+    Returns (scalers, history) as adapt_scalers."""
+    from ..adaptation import AdaptationConfig, adapt_scalers, signal_stats
+    windows = [ids] if np.ndim(ids) == 1 else list(ids)
+    start = calibrate_scalers(model, windows, hw, law)
+    targets = signal_stats(record_windows(model, windows, own_attention(model, hw)), start)
+
+    def run(sc):
+        return record_windows(model, windows, chip_attention(hw, law, sc))
+
+    def report(p, sc):
+        extra = on_pass(p, sc) if on_pass else None
+        if log:
+            log(f"adapt ({law} law): pass {p}")
+        return extra
+    return adapt_scalers(run, start, targets, cfg or AdaptationConfig(), on_pass=report)

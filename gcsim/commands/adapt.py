@@ -1,0 +1,74 @@
+"""`gcsim adapt`: the paper's recipe for the chip GPT from the corpus, in one resumable command
+(gcsim/chipmodel/adapt.py): the softmax twin, a fine-tune with the linear cell law, the
+adaptation of every per-head scaler to the linear model's statistics (no gradient) with the
+cubic law put in, a fine-tune with the cubic law (its gradient the linear law's).
+
+Writes OUT/STAGE/ (checkpoint, log and weights of each stage), OUT/chipgpt-chip.npz (the final
+weights, with each stage's source checksum, recipe, iterations and wall time), the adaptation
+curve OUT/curve.csv and OUT/curve.png (held-out perplexity per fine-tune iteration and per
+calibration pass, the paper's Fig. 4c) and OUT/pipeline.json. --ablation also trains the
+ablation's other arms at equal compute (from scratch; fine-tuned from the twin without
+adaptation) and evaluates every arm with the numeric reference model and the simulator in the
+loop on the same windows: OUT/ablation.json, OUT/ablation.md.
+
+Needs the [train] extra (JAX). Resumable: rerun the same command; --max-minutes stops a chunk
+(checkpointed) so that a loop can run it in pieces. The shipped weights
+(gcsim/data/chipgpt-*.npz) are its softmax twin and final model (docs/accuracy.md).
+"""
+from __future__ import annotations
+
+from ..outdir import claim_in_place
+
+
+def stage_files() -> list[str]:
+    from ..chipmodel.ablation import ARMS as ABLATION_ARMS
+    from ..chipmodel.adapt import ARMS, FINAL, STAGES
+    files = [FINAL, "curve.csv", "curve.png", "pipeline.json", "ablation.json", "ablation.md",
+             "calibrate/calibration.csv", "calibrate/chipgpt-calibrated.npz"]
+    for stage in STAGES + ARMS:
+        if stage != "calibrate":
+            files += [f"{stage}/{stage}.ckpt.npz", f"{stage}/{stage}.log.jsonl", f"{stage}/chipgpt-{stage}.npz"]
+    return files + [f"ablation/{key}.json" for key, _, _ in ABLATION_ARMS]
+
+
+def register(sub):
+    p = sub.add_parser("adapt", help="the paper's adaptation pipeline for the chip GPT (softmax -> linear -> "
+                                     "calibrated -> cubic), resumable; needs JAX", description=__doc__)
+    p.add_argument("-o", "--out", default="out/adapt",
+                   help="folder for every stage's files (default: %(default)s); refused if it holds files gcsim "
+                        "did not write")
+    p.add_argument("--force", action="store_true",
+                   help="write into OUT even if it holds files gcsim did not write (they are kept; same-named files "
+                        "are replaced)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also train the ablation's arms (from scratch; from the twin without adaptation) and evaluate "
+                        "every arm with the reference model and the simulator in the loop")
+    p.add_argument("--eval-windows", default="all", metavar="N|all",
+                   help="held-out windows of 256 characters the ablation evaluates, evenly spaced (default: %(default)s)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long (checkpointed; rerun to resume)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    import math
+    from .evaluate import parse_windows
+    if args.max_minutes is not None and not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
+        raise ValueError(f"--max-minutes must be a positive number, found {args.max_minutes}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, found {args.threads}")
+    windows = parse_windows(args.eval_windows)
+    out = claim_in_place(args.out, stage_files(), force=args.force)
+    from ..chipmodel.adapt import run_pipeline
+    from ..chipmodel.train import set_threads
+    set_threads(args.threads)
+    final = run_pipeline(out, max_minutes=args.max_minutes, ablation=args.ablation)
+    if final is None:
+        return 0
+    if args.ablation:
+        from ..chipmodel.ablation import run_ablation
+        summary = run_ablation(out, windows=windows)
+        from ..chipmodel.ablation import table_markdown
+        print(table_markdown(summary))
+    print(f"adapt: done; final weights {final}")
+    return 0
