@@ -9,7 +9,8 @@ MINIMAL = {"run": [], "validate": [], "profile": [], "paper": [], "reference": [
            "trace record": ["--prompt", "x", "--new", "1", "-o", "x.gctrace"],
            "trace synth": ["--steps", "1", "-o", "x.gctrace"], "trace info": ["x.gctrace"],
            "trace upgrade": ["x.gctrace", "-o", "y.gctrace"], "describe": ["smollm2"],
-           "sweep": ["spec.yaml"], "decode": ["--prompt", "x"], "eval": [], "train": ["chip"], "system": [], "serve": []}
+           "sweep": ["spec.yaml"], "decode": ["--prompt", "x"], "eval": [], "train": ["chip"], "system": [], "serve": [],
+           "adapt": []}
 
 
 def _leaf_commands(parser, prefix=""):

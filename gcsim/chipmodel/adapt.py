@@ -285,13 +285,15 @@ def write_curve(out: Path, rows: list[dict], references: dict) -> list[Path]:
     return written + [out / "curve.png"]
 
 
-def run_pipeline(out: Path, *, max_minutes: float | None = None, ablation: bool = False,
+def run_pipeline(out: Path, *, max_minutes: float | None = None, ablation: bool = False, only=None,
                  adaptation: AdaptationConfig = AdaptationConfig(), log=print, **changes) -> Path | None:
     """Every stage in order (and with ablation the arms `scratch` and `direct`), each skipped
     when its weights exist and resumed from its checkpoint otherwise; max_minutes bounds this
-    call (a training stage stops at its next iteration after it, checkpointed). Returns the
-    final weights OUT/chipgpt-chip.npz when every stage is done, else None (run again).
-    changes: TrainConfig fields changed in every training stage (a smoke test's small batch)."""
+    call (a training stage stops at its next iteration after it, checkpointed). only: run just
+    these stages or arms (e.g. an arm in a process of its own; each needs its inputs done).
+    Returns the final weights OUT/chipgpt-chip.npz when every stage is done, else None (run
+    again). changes: TrainConfig fields changed in every training stage (a smoke test's small
+    batch)."""
     from .train import train
     out = Path(out)
     deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
@@ -318,6 +320,11 @@ def run_pipeline(out: Path, *, max_minutes: float | None = None, ablation: bool 
         steps += [("scratch", lambda: from_scratch(out / "scratch", small(SCRATCH_TRAIN), max_minutes=left(), log=log)),
                   ("direct", lambda: direct_finetune(path["softmax"], out / "direct", small(DIRECT_FINETUNE),
                                                      max_minutes=left(), log=log))]
+    if only is not None:
+        unknown = set(only) - set(STAGES + ARMS)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}; the stages are {', '.join(STAGES + ARMS)}")
+        steps = [s for s in steps if s[0] in only]
     for stage, run in steps:
         if done(path[stage]) and load_weights(path[stage]).meta.get("stopped_at") is None:
             continue
@@ -326,8 +333,9 @@ def run_pipeline(out: Path, *, max_minutes: float | None = None, ablation: bool 
             return None
         if not done(run()):
             return None
-    final = finish(out, log=log)
-    return final
+    if not all(done(path[s]) for s in STAGES):
+        return None
+    return finish(out, log=log)
 
 
 def finish(out: Path, *, log=print) -> Path:

@@ -17,7 +17,8 @@ Needs the [train] extra (JAX). Resumable: rerun the same command; --max-minutes 
 """
 from __future__ import annotations
 
-from ..outdir import claim_in_place
+from ..outdir import claim_in_place, seal_in_place
+from ..progress import add_feedback, say, wanted
 
 
 def stage_files() -> list[str]:
@@ -43,10 +44,14 @@ def register(sub):
     p.add_argument("--ablation", action="store_true",
                    help="also train the ablation's arms (from scratch; from the twin without adaptation) and evaluate "
                         "every arm with the reference model and the simulator in the loop")
+    p.add_argument("--stages", default=None, metavar="LIST",
+                   help="run only these stages, e.g. 'scratch' (an arm in a process of its own) or 'linear,calibrate' "
+                        "(each needs the stages before it done); default: all, in order")
     p.add_argument("--eval-windows", default="all", metavar="N|all",
                    help="held-out windows of 256 characters the ablation evaluates, evenly spaced (default: %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long (checkpointed; rerun to resume)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
+    add_feedback(p)
     p.set_defaults(func=main)
 
 
@@ -58,17 +63,26 @@ def main(args) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, found {args.threads}")
     windows = parse_windows(args.eval_windows)
+    only = None if args.stages is None else [x.strip() for x in args.stages.split(",") if x.strip()]
+    from ..chipmodel.adapt import ARMS, STAGES
+    if only is not None and (not only or set(only) - set(STAGES + ARMS)):
+        raise ValueError(f"--stages: expected a comma-separated list of {', '.join(STAGES + ARMS)}, found {args.stages!r}")
+    if only is not None and set(only) & set(ARMS) and not args.ablation:
+        raise ValueError(f"--stages {args.stages}: the arms {', '.join(ARMS)} belong to --ablation")
     out = claim_in_place(args.out, stage_files(), force=args.force)
     from ..chipmodel.adapt import run_pipeline
     from ..chipmodel.train import set_threads
+    from .train import _log
     set_threads(args.threads)
-    final = run_pipeline(out, max_minutes=args.max_minutes, ablation=args.ablation)
-    if final is None:
-        return 0
-    if args.ablation:
-        from ..chipmodel.ablation import run_ablation
-        summary = run_ablation(out, windows=windows)
-        from ..chipmodel.ablation import table_markdown
-        print(table_markdown(summary))
-    print(f"adapt: done; final weights {final}")
+    log = lambda line: _log(args, line)  # noqa: E731
+    try:
+        final = run_pipeline(out, max_minutes=args.max_minutes, ablation=args.ablation, only=only, log=log)
+        if final is not None and args.ablation and only is None:
+            from ..chipmodel.ablation import run_ablation, table_markdown
+            summary = run_ablation(out, windows=windows, progress=wanted(args), log=log)
+            say(args, table_markdown(summary))
+    finally:
+        seal_in_place(out)   # tie the files written to the marker (size, sha256)
+    if final is not None:
+        say(args, f"adapt: done; final weights {final}")
     return 0

@@ -55,5 +55,5 @@ def main(args) -> int:
 def _log(args, line: str) -> None:
     """Training's lines on stdout: none with --quiet; the per-iteration ones (its progress
     display) not with --no-progress either."""
-    if wanted(args) or not line.split(": ", 1)[-1].startswith("iter "):
+    if wanted(args) or not line.split(": ", 1)[-1].startswith(("iter ", "pass ")):
         say(args, line)
