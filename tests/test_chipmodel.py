@@ -111,25 +111,39 @@ def _strong_params(attention="cubic", seed=3):
     return p, cfg, data.encode(data.read_corpus()[:32], vocab)
 
 
-@pytest.mark.parametrize("attention", ["cubic", "linear", "softmax"])
+def _naive_logits(p, cfg, ids, attention):
+    from naive import naive_gpt_logits
+    return naive_gpt_logits(p, ids, layers=cfg.layers, heads=cfg.heads, d_head=cfg.d_head, attention=attention,
+                            period_ns=HW.timing.nominal_token_period_ps / 1000, tau_ns=HW.decay_tau_ps / 1000,
+                            M=HW.shape.window, a=HW.shape.array_size)
+
+
+@pytest.mark.parametrize("attention", ["cubic", pytest.param("linear", marks=pytest.mark.slow),
+                                       pytest.param("softmax", marks=pytest.mark.slow)])
 def test_whole_forward_equals_an_independent_one(attention):
     """The whole forward pass (embeddings, layer norms, projections, attention, MLP, tied LM
-    head), in float64 and in float32 (numpy, and JAX as trained), against tests/naive.py's
-    token-by-token float64 restatement, which shares no code with gcsim."""
-    from naive import naive_gpt_logits
+    head), in float64 and in float32, against tests/naive.py's token-by-token float64
+    restatement, which shares no code with gcsim."""
     from gcsim.chipmodel.model import forward
     p, cfg, ids = _strong_params(attention)
-    ref = naive_gpt_logits(p, ids, layers=cfg.layers, heads=cfg.heads, d_head=cfg.d_head, attention=attention,
-                           period_ns=HW.timing.nominal_token_period_ps / 1000, tau_ns=HW.decay_tau_ps / 1000,
-                           M=HW.shape.window, a=HW.shape.array_size)
+    ref = _naive_logits(p, cfg, ids, attention)
     assert np.abs(ref - ref.mean(axis=1, keepdims=True)).max() > 0.1  # logits are not flat
     f64 = forward({k: v.astype(np.float64) for k, v in p.items()}, ids[None], cfg, np, hw=HW)[0]
     np.testing.assert_allclose(f64, ref, rtol=0, atol=1e-9)
     f32 = forward(p, ids[None], cfg, np, hw=HW)[0]
     assert f32.dtype == np.float32
     np.testing.assert_allclose(f32, ref, rtol=0, atol=2e-4)  # float32 through sharp softmax: ~6e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attention", ["cubic", "softmax"])
+def test_training_forward_equals_an_independent_one(attention):
+    """The same for the JAX forward pass that training runs (float32)."""
     jax = pytest.importorskip("jax")
+    from gcsim.chipmodel.model import forward
     jnp = jax.numpy
+    p, cfg, ids = _strong_params(attention)
+    ref = _naive_logits(p, cfg, ids, attention)
     fj = np.asarray(forward({k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(ids[None]), cfg, jnp, hw=HW)[0])
     assert fj.dtype == np.float32
     np.testing.assert_allclose(fj, ref, rtol=0, atol=2e-4)
@@ -163,6 +177,7 @@ def test_linear_surrogate_gradient():
     np.testing.assert_allclose(dy, 19.3 * np.swapaxes(gd, 1, 2) @ q, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_attention_with_the_surrogate_gradient():
     """hardware_attention(grad_law='linear'): the cubic forward pass unchanged, a gradient
     other than the cubic law's own, reaching the scalers."""
