@@ -115,10 +115,11 @@ def check_memory(parts: dict, source: str, disk: int = 0) -> None:
 
 def step_bound_ps(hw: Hardware) -> int:
     """An upper bound of one decode step's simulated time for all sequences, in ps: every
-    wait serialised (sequences, shared counters, GQA rounds, links, refresh, host)."""
+    wait serialised (sequences, shared counters, GQA rounds, links, refresh, host), and a
+    shared unit's switch before every count (a set's and the bank's)."""
     s, p, t = hw.shape, hw.periphery, hw.timing
     ret = hw.numerics.retention
-    phases_ps = sum(t.phase_ps(name) for name in t.PHASES)
+    phases_ps = sum(t.phase_ps(name) for name in t.PHASES) + 2 * p.switch_cycles * t.clock_period_ps
     rounds = s.group_size * p.counters_shared_by
     ic = hw.interconnect
     bits = s.heads * s.d_head * max(ic.q_bits, ic.out_bits) + 2 * s.kv_heads * s.d_head * ic.kv_bits

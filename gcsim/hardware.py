@@ -296,6 +296,9 @@ class Periphery:
     counters_shared_by: int = num(1, COUNT, "heads", doc="heads of a layer sharing one set of output counters",
                                   default=1)
     counters_shared_by_layers: int = num(1, COUNT, "layers", doc="layers sharing one periphery bank", default=1)
+    switch_cycles: int = num(0, COUNT, "cycles", doc="clock cycles a shared unit takes to switch to another user: "
+                             "an output counter set before another head's turn, a periphery bank shared by layers "
+                             "before another layer's count", default=0)
     sequences: int = num(1, COUNT, "sequences", doc="independent sequences in flight", default=1)
     host_engines: int = num(1, COUNT, "engines", doc="host engines computing projections/MLP", default=1)
     batching: Policy = policy("batching", "per_sequence", "how the host groups the sequences' work: per_sequence "

@@ -37,8 +37,8 @@ def test_paper_gpt2_is_one_process_per_component_instance():
     assert names == expected and len(names) == 12 * 7 + 1
     res = sim.run()
     # the event budget of a layer step of multi-head attention (gcsim/sim/messages.py): inputs,
-    # write request (carrying the read: serial issue policy), store (and the read), grant,
-    # Q pulses, S, phi, A, count done, summed, outputs = 11 hops, one event each; beyond them only the 85 processes' starts and
+    # write request (carrying the read: serial issue policy), store (and the read), K currents,
+    # S, phi (to the tiles), V currents, A, count done, summed, outputs = 11 hops, one event each; beyond them only the 85 processes' starts and
     # the host process's end (and the AllOf waiting for it)
     events = next(sim.env._eid)
     assert 11 * 12 * T + 85 <= events <= 11 * 12 * T + 85 + 3
@@ -63,6 +63,9 @@ def test_shared_counters_and_several_sequences_and_refresh_processes():
 # them), and inputs waiting for a place on a link of capacity 1 (their sequences hold them)
 CONTENDED = {"periphery": {"sequences": 2}, "interconnect": {"links": {
     "host_to_controller": {"latency_ns": 5.0}, "bank_to_host": {"latency_ns": 10.0, "gbps": 512.0}}}}
+# refreshes asked of the tiles and the writer, a periphery bank shared by 3 layers switching
+SHARED_REFRESH = {"periphery": {"sequences": 2, "counters_shared_by_layers": 3, "switch_cycles": 2}}
+PIPELINED_SWITCH = {"periphery": {"gqa_mapping": "pipelined", "switch_cycles": 1, "sequences": 2}}
 CAPACITY = {"periphery": {"sequences": 2}, "interconnect": {
     "nodes": {"chip0": {"first_layer": 0, "last_layer": 5}, "chip1": {"first_layer": 6, "last_layer": 11}},
     "edges": {"host_to_chip0": {"latency_ns": 100.0, "capacity": 1}}}}
@@ -70,7 +73,8 @@ CAPACITY = {"periphery": {"sequences": 2}, "interconnect": {
 
 @pytest.mark.parametrize("model, changes", [("paper-gpt2", None), ("smollm2", None), ("stall-shared-counters", None),
                                             ("stall-link", None), ("paper-gpt2", CONTENDED),
-                                            ("gpt2-two-chips", CAPACITY)])
+                                            ("gpt2-two-chips", CAPACITY), ("stall-refresh", SHARED_REFRESH),
+                                            ("smollm2", PIPELINED_SWITCH)])
 def test_no_component_books_another_components_time(model, changes, monkeypatch):
     """Every busy or stalled interval is booked while the process of the component it belongs
     to is running (the `sequences` units are the host's per-sequence processes); a link with a
@@ -91,7 +95,7 @@ def test_no_component_books_another_components_time(model, changes, monkeypatch)
     monkeypatch.setattr(Activity, "_book", spy)
     res = sim.run()
     assert len(seen) > 3 * hw.shape.layers * 8
-    if changes is not None:   # messages did wait for links, and their holders booked it
+    if changes in (CONTENDED, CAPACITY):   # messages did wait for links, and their holders booked it
         holders = "sequences" if changes is CAPACITY else "L01.controller"
         assert any(c.startswith("link.") for c in res.activity[holders]["stall_causes_ps"]), holders
     if model == "stall-link":   # the link's serialisation, booked by the link's own process
@@ -140,5 +144,11 @@ def test_declared_ports_are_the_live_graphs():
         assert declared_out.startswith("out"), (a, port)
         assert declared_in.startswith("in"), (b, port)
     g = component_graph(sim)
-    assert g.edges["L00.tiles", "L00.controller"]["port"] == "grant"
-    assert g.edges["L00.refresh", "L00.writer"]["port"] == "refresh"
+    # the tiles grant the K arrays to the integrators; the charge-to-pulse tells the tiles its V window
+    assert g.edges["L00.tiles", "L00.integrators"]["port"] == "k_currents, v_currents"
+    assert g.edges["L00.ctp", "L00.tiles"]["port"] == "phi"
+    assert not g.has_edge("L00.tiles", "L00.controller")
+    # a refresh asks the tiles, which ask the writer for its DACs
+    assert g.edges["L00.refresh", "L00.tiles"]["port"] == "refresh"
+    assert g.edges["L00.tiles", "L00.writer"]["port"] == "reserve, rewrite"
+    assert g.edges["L00.writer", "L00.tiles"]["port"] == "reserved, store"

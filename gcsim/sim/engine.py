@@ -167,9 +167,7 @@ class Simulator:
         self.record = Record(p.sequences, rows, s.layers)
         self.host = HostPort(self, source)
         self.network = Network(self)
-        coeffs = physics.law_coefficients(hw.numerics.cell_law)
-        n_powers = len(coeffs) - 1  # stored y, y^2, ... for the cell-law polynomial
-        rounds = self.policies["gqa"].rounds()
+        n_powers = len(physics.law_coefficients(hw.numerics.cell_law)) - 1  # stored y, y^2, ... (cell law)
         shared = {}
         self.controllers, self.tiles = [], []
         for l in range(s.layers):
@@ -177,33 +175,34 @@ class Simulator:
             if group not in shared:
                 tag = f"L{l:02d}" if p.counters_shared_by_layers == 1 else f"P{group:02d}"
                 counters = OutputCounters(self, f"{tag}.counters", p.counters_shared_by_layers > 1)
-                counters.plan_turns(rounds)
                 shared[group] = (counters, DigitalAccumulator(self, f"{tag}.accumulator"))
             counters, acc = shared[group]
             ctrl = LayerController(self, l, layer_scalers(source.scalers, l, s.heads, s.kv_heads))
             writer = TokenWriter(self, l)
             tiles = GainCellTiles(self, l, n_powers)
-            integ, ctp = ChargeIntegrators(self, l, coeffs), ChargeToPulse(self, l)
+            integ, ctp = ChargeIntegrators(self, l), ChargeToPulse(self, l)
             # wiring: each port to its peer
-            ctrl.writer, ctrl.tiles, ctrl.integrators = writer, tiles, integ
+            ctrl.writer, ctrl.tiles = writer, tiles
             writer.tiles, writer.controller = tiles, ctrl
-            tiles.controller, tiles.writer = ctrl, writer
-            integ.ctp, integ.counters, ctp.integrators = ctp, counters, integ
+            tiles.writer, tiles.integrators = writer, integ
+            integ.ctp, integ.counters = ctp, counters
+            ctp.tiles, ctp.v_arrays = tiles, tiles.v_arrays
             counters.serve(l, tiles, integ, acc)
             acc.serve(l, ctrl)
             wires = [(self.host, "inputs", ctrl), (ctrl, "write", writer), (writer, "store", tiles),
-                     (tiles, "grant", ctrl), (ctrl, "pulses", integ), (integ, "charges", ctp), (ctp, "phi", integ),
-                     (integ, "count", counters), (counters, "latched", integ), (counters, "counted", acc),
-                     (acc, "summed", ctrl), (ctrl, "outputs", self.host)]
+                     (tiles, "k_currents", integ), (integ, "charges", ctp), (ctp, "phi", tiles),
+                     (tiles, "v_currents", integ), (integ, "count", counters), (counters, "latched", integ),
+                     (counters, "counted", acc), (acc, "summed", ctrl), (ctrl, "outputs", self.host)]
             if ctrl.write_during_read:   # the read is a request of its own (else the store carries it)
                 wires += [(writer, "written", ctrl), (ctrl, "read", tiles)]
             for a, port, b in wires:
                 a.connect(f"{port}:{b.name}", b)
             if tiles.wants_round_done:
                 counters.connect(f"round_done:{tiles.name}", tiles)
-            refresh = tiles.refresh = writer.refresh = self.policies["refresh"].attach(self, tiles, writer)
+            refresh = tiles.refresh = self.policies["refresh"].attach(self, tiles, writer)
             if refresh is not None:
-                for a, port, b in ((tiles, "free", refresh), (refresh, "refresh", writer), (refresh, "refresh", tiles)):
+                for a, port, b in ((refresh, "refresh", tiles), (tiles, "reserve", writer), (writer, "reserved", tiles),
+                                   (tiles, "rewrite", writer), (tiles, "refreshed", refresh)):
                     a.connect(f"{port}:{b.name}", b)
             self.controllers.append(ctrl)
             self.tiles.append(tiles)

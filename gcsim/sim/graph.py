@@ -1,6 +1,6 @@
 """The component graph of a built simulator, as a networkx DiGraph: a node per component
 (attribute `kind`: its class, `layer` when it belongs to one) and per link of the
-interconnect, an edge per connected port (attribute `port`), the links along each layer's
+interconnect, an edge per connected pair (attribute `port`: its ports, comma-separated), the links along each layer's
 routes to and from the host (and the `delivered` note of a route's last link with a cost). Drawn by docs/draw_architecture.py into docs/architecture.md."""
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def component_graph(sim) -> nx.DiGraph:
             label = port.split(":")[0]
             if label in ("inputs", "outputs"):   # host <-> controller: over the route's links
                 continue
+            if g.has_edge(name, peer.name) and label not in g.edges[name, peer.name]["port"].split(", "):
+                label = ", ".join(sorted(g.edges[name, peer.name]["port"].split(", ") + [label]))
             g.add_edge(name, peer.name, port=label)
     for l, ctrl in enumerate(sim.controllers):
         for route, src, dst in ((sim.network.routes_in[l], "host", ctrl.name),

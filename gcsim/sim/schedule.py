@@ -57,8 +57,11 @@ def _route_ps(hw, layer: int, bits: int, inbound: bool) -> int:
 
 
 def contention_free(hw) -> bool:
+    """Every layer step takes the same time (a shared unit switching users makes the first
+    steps shorter: not here)."""
     p = hw.periphery
-    return p.sequences == 1 and hw.numerics.retention.refresh == "none" and p.counters_shared_by_layers == 1
+    return p.sequences == 1 and hw.numerics.retention.refresh == "none" and p.counters_shared_by_layers == 1 \
+        and (p.switch_cycles == 0 or p.counters_shared_by == 1)
 
 
 def closed_form_rows(hw, t0: int, t1: int):

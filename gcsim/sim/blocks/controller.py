@@ -1,7 +1,10 @@
 """Layer controller / DAC front end of one layer: per-head scaling, clipping and quantization
 of q, k and v, the issue of a layer step's requests (a write to the token writer, then a
 read to the tiles), the PWM row drivers of the Q phase, and the route of the
-accumulator's outputs back to the host.
+accumulator's outputs back to the host. The PWM drivers are set with the read (the q pulses
+travel in it) and fire when the tiles grant a round the K arrays, for the Q window the
+integrators decide; the controller books their drive time when the outputs come back (the
+Summed step lists its rounds with their windows).
 
 It issues requests; the other components do their phases. With the `serial` issue policy a
 layer step is one request: write, then read (the WriteRequest carries the read; the writer
@@ -10,18 +13,16 @@ With `overlap_write` the read is a request of its own, issued when the WriteDone
 the read path is free. When another sequence's layer step holds the layer, the next waits
 here (issue policy, gcsim/sim/policies/issue.py).
 
-Parameters: `timing.phases_ns.routing`, `interconnect.*_bits`, the per-head scalers of the
-source, `periphery.issue`.
+Parameters: `timing.phases_ns.routing`, the DACs' `numerics` (levels, ranges, cell law), the
+per-head scalers of the source, `periphery.issue`.
 Ports: in `inputs` <- host (LayerInputs); out `write` -> writer (WriteRequest, with the read
 under `serial`); in `written` <- writer (WriteDone, `overlap_write`); out `read` -> tiles
-(ReadRequest, `overlap_write`); in `grant` <- tiles
-(a round's Q phase may start); out `pulses` -> integrators (QPulses); in `summed` <-
-accumulator (Summed); out `outputs` -> host (LayerOutputs, over the interconnect route); in
+(ReadRequest, `overlap_write`); in `summed` <- accumulator (Summed, with the read's rounds); out `outputs` -> host (LayerOutputs, over the interconnect route); in
 `delivered` <- the last link with a cost of that route (the outputs reached the host, and
 what they waited for on the way; over plain wires they arrive at once and no note comes).
 Statistics (per query head): busy while its PWM drivers fire (Q phase of the round granted
 to it) and during routing/control; stalled while it holds a step's k, v that the writer
-cannot take (`refresh`: from the first Grant, or the WriteDone) and while its outputs wait
+cannot take (`refresh`: from the Summed step, or the WriteDone) and while its outputs wait
 for a link (`link.NAME`, from the `delivered` note).
 Energy: `q_pwm_drive` per PWM row driver firing into an active sub-tile, `control` per
 head and step.
@@ -40,11 +41,9 @@ LAYER_BUSY = "layer busy (other sequence)"
 
 
 class LayerController(Component):
-    PARAMS = ("timing.phases_ns.routing", "interconnect.q_bits", "interconnect.kv_bits", "interconnect.out_bits",
-              "periphery.issue")
+    PARAMS = ("timing.phases_ns.routing", "numerics (the DACs: levels, ranges, cell law)", "periphery.issue")
     PORTS = {"inputs": "in <- host: LayerInputs", "write": "out -> writer: WriteRequest",
              "written": "in <- writer: WriteDone", "read": "out -> tiles: ReadRequest",
-             "grant": "in <- tiles: Grant (Q phase)", "pulses": "out -> integrators: QPulses",
              "summed": "in <- accumulator: Summed", "outputs": "out -> host: LayerOutputs",
              "delivered": "in <- last link of the outputs' route: the outputs reached the host (their waits)"}
     STATS = "busy: PWM drive (Q phase), routing/control; stalled: refresh (holding k, v), link"
@@ -52,12 +51,10 @@ class LayerController(Component):
 
     def __init__(self, sim, layer, scalers):
         hw = sim.hw
-        s, ic = hw.shape, hw.interconnect
+        s = hw.shape
         super().__init__(sim, f"L{layer:02d}.controller", s.heads)
         self.layer, self.sc = layer, scalers
         self.routing_ps = hw.timing.phase_ps("routing")
-        self.bits_in = s.heads * s.d_head * ic.q_bits + 2 * s.kv_heads * s.d_head * ic.kv_bits
-        self.bits_out = s.heads * s.d_head * ic.out_bits
         self.law = hw.numerics.cell_law
         self.write_during_read = sim.policies["issue"].WRITE_DURING_READ
         # issue policy: the layer (serial) or its read path (overlap_write) is busy until
@@ -118,27 +115,22 @@ class LayerController(Component):
         job.read_ps = now
         self.send(now, self.tiles.on_read, job)
 
-    # -- in: Grant (a round's Q phase) -------------------------------------------------------
-    def on_grant(self, rnd):
-        """The PWM row drivers fire during the round's Q phase; the pulses reach the K arrays,
-        whose columns the integrators integrate."""
-        job = rnd.job
-        if rnd.index == 0 and job.write_start > job.arrived_ps and job.read_after:
-            # the writer could not take the k, v at once (refresh): this controller held them
-            self.stall(job.arrived_ps, job.write_start, job.write_cause, step=job.step, layer=self.layer)
-        self.busy(rnd.q0, rnd.q1, units=rnd.heads, step=rnd.job.step, layer=self.layer, action="PWM drive")
-        self.send(rnd.q0, self.integrators.on_pulses, rnd)
-
     # -- in: Summed --------------------------------------------------------------------------
     def on_summed(self, job):
         sim, env, l = self.sim, self.env, self.layer
         now = env._now
         if sim.values:
             self._check_finite(job)
+        step = job.step
+        if job.write_start > job.arrived_ps and job.read_after:
+            # the writer could not take the k, v at once (refresh): this controller held them
+            self.stall(job.arrived_ps, job.write_start, job.write_cause, step=step, layer=l)
+        for rnd in job.rounds:   # the PWM drivers fired in each round's Q phase (the windows are back)
+            self.busy(rnd.q0, rnd.q1, units=rnd.heads, step=step, layer=l, action="PWM drive")
+        job.rounds = None        # (the rounds point back at the step: no cycle left for the collector)
         end = now + self.routing_ps
         self.busy(now, end, step=job.step, layer=l, action="routing/control")
         add(job.path, "routing", self.routing_ps)
-        step = job.step
         if sim.stages_hook is not None and sim.values:
             sim.stages_hook(job.seq, step, l, job.decay_ages, job.S, job.phi, job.codes, job.out)
         if sim.network.links_out[l]:   # over links with a cost: they tell this controller (delivered)

@@ -1,56 +1,62 @@
 """Charge integrators: bit-line integration during the pulse phases, per query head.
 
-Q phase: the query's PWM pulses drive the K array rows; each K column integrates
-S_j = sum_d q_d f(y_dj decay_j) (uA x T_max). V phase: the phi pulses (charge-to-pulse)
-drive the V rows; each V column of each sub-tile integrates
-A_s,d = sum_{j in s} phi_j f(y_jd decay_j). The values come from `gcsim.physics` (the same
-functions as the reference model) in one pass over the tiles' storage when the tiles take
-the read request (`gcsim.kernels`: the fused kernel over DAC codes, tested against
-`gcsim.physics`, or physics over float powers), for the whole bank, the charge-to-pulse
-inside that pass; this component keeps the integrators' time.
+Q phase: the tiles grant a round the K arrays (`k_currents`: the controller's PWM pulses drive
+the K rows); the integrators integrate each K column, S_j = sum_d q_d f(y_dj decay_j)
+(uA x T_max), for their Q window, `timing.phases_ns.q_phase`: they decide when it ends and
+pass S to the charge-to-pulse then. V phase: the charge-to-pulse drives the V rows with phi
+in the window it claimed; the tiles pass the V columns' currents on (`v_currents`), and the
+integrators integrate A_s,d = sum_{j in s} phi_j f(y_jd decay_j) per sub-tile until the
+window's end, then pass A to the counters. The values are the bank read's (one fused pass
+over the tiles' storage when the read starts: gcsim/sim/blocks/tiles.py).
 
-Parameters: `numerics.cell_law`, `shape.array_size`.
-Ports: in `pulses` <- controller (QPulses, when a round's Q phase starts); out `charges`
--> ctp (S, when the Q phase ends); in `phi` <- ctp (when the V phase starts); out `count`
--> counters (A, when the V phase ends); in `latched` <- counters (a round that waited for
-the counters, when its count starts).
-Statistics (per query head): busy in Q and V phases (from the round's pulses); stalled
-while its round waits for the K/V bank (`K/V bank shared (GQA)`, from the read request to
-the Q phase), the V arrays (`V arrays busy (GQA pipeline)`, Q end to V start), the
-counters (`output counters shared`, `output counters busy (GQA pipeline)`) or a periphery
-bank shared by layers (`periphery shared by layers`): it holds the charge.
+Parameters: `timing.phases_ns.q_phase`.
+Ports: in `k_currents` <- tiles (a round, when its Q phase starts); out `charges` -> ctp (S,
+when the Q phase ends); in `v_currents` <- tiles (when the V phase starts); out `count` ->
+counters (A, when the V phase ends); in `latched` <- counters (a round that waited for the
+counters, when its count starts).
+Statistics (per query head): busy in Q and V phases; stalled while its round waits for the
+K/V bank (`K/V bank shared (GQA)`, from the read request to the Q phase), the V arrays
+(`V arrays busy (GQA pipeline)`, Q end to V start), the counters (`output counters shared`,
+`output counters busy (GQA pipeline)`) or a periphery bank shared by layers (`periphery
+shared by layers`): it holds the charge.
 """
 from __future__ import annotations
 
 from ..kernel import Component
+from ..kernel.path import add
+from .tiles import BANK_WAIT, V_WAIT
 
-BANK_WAIT = "K/V bank shared (GQA)"
-V_WAIT = "V arrays busy (GQA pipeline)"
 TURN_WAIT = "output counters shared"
 
 
 class ChargeIntegrators(Component):
-    PARAMS = ("numerics.cell_law", "shape.array_size")
-    PORTS = {"pulses": "in <- controller: QPulses", "charges": "out -> ctp: S", "phi": "in <- ctp: phi pulses",
-             "count": "out -> counters: A", "latched": "in <- counters: Latched"}
+    PARAMS = ("timing.phases_ns.q_phase",)
+    PORTS = {"k_currents": "in <- tiles: a round's K columns conduct", "charges": "out -> ctp: S",
+             "v_currents": "in <- tiles: a round's V columns conduct", "count": "out -> counters: A",
+             "latched": "in <- counters: Latched"}
     STATS = "busy in Q and V phases; stalled while waiting for the arrays or holding a charge it cannot pass on"
     ACTIONS = ()
 
-    def __init__(self, sim, layer, coeffs):
+    def __init__(self, sim, layer):
         super().__init__(sim, f"L{layer:02d}.integrators", sim.hw.shape.heads)
-        self.layer, self.coeffs = layer, coeffs
-        self.array_size = sim.hw.shape.array_size
+        self.layer = layer
+        self.q_ps = sim.hw.timing.phase_ps("q_phase")
 
-    # -- in: QPulses (the round's Q phase starts) ------------------------------------------
-    def on_pulses(self, rnd):
+    # -- in: K currents (the round's Q phase starts) ---------------------------------------
+    def on_k_currents(self, rnd):
         job, heads, l = rnd.job, rnd.heads, self.layer
-        if rnd.q0 > job.read_ps:   # these heads waited for the K/V bank since the read request
-            self.stall(job.read_ps, rnd.q0, BANK_WAIT, units=heads, step=job.step, layer=l)
-        self.busy(rnd.q0, rnd.q1, units=heads, step=job.step, layer=l, action="integrate K")
-        self.send(rnd.q1, self.ctp.on_charges, rnd)
+        q0 = rnd.q0
+        if q0 > job.read_ps:   # these heads waited for the K/V bank since the read request
+            self.stall(job.read_ps, q0, BANK_WAIT, units=heads, step=job.step, layer=l)
+        q1 = rnd.q1 = q0 + self.q_ps   # the Q window: theirs
+        add(rnd.path, "q_phase", self.q_ps)
+        if rnd.keep_q_path:
+            rnd.q_path = dict(rnd.path)
+        self.busy(q0, q1, units=heads, step=job.step, layer=l, action="integrate K")
+        self.send(q1, self.ctp.on_charges, rnd)
 
-    # -- in: phi pulses (the round's V phase starts) ---------------------------------------
-    def on_phi(self, rnd):
+    # -- in: V currents (the round's V phase starts) ---------------------------------------
+    def on_v_currents(self, rnd):
         job, heads, l = rnd.job, rnd.heads, self.layer
         if rnd.v0 > rnd.q1:        # held S while the V arrays served another round
             self.stall(rnd.q1, rnd.v0, V_WAIT, units=heads, step=job.step, layer=l)

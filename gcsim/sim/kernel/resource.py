@@ -6,7 +6,11 @@ in the order they are made (time order; ties in event order).
 `claim` returns when the work starts and records who held the resource before, so that
 the wait is explained: the stall's cause for the statistics and the critical path
 (`kernel/path.py`). No SimPy event is created: a claim is a few integer operations, and
-the claimant schedules its own completion. A resource never serves two claims at once
+the claimant schedules its own completion. A holder that does not know yet how long it
+will hold (the tiles granting their K arrays to a round whose Q phase the integrators
+decide, the counters a round whose heads count in turns) claims it for no known time
+(`hold=None`), which keeps every later claim out until `release_at` says when the hold
+ended. A resource never serves two claims at once
 (with `check` on, `served` checks each served interval against the ones before, for the
 validation invariants: a `ServedLog`, whose memory does not grow with the run).
 """
@@ -14,9 +18,12 @@ from __future__ import annotations
 
 from .path import add
 
+HELD = 1 << 62   # free_at of a resource held for no known time yet: no claim gets in
+
 
 class Resource:
-    __slots__ = ("name", "cause", "free_at", "holder", "holder_path", "served", "last_wait")
+    __slots__ = ("name", "cause", "free_at", "holder", "holder_path", "served", "held_from",
+                 "track_paths")
 
     def __init__(self, name: str, cause: str, check: bool = False):
         self.name, self.cause = name, cause
@@ -24,12 +31,14 @@ class Resource:
         self.holder = None          # the work item (job) of the last claim, or a label
         self.holder_path = None     # its critical path when it let go
         self.served = ServedLog() if check else None
-        self.last_wait = 0
+        self.held_from = 0
+        self.track_paths = True     # False: no claim ever continues a holder's path (release keeps none)
 
-    def claim(self, ready: int, hold: int, job, path: dict, cause: str | None = None):
-        """Serve `job` (ready at `ready` ps) for `hold` ps. Returns (start, path): the path
-        to follow from the start (the job's own, with a stall added when it waited for
-        someone else; the holder's, when it waited for an earlier round of the same job)."""
+    def claim(self, ready: int, hold: int | None, job, path: dict, cause: str | None = None):
+        """Serve `job` (ready at `ready` ps) for `hold` ps (None: until `release_at`). Returns
+        (start, path): the path to follow from the start (the job's own, with a stall added
+        when it waited for someone else; the holder's, when it waited for an earlier round of
+        the same job)."""
         start = ready if ready >= self.free_at else self.free_at
         wait = start - ready
         if wait:
@@ -37,16 +46,26 @@ class Resource:
                 path = dict(self.holder_path)
             else:
                 add(path, "stall:" + (cause or self.cause), wait)
-        self.last_wait = wait
-        self.free_at = start + hold
         self.holder = job
-        if self.served is not None:
-            self.served.append((start, start + hold))
+        if hold is None:       # held until release_at
+            self.free_at = HELD
+            self.held_from = start
+        else:
+            self.free_at = start + hold
+            if self.served is not None:
+                self.served.append((start, start + hold))
         return start, path
 
     def release(self, path: dict | None) -> None:
         """The claimant's path when the hold ends (for a same-job successor to continue)."""
-        self.holder_path = None if path is None else dict(path)
+        if self.track_paths:
+            self.holder_path = None if path is None else dict(path)
+
+    def release_at(self, end: int) -> None:
+        """The hold of a `claim` for no known time ended at `end` ps."""
+        if self.served is not None:
+            self.served.append((self.held_from, end))
+        self.free_at = end
 
 
 class ServedLog:

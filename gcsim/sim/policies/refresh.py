@@ -5,13 +5,16 @@
   banks at once; exp(-age / tau) < loss_fraction, i.e. age > tau ln(1 / loss_fraction);
   per_token mode: by age in tokens).
 - `periodic`: one SimPy process per layer (`LayerRefresh`). Refreshes fall due at k x
-  `refresh_interval_ns` (k = 1, 2, ...). A refresh due at D waits until no layer step is
-  between its write and the end of its last V phase (a refresh never interrupts a step's
-  use of the arrays), then claims the write DACs and the K/V arrays for
-  `refresh_ns_per_subtile` x (sub-tiles holding a valid slot, of the fullest sequence):
-  the sub-tiles of a bank one after another, all banks (and every sequence's arrays) in
-  parallel. A write that finds them busy waits (cause `refresh`, on the sequence, the
-  controller and the step's critical path). Each valid slot is read and rewritten: energy
+  `refresh_interval_ns` (k = 1, 2, ...). A refresh due at D asks the tiles for it (a
+  RefreshRequest); they ask the writer to reserve its write DACs for it from when they are
+  free (writes arriving later wait for the refresh), wait until no layer step is between its
+  write and the end of its last V phase (a refresh never interrupts a step's use of the
+  arrays), then claim their K and V arrays for `refresh_ns_per_subtile` x (sub-tiles
+  holding a valid slot, of the fullest sequence), from the latest of that moment, the DACs'
+  reservation and the end of the arrays' booked activity: the sub-tiles of a bank one after
+  another, all banks (and every sequence's arrays) in parallel. The writer takes its DACs for
+  the same interval. A write that finds them busy waits (cause `refresh`, on the sequence,
+  the controller and the step's critical path). Nothing happens while nothing is written. Each valid slot is read and rewritten: energy
   under component `Lxx.refresh`, `k_column_read` + `v_row_read` per K/V bank and slot,
   `kv_write_dac` per cell rewritten (x G copies when GQA is `replicated`); the rewrite
   restores the slot's write time (age 0 at the end of the refresh). This is exact only if
@@ -30,7 +33,7 @@ import math
 from ...hardware import PS_PER_NS
 from ...physics import V_ZERO_V
 from ..kernel import Component, Inbox
-from ..messages import Refresh
+from ..messages import RefreshRequest
 from . import Policy, register
 
 
@@ -48,11 +51,10 @@ class Periodic(Policy):
 
 class LayerRefresh(Component):
     """The periodic refresh of one layer's tiles (a SimPy process): when a refresh falls
-    due it waits for the tiles to be free (a TilesFree from them), claims the write DACs and
-    the arrays, and sends a Refresh to the writer and the tiles, which book their own time
-    and the tiles restore their values."""
+    due it asks the tiles for one (they reserve the writer's DACs, wait for their arrays,
+    claim them and tell the writer), and books its energy when they report it done."""
     PARAMS = ("numerics.retention.refresh_interval_ns", "numerics.retention.refresh_ns_per_subtile")
-    PORTS = {"free": "in <- tiles: TilesFree", "refresh": "out -> writer, tiles: Refresh"}
+    PORTS = {"refresh": "out -> tiles: RefreshRequest", "refreshed": "in <- tiles: the refresh done"}
     STATS = "energy only (the writer and the tiles book their own time in a refresh)"
     ACTIONS = ("k_column_read", "v_row_read", "kv_write_dac")
     PROCESS = False   # its own process: run()
@@ -72,7 +74,6 @@ class LayerRefresh(Component):
         self.safe_age_ps = (-hw.decay_tau_ps * math.log(1.0 - half_level / max_dev)
                             if ret.mode == "time" and half_level < max_dev else math.inf)
         self.expected_writes = sim.steps * hw.periphery.sequences
-        self.waiting = False
         self.refreshes = self.busy_ps = self.slots_refreshed = self.assumption_violations = 0
         self.inbox = Inbox(sim.env)
         sim.start(self, self.run())
@@ -82,50 +83,33 @@ class LayerRefresh(Component):
         """Time writes waited for a refresh (the writer's count)."""
         return self.writer.refresh_wait_ps
 
-    def on_tiles_free(self, at_ps):
-        """TilesFree: handled by run() (it waits for it)."""
+    def on_refreshed(self, req):
+        """The tiles' answer: handled by run() (it waits for it)."""
 
     def run(self):
-        env, tiles, writer, inbox = self.env, self.tiles, self.writer, self.inbox
+        env, inbox = self.env, self.inbox
         due = self.interval_ps
         while True:
             yield env.timeout(max(0, due - env._now))
             due += self.interval_ps
-            if sum(r.writes for r in tiles.rings) >= self.expected_writes:
+            req = RefreshRequest(self.expected_writes, self.per_subtile_ps, self.safe_age_ps)
+            self.send(env._now, self.tiles.on_refresh, req)
+            _, req = yield inbox.event
+            inbox.woke()
+            if req.finished:
                 return   # no layer step will come here again
-            if tiles.open_steps:
-                self.waiting = True      # the tiles send a TilesFree when their last step lets go
-                yield inbox.event
-                inbox.woke()
-                self.waiting = False
-            now = env._now
-            free = max([now, writer.dacs.free_at] + tiles.busy_until + [b.free_at for b in tiles.banks])
-            active = max(r.counts(r.last)[1] if r.written().any() else 0 for r in tiles.rings)
-            dur = active * self.per_subtile_ps
-            if dur:
-                self._refresh(free, free + dur)
+            if req.start is not None:
+                self._done(req)
 
-    def _refresh(self, start, end):
-        tiles, writer, l = self.tiles, self.writer, self.layer
-        for res in (writer.dacs,) + tiles.banks:   # claimed: a write or read finding them busy waits
-            res.free_at, res.holder, res.holder_path = end, self, None
-        step = max(r.last for r in tiles.rings)
-        n_slots = 0
-        for ring in tiles.rings:
-            valid = ring.written()
-            if valid.any() and start - int(ring.write_ps[valid].min()) > self.safe_age_ps:
-                self.assumption_violations += 1
-            n_slots += int(valid.sum())
-        msg = Refresh(start, end, step)
-        now = self.env._now   # the writer and the tiles book the interval they are claimed for now
-        self.send(now, writer.on_refresh, msg)
-        self.send(now, tiles.on_refresh, msg)
+    def _done(self, req):
+        l, step, n_slots = self.layer, req.step, req.slots
         self.energy("k_column_read", self.banks * n_slots, l, step)
         self.energy("v_row_read", self.banks * n_slots, l, step)
         self.energy("kv_write_dac", self.cells_per_slot * n_slots, l, step)
         self.refreshes += 1
-        self.busy_ps += end - start
+        self.busy_ps += req.end - req.start
         self.slots_refreshed += n_slots
+        self.assumption_violations += req.assumption_violations
 
 
 KEYS = ("refreshes", "busy_ps", "stall_ps", "slots_refreshed", "assumption_violations", "lost_reads", "slot_reads")
