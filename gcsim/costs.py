@@ -25,6 +25,10 @@ predicted). For any other design this module scales each term by the law below
   array_size) plus periphery per query head (control, adder tree, output scaler). The
   paper's 0.5 mm2 per head at M = 1024 calibrates the periphery: 0.5 mm2 minus the cells
   (0.131 mm2), of which HEAD_SHARE is per head and the rest is split over the 16 sub-tiles.
+  Sharing saves what is shared: the output counters (COUNTER_SHARE of a sub-tile's
+  periphery) exist once per set of counters, min(banks, heads / counters_shared_by) sets per
+  layer, and once per counters_shared_by_layers layers; the adder tree and output scaler
+  (ACCUMULATOR_SHARE of a head's periphery) once per counters_shared_by_layers layers.
 - static power: `energy.static_mw` per block, unchanged (none at the calibration point).
 
 `costs.model: table` in a description turns the scaling off: the phase times and the energy
@@ -61,6 +65,13 @@ REF_Q_LEVELS = 16
 REF_KV_LEVELS = 8
 REF_OUT_LEVELS = 32
 HEAD_SHARE = 0.2  # [our default] share of the per-head periphery area that does not scale with sub-tiles
+# [our default] the parts that sharing saves (the paper gives no split): the output conversion
+# (signed charge-to-pulse + counter per V column) is one of the four per-column circuits of a
+# sub-tile's periphery (PWM row drivers, K-column integrators and charge-to-pulse, V-column
+# integrators, output conversion); the adder tree and output scaler are two of the three of a
+# head's (control, adder tree, output scaler)
+COUNTER_SHARE = 0.25
+ACCUMULATOR_SHARE = 2 / 3
 
 # The calibration trace of `costs.array_read: charge`: what `gcsim paper --functional` replays,
 # i.e. `gcsim trace synth` of paper-gpt2 shape (12 layers x 12 heads, d_head 64), 1100 steps,
@@ -135,11 +146,18 @@ def area(hw) -> dict[str, float]:
     banks = s.kv_heads * copies * s.layers                 # K/V banks of one sequence
     cells = 2 * banks * s.window * s.d_head * p.sequences  # each sequence holds its own K and V
     cells_mm2 = cells * a.gain_cell_um2 * 1e-6
-    sub_tiles_mm2 = banks * s.n_sub_tiles * per_sub_tile_mm2  # periphery is shared by the sequences
-    heads_mm2 = s.heads * s.layers * per_head_mm2
+    # the periphery is shared by the sequences; the output counters by the heads of a set (a
+    # bank's own counters already serve its query heads in turn) and, with the adder trees and
+    # output scalers, by the layers of a periphery bank
+    counter_sets = min(s.kv_heads * copies, s.heads // p.counters_shared_by) * s.layers // p.counters_shared_by_layers
+    counters_mm2 = counter_sets * s.n_sub_tiles * COUNTER_SHARE * per_sub_tile_mm2
+    sub_tiles_mm2 = banks * s.n_sub_tiles * (1 - COUNTER_SHARE) * per_sub_tile_mm2 + counters_mm2
+    accumulators_mm2 = s.heads * s.layers // p.counters_shared_by_layers * ACCUMULATOR_SHARE * per_head_mm2
+    heads_mm2 = s.heads * s.layers * (1 - ACCUMULATOR_SHARE) * per_head_mm2 + accumulators_mm2
     return {"gain_cells": cells, "gain_cells_mm2": cells_mm2, "sub_tile_periphery_mm2": sub_tiles_mm2,
             "head_periphery_mm2": heads_mm2, "total_mm2": cells_mm2 + sub_tiles_mm2 + heads_mm2,
-            "per_sub_tile_periphery_mm2": per_sub_tile_mm2, "per_head_periphery_mm2": per_head_mm2}
+            "per_sub_tile_periphery_mm2": per_sub_tile_mm2, "per_head_periphery_mm2": per_head_mm2,
+            "counter_sets": counter_sets, "counters_mm2": counters_mm2, "accumulators_mm2": accumulators_mm2}
 
 
 def charge_pj(hw) -> dict[str, float] | None:

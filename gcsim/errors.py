@@ -16,7 +16,7 @@ from __future__ import annotations
 
 # Exit codes of `gcsim` (also in README.md and `gcsim --help`).
 EXIT_OK = 0
-EXIT_MISMATCH = 1        # gcsim validate: the simulator and the reference model differ
+EXIT_MISMATCH = 1        # gcsim validate: the simulator and the reference model differ; gcsim paper: a figure off
 EXIT_BAD_INPUT = 2       # a user mistake: the message names the file/argument and field
 EXIT_INTERNAL = 3        # a bug in gcsim: the full traceback is saved to a file
 EXIT_SWEEP_FAILED = 4    # a sweep finished but some of its points failed
@@ -26,7 +26,8 @@ EXIT_SIGTERM = 143       # terminated (128 + SIGTERM); SIGHUP gives 129
 EXIT_CODES_TEXT = """\
 exit status:
   0    success
-  1    gcsim validate: the simulator and the reference model differ
+  1    gcsim validate: the simulator and the reference model differ; gcsim paper: a figure
+       off the paper's by more than its tolerance (the table marks which)
   2    bad input (description, trace, argument, output path): one line names what and where
   3    internal error: a bug in gcsim; the message says where the full traceback was saved
   4    a sweep finished with some points failed

@@ -13,6 +13,12 @@ LAYER_NS = 65.0            # per token per layer, all heads in parallel
 TOKEN_US = 0.78            # 12 layers
 TOKEN_UJ = 0.89            # attention energy per generated token, 12 layers (approx.)
 
+# How precisely the paper states each figure above: half a unit of its last digit, so that a
+# figure within it rounds to the published one. `gcsim paper` exits 1 when a simulated figure
+# is further from the paper's (its own --tolerance replaces these with a relative bound).
+TOLERANCE = {"layer_ns": 0.5, "layer_cycles": 0.5, "token_us": 0.005, "phi_qk": 0.5, "phi_v": 0.5,
+             "digital_routing": 0.5, "dacs": 0.5, "head_total_pj": 0.5, "layer_nj": 0.05, "token_uj": 0.005}
+
 # GPU baselines: attention only, 12 heads, 1024-token KV cache, batch 64, dynamic power,
 # per token (one layer of 12 heads).
 GPUS = {

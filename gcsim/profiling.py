@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .report import over_sequences
 from .sim.kernel.stats import Timeline
 from .streamio import in_chunks
 
@@ -33,7 +34,7 @@ def format_profile(rep: dict, res) -> str:
         lines.append(f"{name:<26} {c['units']:>5} {100 * c['busy_ps'] / tot:7.2f} {100 * c['stalled_ps'] / tot:9.2f} "
                      f"{100 * c['idle_ps'] / tot:7.2f}  {causes}")
     lines.append("")
-    lines.append("critical path, mean per step:")
+    lines.append(f"critical path, mean per step{over_sequences(rep['sequences'])}:")
     cp = rep["time"]["critical_path_ns_per_step"]
     total = sum(cp.values()) or 1
     for k, v in sorted(cp.items(), key=lambda kv: -kv[1]):

@@ -210,6 +210,12 @@ def _energy_stats(res: SimResult) -> dict:
                           "last": float(per_token.last)}}
 
 
+def over_sequences(n_seq: int) -> str:
+    """What the critical path's mean per step is taken over (CriticalPath.mean_breakdown:
+    every step of every sequence)."""
+    return f" over all {n_seq} sequences" if n_seq > 1 else ""
+
+
 def format_summary(rep: dict) -> str:
     """The run summary `gcsim run` prints: what is costed, how full the window was, time and
     energy per token (with run totals labelled as such), the paper's items, the area."""
@@ -238,7 +244,7 @@ def format_summary(rep: dict) -> str:
               f"({t['layer_latency_cycles_mean']:.1f} cycles at {t['clock_mhz']:g} MHz)",
               *[f"  sequence {q}  {st['mean']:10.1f} ns mean per token  ({st['min']:.1f} .. {st['max']:.1f})"
                 for q, st in enumerate(t["token_latency_ns_by_sequence"]) if n_seq > 1 and q > 0],
-              "  critical path, mean per step (ns): "
+              f"  critical path, mean per step{over_sequences(n_seq)} (ns): "
               + ", ".join(f"{k} {v:.1f}" for k, v in t["critical_path_ns_per_step"].items()),
               f"  run: {t['elapsed_ps'] / 1e6:.3f} us elapsed ({t['elapsed_cycles']} cycles); "
               f"throughput {t['throughput_tokens_per_s']:.4g} tokens/s"]

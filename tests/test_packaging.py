@@ -88,7 +88,7 @@ def test_installed_gcsim_runs_from_another_directory(installed):
     assert "hardware smollm2" in out
     rep = json.loads((elsewhere / "r" / "report.json").read_text())
     assert rep["steps"] == 3 and rep["trace"]["path"].startswith(str(venv))
-    out = _run([gcsim, "paper", "--set", "shape.window=64", "--steps", "64"], cwd=elsewhere, env=env)
+    out = _run([gcsim, "paper", "--set", "shape.window=64", "--steps", "64", "--tolerance", "100"], cwd=elsewhere, env=env)
     assert "latency per layer (ns)" in out and "65" in out
     out = _run([gcsim, "validate", "--steps", "2"], cwd=elsewhere, env=env)
     assert "(a) exact, the witness's ages: PASS (0 of" in out and "(t) witness (gcsim/witness/): PASS" in out

@@ -34,3 +34,7 @@ def test_several_sequences_get_their_own_latency_and_the_stall_cause(tmp_path, c
     for q in range(4):
         assert f"(780.0 .. {780 + 65 * q:.1f})" in lines[f"sequence {q}"]
     assert "sequences: layer busy (other sequence)" in out
+    # the critical path is averaged over every step of all 4 sequences, and says so: 780 ns a
+    # step, and 65 q ns more on sequence q's first: 780 + 65 x (0 + 1 + 2 + 3) / 12 = 812.5 ns
+    assert "critical path, mean per step over all 4 sequences:" in out and "(sequence 0)" not in out
+    assert next(l for l in out.splitlines() if "total (= mean step latency)" in l).split()[-2] == "812.5"

@@ -13,7 +13,7 @@ PNG charts of the latency breakdown, energy breakdown and stall causes.
 from __future__ import annotations
 
 from ..profiling import StreamedTimeline, format_profile, write_profile
-from ..report import build_report
+from ..report import build_report, over_sequences
 from ..sim import Simulator
 from ..progress import add_feedback, say, wanted
 from .common import provenance_of, add_inputs, add_output, open_output, load_inputs, trace_info
@@ -64,7 +64,7 @@ def format_profile_summary(rep: dict, top_causes: int = 5) -> str:
         lines.append("no stalls")
     cp = t["critical_path_ns_per_step"]
     total = sum(cp.values()) or 1
-    lines += ["", "critical path, mean per step (sequence 0):"]
+    lines += ["", f"critical path, mean per step{over_sequences(n_seq)}:"]
     for k, v in sorted(cp.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {k:<36} {v:12.1f} ns  {100 * v / total:5.1f}%")
     lines.append(f"  {'total (= mean step latency)':<36} {sum(cp.values()):12.1f} ns")
