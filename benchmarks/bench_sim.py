@@ -19,7 +19,10 @@ heads x 64, window 1024), side by side in one run:
 benchmarks/bench_values.py measures the functional path further (numpy floors, kernel
 threads, larger descriptions).
 
-Run: python benchmarks/bench_sim.py [--after 256] [--repeats 5] [--no-previous]
+With --baseline REV (e.g. main), that commit's tree is measured too, beside this tree, in the
+same run (for a change's speed against the tree it changes).
+
+Run: python benchmarks/bench_sim.py [--after 256] [--repeats 5] [--no-previous] [--baseline REV]
 """
 import os
 
@@ -135,7 +138,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--after", type=int, default=250, help="steps after the window is full (default 250)")
     ap.add_argument("--repeats", type=int, default=5, help="repeats / chunks (default 5)")
-    ap.add_argument("--no-previous", action="store_true", help="skip the previous simulator")
+    ap.add_argument("--no-previous", action="store_true", help="skip the previous simulators")
+    ap.add_argument("--baseline", default=None, metavar="REV",
+                    help="also measure this commit's tree (e.g. main), beside this tree")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
     args = ap.parse_args()
     import numpy as np
@@ -150,6 +155,11 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         trees = [("this tree", str(ROOT))]
+        if args.baseline:
+            base = previous_tree(tmp, args.baseline)
+            if base is None:
+                raise SystemExit(f"--baseline {args.baseline}: no such commit in this repository")
+            trees.append((f"baseline {args.baseline}", base))
         for commit, what in ({} if args.no_previous else PREVIOUS).items():
             prev = previous_tree(tmp, commit)
             if prev:

@@ -109,6 +109,7 @@ class GainCellTiles(Component):
         self.banks = (self.k_arrays, self.v_arrays)
         self.busy_until = [0] * n_seq    # per sequence's arrays: end of their booked activity
         self.open_steps = 0          # layer steps between write and their last V phase
+        self.refresh = None          # this layer's refresh (a periodic refresh policy), set by the engine
         self.refresh_request = None  # a refresh waiting for the arrays (its DACs reserved)
         self.unit_of = [None] * n_seq if n_seq == 1 else [slice(i * s.kv_heads, (i + 1) * s.kv_heads) for i in range(n_seq)]
         ret = hw.numerics.retention
