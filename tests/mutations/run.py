@@ -67,10 +67,12 @@ def run_validate(tree: Path) -> dict:
         rc = p.returncode
     except subprocess.TimeoutExpired:
         lines, rc = [], "timeout"
-    caught = [x for x in lines if x["exit"] != 0]
-    return {"caught": rc != 0, "crash": any(x["exit"] not in (0, 1) for x in caught) or rc not in (0, 1),
-            "by": [f"{x['scenario']}: " + (", ".join(x["failed"]) if x["exit"] == 1 else f"exit {x['exit']}")
-                   for x in caught], "seconds": round(time.monotonic() - t0, 1)}
+    checked = [x for x in lines if x["exit"] == 1]          # a check failed
+    crashed = [x for x in lines if x["exit"] not in (0, 1)]  # the command crashed
+    return {"caught": rc != 0, "crash": not checked and rc != 0,   # caught by a crash only
+            "by": [f"{x['scenario']}: {', '.join(x['failed'])}" for x in checked] +
+                  [f"{x['scenario']}: crashed (exit {x['exit']})" for x in crashed],
+            "seconds": round(time.monotonic() - t0, 1)}
 
 
 def run_tests(tree: Path, tests: list[str]) -> dict:
@@ -130,7 +132,7 @@ def main(argv=None) -> int:
                     t = run_tests(tree, tests)
             results.append({"id": m.id, "area": m.area, "what": m.what, "validate": v, "tests": t})
             print(f"{m.id:<4} {m.area:<14} validate {'CAUGHT' if v['caught'] else 'missed'}"
-                  f"{' (crash)' if v['crash'] else ''}"
+                  f"{' (only by a crash)' if v['crash'] else ''}"
                   + ("" if t is None else f", tests {'CAUGHT' if t['caught'] else 'missed'}")
                   + (f"  [{v['by'][0]}]" if v["by"] else "")
                   + f"  {m.what}", flush=True)
@@ -147,7 +149,7 @@ def markdown(results) -> str:
             "|---|---|---|---|---|"]
     for r in results:
         v, t = r["validate"], r["tests"]
-        vt = f"caught: {v['by'][0]}" + (" (crash)" if v["crash"] else "") if v["caught"] else "**missed**"
+        vt = f"caught: {v['by'][0]}" if v["caught"] else "**missed**"
         tt = "not run" if t is None else (f"caught: {t['by'][0] if t['by'] else 'failed'}" if t["caught"] else
                                            "**missed**")
         rows.append(f"| {r['id']} | {r['area']} | {r['what']} | {vt} | {tt} |")
@@ -158,7 +160,8 @@ def summary(results, with_tests: bool) -> str:
     n = len(results)
     v = sum(r["validate"]["caught"] for r in results)
     crash = sum(r["validate"]["caught"] and r["validate"]["crash"] for r in results)
-    lines = [f"validate alone: {v} of {n} caught ({100 * v / n:.0f} %), {crash} of them by a crash"]
+    lines = [f"validate alone: {v} of {n} caught ({100 * v / n:.0f} %): {v - crash} by a failing check, {crash} only "
+             f"by a crash ({100 * (v - crash) / n:.0f} % by a check)"]
     if with_tests:
         ran = [r for r in results if r["tests"] is not None]
         t = sum(r["tests"]["caught"] for r in ran)
