@@ -11,10 +11,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = 8
 # (name, model, --set overrides, steps)
 EXTRA = [
-    ("smollm2 pipelined", "smollm2", ["periphery.gqa_mapping=pipelined"], 4),
+    ("smollm2 pipelined, V phase 20 ns", "smollm2", ["periphery.gqa_mapping=pipelined", "timing.phases_ns.v_phase=20.0"], 4),
     ("smollm2 replicated", "smollm2", ["periphery.gqa_mapping=replicated"], 4),
-    ("periphery shared by 2 layers, 2 sequences", "paper-gpt2",
-     ["periphery.counters_shared_by_layers=2", "periphery.sequences=2"], 4),
+    ("periphery shared by 2 layers, 2 sequences, switch 3 cycles", "paper-gpt2",
+     ["periphery.counters_shared_by_layers=2", "periphery.sequences=2", "periphery.switch_cycles=3"], 4),
+    ("shared counters, switch 2 cycles", "stall-shared-counters", ["periphery.switch_cycles=2"], 3),
     ("stall-refresh without refresh", "stall-refresh", ["numerics.retention.refresh=none"], 24),
     ("static power", "paper-gpt2", ["energy.static_mw={chip: 5.0}"], 3),
     ("two chips, link capacity 1, 2 sequences", "gpt2-two-chips",
