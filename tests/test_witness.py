@@ -95,6 +95,22 @@ def test_shared_counter_bank_by_hand():
     np.testing.assert_array_equal(w.step_end[1], 780 * NS * np.arange(1, 4) + 90 * NS)
 
 
+def test_switch_cycles_by_hand():
+    # 3 heads per counter set, a set switching to another head takes 2 cycles (2 ns at 1 GHz).
+    # Step 0: each set counts its heads at 0, 15 + 2 = 17 and 34 ns from the V phase's end: a
+    # layer step of 65 + 34 = 99 ns. Later steps: the set last counted the previous step's
+    # third head, so the first head switches too: 2, 19, 36 ns, 101 ns.
+    hw = load_hardware("stall-shared-counters").derive(shape={"layers": 1}, periphery={"switch_cycles": 2})
+    w = schedule(hw, 3)
+    np.testing.assert_array_equal(np.diff(w.step_end[0], prepend=0), [99 * NS, 101 * NS, 101 * NS])
+    # turns waited per head (4 sets): (0 + 17 + 34) + 2 x (2 + 19 + 36) ns
+    assert w.stall_ps["L00.integrators"] == {"output counters shared": 4 * (51 + 2 * 57) * NS}
+    # busy: 3 counts of 15 ns per set and step, plus 2 switches (step 0) or 3 of 2 ns
+    assert w.busy_ps["L00.counters"] == 4 * (3 * 3 * 15 + 2 * 2 + 2 * 3 * 2) * NS
+    rep = validate(hw, random_trace(hw, 3, seed=7), stage_steps=1)
+    assert rep["pass"] and rep["witness"]["available"]
+
+
 def test_refresh_interval_by_hand():
     # one layer, refresh due every 100 ns, 40 ns per sub-tile holding a valid slot (window 16 in 2)
     hw = small(shape={"layers": 1}, numerics={"retention": {"tau_ns": 1000.0, "refresh": "periodic",
