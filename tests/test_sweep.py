@@ -110,7 +110,8 @@ def test_table_values_against_hand_calculation_and_cache(tmp_path, capsys):
     64 x 1.09375 = 70 pJ of phi(Q.K^T) and 2 x 64 x 0.578125 + 64 x 0.25 = 90 pJ of DACs
     (models/paper-gpt2.yaml, costs.model: table so the table applies as written). Area per
     head (gcsim/costs.py): 2 x 64 x 64 cells of 1 um2 + one sub-tile's periphery
-    0.8 x (0.5 - 0.131072) / 16 + the head's 0.2 x (0.5 - 0.131072) mm2."""
+    0.8 x (0.5 - 0.131072) / 16 + the head's 0.2 x (0.5 - 0.131072) mm2, less the output counters
+    that sharing saves (a quarter of a sub-tile's periphery per set: 4 sets per layer, 4 / n shared)."""
     path = spec(tmp_path, set={**SMALL, "shape.window": 64, "costs.model": "table"})
     out, cache = tmp_path / "out", tmp_path / "cache"
     assert cli(["sweep", str(path), "-o", str(out), "--cache", str(cache), "-j", "2", "--no-progress"]) == 0
@@ -125,7 +126,8 @@ def test_table_values_against_hand_calculation_and_cache(tmp_path, capsys):
         assert float(r["energy_item.phi_qk_pj"]) == 70.0 and float(r["energy_item.dacs_pj"]) == 90.0
         assert int(r["full_window_steps"]) == 70 - 63
         head_mm2 = 2 * 64 * 64e-6 + 0.8 * (0.5 - 0.131072) / 16 + 0.2 * (0.5 - 0.131072)
-        assert float(r["area_mm2"]) == pytest.approx(head_mm2 * 4 * 2, rel=1e-12)
+        saved_mm2 = (4 - 4 // n) * 2 * 0.8 * (0.5 - 0.131072) / 16 / 4
+        assert float(r["area_mm2"]) == pytest.approx(head_mm2 * 4 * 2 - saved_mm2, rel=1e-12)
     meta = json.loads((out / "sweep.json").read_text())
     assert meta["counts"] == {"points": 3, "ok": 3, "failed": 0, "skipped": 0, "cached": 0, "computed": 3}
     assert meta["provenance"]["gcsim_source_sha256"] and meta["spec"]["mode"] == "timing-only"
