@@ -27,7 +27,7 @@ from .datapath import default_scalers
 from .hardware import Hardware, load_hardware
 from .provenance import provenance as _provenance
 from .report import build_report
-from .sim import ArrayTrace, Simulator
+from .sim import ArrayTrace, SimError, Simulator
 from .traces import open_trace
 from .traces.calibrate import calibrate
 
@@ -86,7 +86,7 @@ def _resolve_trace(trace):
     if isinstance(trace, (str, os.PathLike)):
         return open_trace(trace)
     if not all(hasattr(trace, a) for a in ("q", "k", "v", "steps", "model")):
-        raise TypeError(f"trace: expected a .gctrace path, an open Trace or a gcsim.sim.ArrayTrace, "
+        raise SimError(f"trace: expected a .gctrace path, an open Trace or a gcsim.sim.ArrayTrace, "
                         f"found {type(trace).__name__}")
     return trace
 
@@ -107,9 +107,11 @@ def _with_scalers(trace, scalers, hw: Hardware):
         elif scalers == "defaults":
             new, how = default_scalers(s.layers, s.heads, s.kv_heads), "defaults"
         else:
-            raise ValueError(f"scalers: expected a dict, 'calibrate' or 'defaults', found {scalers!r}")
-    else:
+            raise SimError(f"scalers: expected a dict, 'calibrate' or 'defaults', found {scalers!r:.100}")
+    elif isinstance(scalers, dict):
         new, how = dict(scalers), "given"
+    else:
+        raise SimError(f"scalers: expected a dict, 'calibrate' or 'defaults', found {type(scalers).__name__}")
     return ArrayTrace(trace.q, trace.k, trace.v, scalers=new, model=dict(trace.model),
                       attn_out=getattr(trace, "attn_out", None)), how
 
@@ -125,6 +127,10 @@ def simulate(trace, hw: Hardware | str | os.PathLike = "smollm2", *, steps: int 
     scalers: see the module docstring. `changes` are description fields to change for this
     call, e.g. `simulate(t, "paper-gpt2", shape={"window": 256})` (validated like a file).
     """
+    if steps is not None and (type(steps) is not int or steps < 1):
+        raise SimError(f"steps: expected a positive integer or None, found {steps!r:.100}")
+    if not isinstance(values, bool):
+        raise SimError(f"values: expected True or False, found {type(values).__name__}")
     hw = hw if isinstance(hw, Hardware) else load_hardware(hw)
     if changes:
         hw = hw.derive(**changes)

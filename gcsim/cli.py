@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import (EXIT_BAD_INPUT, EXIT_CODES_TEXT, EXIT_INTERNAL, EXIT_OK, EXIT_SIGINT, GcsimError,
-                     Interrupted, silence_stdout)
+                     Interrupted, printable, silence_stdout)
 from .kernels.bitline import threads_from_environment
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -49,8 +49,16 @@ def _modules():
             train, adapt]
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line (no usage block), naming the command and where to look."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {_describe(ValueError(message))} "
+                                  f"(see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gcsim", description="Simulate a gain-cell analog in-memory-computing attention accelerator.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"gcsim {__version__}")
@@ -62,7 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _standard_streams() -> None:
+    """A closed stdin/stdout/stderr (`gcsim run >&-`) becomes /dev/null: printing must not
+    crash, and no file gcsim opens later may take descriptor 1 or 2 (where prints and worker
+    processes would write into it)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            new = os.open(os.devnull, os.O_RDWR)
+            if new != fd:
+                os.dup2(new, fd)
+                os.close(new)
+    for name, mode in (("stdin", "r"), ("stdout", "w"), ("stderr", "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, mode))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _standard_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -78,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line_warnings():
     """Warnings (e.g. an old trace format) as one line on stderr, without source lines."""
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"gcsim: warning: {message}", file=sys.stderr)
+        print(f"gcsim: warning: {printable(message, one_line=True)}", file=sys.stderr)
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
@@ -126,7 +152,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:  # the path and the reason, never the content
         paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
         return f"{' -> '.join(paths) + ': ' if paths else ''}{exc.strerror}"
-    return str(exc).replace("\r", "\\r").replace("\n", "\\n")  # one line, whatever the user typed
+    return printable(str(exc), one_line=True)     # one line, whatever the user typed
 
 
 def _internal_error(where: str, argv) -> int:
@@ -145,7 +171,7 @@ def _internal_error(where: str, argv) -> int:
     except OSError:
         saved = "the traceback could not be saved"
     print(f"{where}: internal error (this is a bug in gcsim; please report it): "
-          f"{type(exc).__name__}: {exc}; {saved}", file=sys.stderr)
+          f"{type(exc).__name__}: {printable(exc, one_line=True)}; {saved}", file=sys.stderr)
     return EXIT_INTERNAL
 
 

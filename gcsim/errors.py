@@ -14,6 +14,8 @@ All are `ValueError` subclasses, so code written against the earlier API keeps w
 """
 from __future__ import annotations
 
+import re
+
 # Exit codes of `gcsim` (also in README.md and `gcsim --help`).
 EXIT_OK = 0
 EXIT_MISMATCH = 1        # gcsim validate: the simulator and the reference model differ; gcsim paper: a figure off
@@ -76,6 +78,19 @@ class Interrupted(BaseException):
 
     def __str__(self):
         return f"signal {self.signum}"
+
+
+# C0 and C1 control characters but tab and newline, and the Unicode line separators and
+# bidirectional overrides: text from a file (a trace's provenance, a description's name) could
+# otherwise move the cursor, recolour or rewrite the terminal, or hide what it says.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL_ONE_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
+    """`text` for the terminal, each control character shown as its escape (\\x1b, \\r, ...);
+    one_line: newlines and tabs too (messages are one line whatever the user typed)."""
+    return (_CONTROL_ONE_LINE if one_line else _CONTROL).sub(lambda m: ascii(m.group())[1:-1], str(text))
 
 
 def silence_stdout() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from . import safeyaml
 from .errors import HardwareError  # noqa: F401  (also importable from here)
 from .resources import MODELS_DIR
+from .safefile import read_bytes
 
 PS_PER_NS = 1000
 
@@ -711,15 +712,9 @@ def shipped_models() -> list[str]:
 
 def _read_description(path: Path) -> dict:
     """The YAML mapping of one description file, through the safe loader."""
-    if not path.is_file():
-        if path.exists():
-            raise HardwareError(f"{path}: not a regular file")
+    if not os.path.lexists(path):
         raise HardwareError(f"{path}: hardware description not found; shipped models: {shipped_models()}")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(safeyaml.MAX_BYTES + 1)
-    except OSError as exc:
-        raise HardwareError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = read_bytes(path, "hardware description", safeyaml.MAX_BYTES, HardwareError)
     try:
         data = safeyaml.load(raw)
     except safeyaml.YamlLimitError as exc:

@@ -108,6 +108,10 @@ def read_marker(d: Path) -> tuple[dict | None, str | None]:
     return data, None
 
 
+_HASHED: dict = {}     # (device, inode, size, mtime) -> sha256: a folder is checked before the work
+                       # and again at the swap; a large output is read once per process
+
+
 def _matches(d: Path, rel: str, entry: dict) -> bool:
     """Whether d/rel is still the regular file gcsim wrote (size, then sha256)."""
     path = d / rel
@@ -115,7 +119,10 @@ def _matches(d: Path, rel: str, entry: dict) -> bool:
         st = path.lstat()
         if not stat.S_ISREG(st.st_mode) or st.st_size != entry["size"]:
             return False
-        return sha256_of(path) == (entry["size"], entry["sha256"])
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key not in _HASHED:
+            _HASHED[key] = sha256_of(path)[1]
+        return _HASHED[key] == entry["sha256"]
     except (OSError, ValueError):
         return False
 
@@ -218,6 +225,8 @@ def _refusal(path, foreign: list[str], problem: str | None) -> str:
 
 def check_output_dir(path: str | os.PathLike, *, force: bool = False, pending_ok: bool = False) -> Path:
     """Refuse, before any work, an OUT that gcsim may not write; return its absolute path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise OutputDirError(f"output directory: expected a path, found {type(path).__name__}")
     final = Path(os.path.abspath(path))
     if final.name in ("", ".", ".."):
         raise OutputDirError(f"{path}: not usable as an output directory")

@@ -12,6 +12,8 @@ import sys
 
 from tqdm import tqdm
 
+from .errors import printable
+
 DELAY_S = 1.0
 
 
@@ -34,7 +36,7 @@ def bar(total: int | None, desc: str, *, enabled: bool = True, unit: str = "step
 def say(args, text: str) -> None:
     """Print to stdout unless --quiet."""
     if not getattr(args, "quiet", False):
-        print(text)
+        print(printable(text))     # control characters from files' text escaped
 
 
 def iterate(items, desc: str, *, enabled: bool = True, unit: str = "step"):

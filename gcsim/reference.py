@@ -124,7 +124,11 @@ def layer_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scaler
     """
     variant = variant or hw.numerics.cell_law
     _check_variant(variant)
-    if np.dtype(dtype) not in (np.float32, np.float64):
+    try:
+        dtype = np.dtype(dtype).type            # the scalar type: also used to convert coefficients
+    except TypeError:
+        raise ReferenceModelError(f"dtype: expected float32 or float64, found {dtype!r:.60}") from None
+    if dtype not in (np.float32, np.float64):
         raise ReferenceModelError(f"dtype: expected float32 or float64, found {np.dtype(dtype)}")
     hw = hardware_for_variant(hw, variant)
     shp = hw.shape
@@ -317,13 +321,24 @@ def head_attention(q, k, v, hw: Hardware, *, variant: str | None = None, scalers
     scalers: a dict of scalars (a_q, b_q, a_k, b_k, a_v, b_v, a_out, b_out), missing keys
     take the paper's initial values.
     """
+    if not isinstance(hw, Hardware):
+        raise ReferenceModelError(f"hw: expected a gcsim.Hardware (gcsim.load_hardware), found {type(hw).__name__}")
     one = hw.derive(shape={"layers": 1, "heads": 1, "kv_heads": 1}, periphery={"counters_shared_by": 1})
     base = {k_: v_[0] for k_, v_ in default_scalers(1, 1, 1).items()}
     if scalers:
+        if not isinstance(scalers, dict):
+            raise ReferenceModelError(f"scalers: expected a dict of numbers, found {type(scalers).__name__}")
         unknown = set(scalers) - set(base)
         if unknown:
-            raise ReferenceModelError(f"scalers: unknown keys {sorted(unknown)}; expected {sorted(base)}")
-        base.update({k_: np.atleast_1d(np.asarray(v_, dtype=np.float64)) for k_, v_ in scalers.items()})
+            raise ReferenceModelError(f"scalers: unknown keys {sorted(map(str, unknown))}; expected {sorted(base)}")
+        for k_, v_ in scalers.items():
+            try:
+                value = np.atleast_1d(np.asarray(v_, dtype=np.float64))
+            except (TypeError, ValueError):
+                value = None
+            if value is None or value.shape != (1,) or not np.isfinite(value).all():
+                raise ReferenceModelError(f"scalers.{k_}: expected a finite number, found {v_!r:.60}")
+            base[k_] = value
     for name, arr in (("q", q), ("k", k), ("v", v)):
         if np.ndim(arr) != 2:
             raise ReferenceModelError(f"{name}: expected shape [T, {hw.shape.d_head}], found {list(np.shape(arr))}")

@@ -14,6 +14,7 @@ import yaml
 MAX_BYTES = 1 << 20        # a description is a few kB
 MAX_DEPTH = 32             # descriptions nest 4 levels deep
 MAX_EXPANDED_NODES = 100_000  # nodes after alias expansion
+MAX_INT_BITS = 256         # no field holds a larger integer; Python cannot even print one of 4300 digits
 
 
 class YamlLimitError(ValueError):
@@ -34,6 +35,21 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+    def construct_object(self, node, deep=False):
+        try:
+            value = super().construct_object(node, deep=deep)
+            if type(value) is int and value.bit_length() > MAX_INT_BITS:
+                raise YamlLimitError(f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}: "
+                                     f"an integer of more than {MAX_INT_BITS} bits")
+            return value
+        except YamlLimitError:
+            raise
+        except (ValueError, OverflowError) as exc:   # e.g. an integer of more than 4300 digits, a bad date
+            what = "an integer of more digits than Python reads" if "digits" in str(exc) else \
+                f"a value that cannot be read ({_short(exc, 80)})"
+            raise YamlLimitError(f"line {node.start_mark.line + 1}, column {node.start_mark.column + 1}: {what}") \
+                from None
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):

@@ -63,7 +63,7 @@ def test_an_in_memory_trace_without_scalers_is_calibrated_not_defaulted():
     assert dflt.calibration == "defaults" and not np.array_equal(dflt.outputs, cal.outputs)
     with pytest.raises(ValueError, match="expected a dict, 'calibrate' or 'defaults'"):
         gcsim.simulate(ArrayTrace(q, k, v), hw, scalers="paper")
-    with pytest.raises(TypeError, match="expected a .gctrace path"):
+    with pytest.raises(gcsim.GcsimError, match="expected a .gctrace path"):
         gcsim.simulate(42, hw)
 
 

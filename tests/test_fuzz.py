@@ -7,24 +7,21 @@ change its input file.
 Bounded for the default suite (a few seconds per test, derandomized so CI is reproducible);
 GCSIM_FUZZ=nightly runs thousands of random cases per test.
 """
-import contextlib
 import hashlib
-import io
 import json
 import math
 import os
-import signal
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from hostile import run_cli, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gcsim import GcsimError, load_hardware
-from gcsim.cli import main as cli
 from gcsim.hardware import MODELS_DIR, to_dict
 from gcsim.sim import ArrayTrace, Simulator
 from gcsim.traces import TraceError, default_scalers, open_trace, write_trace
@@ -36,39 +33,10 @@ settings.register_profile("gcsim-default", max_examples=25, deadline=None, deran
 settings.register_profile("gcsim-nightly", max_examples=2000, deadline=None,
                           suppress_health_check=list(HealthCheck))
 FUZZ = settings(settings.get_profile("gcsim-nightly" if NIGHTLY else "gcsim-default"))
-CASE_TIMEOUT_S = 20  # a case that takes longer is a hang
 
 PAPER = to_dict(load_hardware("paper-gpt2"))
 PAPER.pop("source")
 TINY_SHAPE = {"layers": 2, "heads": 4, "kv_heads": 2, "d_head": 8, "window": 16, "array_size": 8}
-
-
-class Hang(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds=CASE_TIMEOUT_S):
-    def alarm(signum, frame):
-        raise Hang(f"a case ran longer than {seconds} s")
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def run_cli(argv):
-    """(exit code, stdout, stderr) of `gcsim ARGV`, in this process, with a time limit."""
-    out, err = io.StringIO(), io.StringIO()
-    with time_limit(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            rc = cli(argv)
-        except SystemExit as exc:  # argparse: a malformed command line (usage line + error line)
-            rc = exc.code
-    return rc, out.getvalue(), err.getvalue()
 
 
 def assert_clean_error(rc, err):

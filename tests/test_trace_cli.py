@@ -115,7 +115,7 @@ def _bad_cases(tmp):
         (["trace", "record", "--prompt", "Hi", "--new", "-1", "-o", out], "--new must be >= 0"),
         (["trace", "record", "--prompt", "  ", "--new", "2", "-o", out], "prompt is empty"),
         (["trace", "record", "--prompt-file", str(tmp / "nofile.txt"), "--new", "2", "-o", out],
-         "cannot read prompt file"),
+         "prompt file not found"),
     ]
 
 

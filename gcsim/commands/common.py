@@ -1,7 +1,9 @@
 """Arguments and file handling shared by the subcommands."""
 from __future__ import annotations
 
+import argparse
 import json
+import math
 from pathlib import Path
 
 
@@ -13,6 +15,31 @@ from ..sim import check_fit
 from ..traces import open_trace
 
 DEFAULT_MODEL = "smollm2"
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: an integer in lo..hi (hi None: no upper bound); anything else is
+    refused, never replaced by a default."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, found {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"expected an integer in {lo}..{'' if hi is None else hi}, found {value}")
+        return value
+    return parse
+
+
+def positive_float(text):
+    """An argparse type: a finite number > 0 (nan, inf, 0 and negatives refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, found {text}")
+    return value
 
 
 def add_inputs(p, *, default_model=DEFAULT_MODEL, trace_default=True):

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from ..outdir import check_json_output, write_json_output
 from ..progress import add_feedback, say
+from .common import int_in
 from .evaluate import add_lm_arguments, load_lm_and_hardware, parse_layers, resolve_scalers
 
 
 def register(sub):
     p = sub.add_parser("decode", help="generate with the simulated chip in the model's loop", description=__doc__)
     p.add_argument("--prompt", required=True, help="text to continue")
-    p.add_argument("-n", "--new-tokens", type=int, default=64, help="tokens to generate (default: %(default)s)")
+    p.add_argument("-n", "--new-tokens", type=int_in(1), default=64, help="tokens to generate (default: %(default)s)")
     add_lm_arguments(p)
     p.add_argument("--json", default=None, help="also write the result (texts, per-token latency and energy) to this "
                    "file; an existing file is replaced only if it is a decode result gcsim wrote")
@@ -46,8 +47,6 @@ def main(args) -> int:
     if args.json:                    # before any work: never a user's file (gcsim/outdir.py)
         check_json_output(args.json, "decode", "--json", force=args.force, what="a decode result")
     lm, hw = load_lm_and_hardware(args)
-    if args.new_tokens <= 0:
-        raise ValueError(f"--new-tokens must be positive, found {args.new_tokens}")
     ids = lm.encode(args.prompt)
     if len(ids) == 0:
         raise ValueError("--prompt: empty prompt")

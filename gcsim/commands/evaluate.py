@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import add_feedback, say, wanted
-from .common import add_output, add_overrides, open_output, overrides, write_json
+from .common import add_output, add_overrides, int_in, open_output, overrides, write_json
 
 # sweep option, its field of numerics.noise (gcsim/hardware.py), what it is
 NOISE_SWEEPS = (("--read-sigma", "read_sigma_rel", "relative sigma of each bit-line charge read, e.g. 0,0.02,0.05"),
@@ -44,21 +44,21 @@ def register(sub):
                        description=__doc__)
     add_lm_arguments(p)
     p.add_argument("--text", default=None, help="UTF-8 text file to evaluate on (default: the held-out tiny-Shakespeare split)")
-    p.add_argument("--window", type=int, default=None,
+    p.add_argument("--window", type=int_in(1), default=None,
                    help="tokens per window (default: 256, the chip model's context; at most the hardware window)")
     p.add_argument("--windows", default=str(DEFAULT_WINDOWS), metavar="N|all",
                    help="evaluate N windows evenly spaced over the text, first and last included, or 'all' "
                         "(default: %(default)s, about a minute for the chip model on 2 cores)")
-    p.add_argument("--sim-windows", type=int, default=None,
+    p.add_argument("--sim-windows", type=int_in(0), default=None,
                    help="run the simulator in the loop on the first N of those windows only (the slow part; "
                         "default: all of them); its rows are then shown over those windows")
-    p.add_argument("--sensitivity-windows", type=int, default=4,
+    p.add_argument("--sensitivity-windows", type=int_in(0), default=4,
                    help="windows for the per-layer sensitivity table (0: skip it; default: %(default)s)")
     for flag, _, text in NOISE_SWEEPS:
         p.add_argument(flag, default=None, metavar="LIST", help=f"device noise sweep: {text} (numeric reference "
                        "model, one kind at a time, --noise-seed)")
-    p.add_argument("--noise-seed", type=int, default=0, help="seed of the noise draws (default: %(default)s)")
-    p.add_argument("--noise-windows", type=int, default=4, help="windows per noise point (default: %(default)s)")
+    p.add_argument("--noise-seed", type=int_in(0), default=0, help="seed of the noise draws (default: %(default)s)")
+    p.add_argument("--noise-windows", type=int_in(1), default=4, help="windows per noise point (default: %(default)s)")
     p.add_argument("--plots", action="store_true", help="also write PNG charts (needs the [plot] extra)")
     add_feedback(p)
     add_output(p, "out/eval")
@@ -181,20 +181,14 @@ def main(args) -> int:
     from ..llm.loop import NEGATIVE_CONTROL_NOTE
     lm, hw = load_lm_and_hardware(args)
     chip_layers = parse_layers(args.chip_layers, lm.layers)
-    window = args.window or min(256, hw.shape.window)
+    window = args.window if args.window is not None else min(256, hw.shape.window)
     if not 0 < window <= min(hw.shape.window, lm.context):
         raise ValueError(f"--window must lie in 1..{min(hw.shape.window, lm.context)}, found {window}")
     from ..llm.evaluate import read_text
     ids = lm.encode(read_text(args.text))
     max_windows = parse_windows(args.windows)
-    for name in ("sim_windows", "sensitivity_windows"):
-        val = getattr(args, name)
-        if val is not None and val < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0, found {val}")
     sigmas = {name: vals for flag, name, _ in NOISE_SWEEPS
               if (vals := parse_sigmas(getattr(args, flag[2:].replace("-", "_")), flag))}
-    if args.noise_seed < 0:
-        raise ValueError(f"--noise-seed must be >= 0, found {args.noise_seed}")
     for name, vals in sigmas.items():  # out-of-range sigmas: the description's own error, before any work
         hw.derive(numerics={"noise": {name: max(vals), "seed": args.noise_seed}})
     variants = default_variants(lm, hw)

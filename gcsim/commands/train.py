@@ -10,8 +10,11 @@ hardware model from scratch (the ablation's first arm). The shipped weights
 """
 from __future__ import annotations
 
+import os
+
 from ..outdir import claim_in_place, seal_in_place
 from ..progress import add_feedback, say, wanted
+from .common import int_in, positive_float
 
 
 def register(sub):
@@ -24,20 +27,17 @@ def register(sub):
     p.add_argument("--force", action="store_true",
                    help="write into OUT even if it holds files gcsim did not write (they are kept; "
                         "same-named files are replaced)")
-    p.add_argument("--iters", type=int, default=None, help="number of iterations (default: the experiment's, see gcsim/chipmodel/config.py)")
-    p.add_argument("--stop-at", type=int, default=None,
+    p.add_argument("--iters", type=int_in(1), default=None, help="number of iterations (default: the experiment's, see gcsim/chipmodel/config.py)")
+    p.add_argument("--stop-at", type=int_in(1), default=None,
                    help="stop after iteration N of the schedule and write the weights of that iteration")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this long (checkpointed; rerun to resume)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="stop after this long (checkpointed; rerun to resume)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    p.add_argument("--threads", type=int_in(1, cores), default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
     add_feedback(p)
     p.set_defaults(func=main)
 
 
 def main(args) -> int:
-    if args.iters is not None and args.iters <= 0:
-        raise ValueError(f"--iters must be positive, found {args.iters}")
-    if args.stop_at is not None and args.stop_at <= 0:
-        raise ValueError(f"--stop-at must be positive, found {args.stop_at}")
     # the output-directory rule of gcsim/outdir.py, in place: the checkpoint must survive a kill
     name = args.experiment
     out = claim_in_place(args.out, [f"{name}.ckpt.npz", f"{name}.log.jsonl", f"chipgpt-{name}.npz"],

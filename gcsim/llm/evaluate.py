@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -60,15 +59,17 @@ class Tally:
         return out
 
 
+MAX_TEXT_BYTES = 64 << 20   # the shipped corpus is 1 MB; tokenizing 64 MB takes minutes
+
+
 def read_text(path) -> str:
     """The evaluation text: a UTF-8 file, or (None) the held-out 10 % of the shipped corpus."""
     if path is None:
         from ..chipmodel.data import read_corpus, split_text
         return split_text(read_corpus())[1]
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    from ..errors import UsageError
+    from ..safefile import read_text as read
+    return read(path, "text file", MAX_TEXT_BYTES, UsageError)
 
 
 class ScalersByLaw(dict):
@@ -126,7 +127,9 @@ def windows_of(ids: np.ndarray, window: int, max_windows: int | None = None, *, 
     or max_windows of them, the first ones or (spread) evenly spaced over the text, first and
     last included."""
     n = (len(ids) - 1) // window
-    if n == 0:
+    if max_windows is not None and max_windows < 1:
+        raise ValueError(f"at most {max_windows} windows: at least one window is needed")
+    if n <= 0:
         raise ValueError(f"the text has {len(ids)} tokens; at least {window + 1} are needed for one window")
     picked = range(n)
     if max_windows is not None and max_windows < n:

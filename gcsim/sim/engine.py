@@ -63,12 +63,37 @@ class ArrayTrace:
 
     def __post_init__(self):
         for name in ("q", "k", "v"):  # integer arrays would be silently truncated by the DACs' math
-            arr = np.asarray(getattr(self, name))
+            try:
+                arr = np.asarray(getattr(self, name))
+            except (ValueError, TypeError) as exc:
+                raise SimError(f"ArrayTrace.{name}: not an array ({exc})") from None
             if arr.ndim != 4 or arr.dtype.kind != "f":
                 raise SimError(f"ArrayTrace.{name}: expected a 4-d float array [T, L, heads, d], found "
                                f"{arr.ndim}-d {arr.dtype}")
+            setattr(self, name, arr)
         T, L, H, d = self.q.shape
-        self.model = self.model or {"layers": L, "heads": H, "kv_heads": self.k.shape[2], "d_head": d}
+        if T < 1:
+            raise SimError("ArrayTrace: no steps (q has 0 rows)")
+        if self.k.shape != self.v.shape or self.k.shape[:2] != (T, L) or self.k.shape[3] != d \
+                or H % self.k.shape[2]:
+            raise SimError(f"ArrayTrace: q {list(self.q.shape)} [T, L, heads, d], k {list(self.k.shape)} and v "
+                           f"{list(self.v.shape)} [T, L, kv_heads, d] do not fit together (same T, L, d; k and v "
+                           f"alike; kv_heads dividing heads)")
+        shape = {"layers": L, "heads": H, "kv_heads": self.k.shape[2], "d_head": d}
+        if self.model and (not isinstance(self.model, dict)
+                           or any(self.model.get(key) != val for key, val in shape.items())):
+            raise SimError(f"ArrayTrace.model: expected a mapping that agrees with the arrays {shape}, found "
+                           f"{self.model!r:.200}")
+        self.model = self.model or shape
+        if self.scalers is not None:
+            from ..traces.format import check_scalers
+            if not isinstance(self.scalers, dict):
+                raise SimError(f"ArrayTrace.scalers: expected a mapping of scaler arrays, found {type(self.scalers).__name__}")
+            self.scalers = check_scalers({k: np.asarray(v).tolist() for k, v in self.scalers.items()},
+                                         self.model, "ArrayTrace")
+        if self.attn_out is not None and np.shape(self.attn_out) != self.q.shape:
+            raise SimError(f"ArrayTrace.attn_out: expected the shape of q {list(self.q.shape)}, found "
+                           f"{list(np.shape(self.attn_out))}")
 
     @property
     def steps(self) -> int:

@@ -20,9 +20,10 @@ def sweep(spec, *, jobs: int | None = None, ray=None, cache=None, out=None, prog
     if ray in (None, False):
         from ..parallel import check_main_guarded
         check_main_guarded()        # before any work: a script's unguarded top level cannot start workers
-    result = run_sweep(spec, jobs=jobs, ray=ray, cache=cache, progress=progress)
-    if out is not None:
-        from ..outdir import output_dir
-        with output_dir(out) as tmp:
-            write_outputs(tmp, result)
+    if out is None:
+        return as_frame(run_sweep(spec, jobs=jobs, ray=ray, cache=cache, progress=progress))
+    from ..outdir import output_dir
+    with output_dir(out) as tmp:              # an unusable OUT fails before the points run
+        result = run_sweep(spec, jobs=jobs, ray=ray, cache=cache, progress=progress)
+        write_outputs(tmp, result)
     return as_frame(result)

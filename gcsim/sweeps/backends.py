@@ -15,6 +15,7 @@ never retried.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -93,23 +94,66 @@ def run_local(tasks, jobs: int, max_retries: int = MAX_RETRIES, fn=run_point):
         pool.shutdown(wait=not lost, cancel_futures=True)
 
 
+# A Ray cluster (its GCS, or the Ray Client server) speaks gRPC: HTTP/2 without TLS. An HTTP/2
+# server answers the client preface with a SETTINGS frame (type 4); anything else is not Ray.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+PROBE_TIMEOUT_S = 5
+
+
 def _check_reachable(address: str) -> None:
-    """Fail in seconds on an address nobody listens at (Ray itself retries for minutes)."""
+    """Fail in seconds on an address where no Ray cluster listens: nothing there, or a server
+    that does not speak gRPC (Ray itself retries for minutes, or forever)."""
     import socket
+
+    from ..errors import UsageError
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
         return                                      # e.g. "auto": Ray finds the cluster itself
+    hint = "start the cluster with `ray start --head` or check the address"
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        from ..errors import UsageError
-        raise UsageError(f"--ray {address}: nothing answers there ({exc.strerror or exc}); start the cluster "
-                         f"with `ray start --head` or check the address") from None
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S) as sock:
+            sock.sendall(_HTTP2_PREFACE)
+            head = b""
+            while len(head) < 9:
+                block = sock.recv(9 - len(head))
+                if not block:
+                    break
+                head += block
+    except socket.timeout:
+        raise UsageError(f"--ray {address}: no answer within {PROBE_TIMEOUT_S} s; {hint}") from None
+    except (OSError, OverflowError) as exc:
+        raise UsageError(f"--ray {address}: nothing answers there ({getattr(exc, 'strerror', None) or exc}); "
+                         f"{hint}") from None
+    if len(head) < 9 or head[3] != 0x04:
+        raise UsageError(f"--ray {address}: something answers there, but not a Ray cluster (it does not speak "
+                         f"gRPC); {hint}")
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Ray's C++ core writes its connection retries straight to descriptor 2 (a line a second
+    for ~20 s when something other than Ray answers): into a scratch file while connecting."""
+    import os
+    import sys
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def ray_init(address: str | None, jobs: int | None):
     """Connect to Ray (a local cluster of `jobs` CPUs when address is None); returns whether
     we started it (and so must shut it down)."""
+    if address is not None:
+        _check_reachable(address)       # before importing Ray (seconds): nobody there fails at once
     try:
         import ray
     except ImportError:
@@ -117,8 +161,10 @@ def ray_init(address: str | None, jobs: int | None):
         raise UsageError("--ray needs Ray: pip install 'gcsim[ray]' (or pip install ray)") from None
     if ray.is_initialized():
         return False
+    import logging
     import os
     from pathlib import Path
+    logging.getLogger("ray").setLevel(logging.ERROR)   # one line of ours on a failure, not Ray's warnings
     package = Path(__file__).resolve().parent.parent
     env = dict(THREAD_ENV)
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -126,9 +172,9 @@ def ray_init(address: str | None, jobs: int | None):
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(package.parent), os.environ.get("PYTHONPATH")]))
         ray.init(num_cpus=jobs, runtime_env={"env_vars": env}, **kwargs)
     else:                 # a remote cluster may not have gcsim: ship the package
-        _check_reachable(address)
         try:
-            ray.init(address=address, runtime_env={"env_vars": env, "py_modules": [str(package)]}, **kwargs)
+            with _quiet_stderr():
+                ray.init(address=address, runtime_env={"env_vars": env, "py_modules": [str(package)]}, **kwargs)
         except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
             from ..errors import UsageError
             raise UsageError(f"--ray {address}: cannot join the Ray cluster ({' '.join(str(exc).split())[:200]})") from None
@@ -136,9 +182,13 @@ def ray_init(address: str | None, jobs: int | None):
 
 
 def run_ray(tasks, address: str | None, jobs: int | None, max_retries: int = MAX_RETRIES):
-    """Run tasks as Ray tasks (one CPU each), yielding records as they finish."""
+    """Connect to Ray now (a bad address fails before any work or progress bar), and return
+    a stream that runs tasks as Ray tasks (one CPU each), yielding records as they finish."""
+    return _ray_stream(tasks, ray_init(address, jobs), max_retries)
+
+
+def _ray_stream(tasks, started: bool, max_retries: int):
     import ray
-    started = ray_init(address, jobs)
     try:
         remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(run_point)
         refs = {remote.remote(task): index for index, task in tasks}

@@ -1,5 +1,9 @@
 """The result cache shared by all sweeps: one small JSON file per point, written atomically.
 
+Each record carries a checksum of its content (gcsim.readback.seal) and is checked against a
+schema when read: an edited, truncated or foreign file (a metric changed by hand, NaN where a
+number was, a missing `status`) is not a result, so the point is computed again.
+
 A point's key is the sha256 of (its description after the overrides, the trace's checksum,
 the mode, the steps replayed, the seed, and a hash of gcsim's own source files), so a
 changed description, trace or simulator never reuses an old result, and any sweep that
@@ -13,7 +17,15 @@ import os
 import sys
 from pathlib import Path
 
+from ..readback import HEX64, RecordError, integer, map_of, mapping, number, one_of, seal, text, unseal, validate
+from ..safefile import MIB, read_json
+
 CACHE_FORMAT = 1
+MAX_RECORD_BYTES = 16 * MIB
+RECORD_SCHEMA = mapping(
+    {"status": one_of("ok", "failed"), "error": text(nullable=True), "metrics": map_of(number(nullable=True, finite=False)),
+     "key": HEX64},
+    {"traceback": text(max_len=1 << 20), "wall_s": number(), "pid": integer(lo=0), "gcsim_source": HEX64})
 
 
 def default_cache_dir() -> Path:
@@ -62,19 +74,26 @@ class ResultCache:
         return self.root / "points" / key[:2] / f"{key}.json"
 
     def get(self, key: str) -> dict | None:
+        """The record of point `key`, or None when absent or not valid (computed again)."""
+        path = self._path(key)
+        if not os.path.lexists(path):
+            return None
         try:
-            data = json.loads(self._path(key).read_text())
-        except (OSError, ValueError):
-            return None                  # absent, or unreadable: computed again
-        return data if isinstance(data, dict) and data.get("key") == key else None
+            data = validate(unseal(read_json(path, "cache record", MAX_RECORD_BYTES, RecordError)), RECORD_SCHEMA)
+        except RecordError:
+            return None                  # edited, truncated, foreign: computed again
+        return data if data["key"] == key else None
 
     def put(self, key: str, record: dict) -> None:
         """Write atomically: a killed sweep leaves either the whole record or none."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({**record, "key": key}, allow_nan=True))  # key order = column order
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(seal({**record, "key": key}), allow_nan=True))  # key order = column order
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def trace_dir(self) -> Path:
         d = self.root / "traces"

@@ -4,12 +4,11 @@ per swept field (with perplexity and top-1 agreement against the field for an ev
 from __future__ import annotations
 
 import itertools
-import json
 import re
 from pathlib import Path
 
 from ..errors import UsageError
-from .table import SWEEP_JSON, read_table
+from .table import SWEEP_JSON, read_meta, read_table
 
 ERROR = "out_rel_rmse_vs_softmax"
 PERPLEXITY = "perplexity"
@@ -40,9 +39,13 @@ def plot_sweep(src: Path, dest: Path) -> list[str]:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError("gcsim sweep plot needs matplotlib: pip install -e '.[plot]'") from None
-    meta = json.loads((Path(src) / SWEEP_JSON).read_text())
+    meta = read_meta(src)
     fields = meta["fields"]
-    rows = [r for r in read_table(src) if r["status"] == "ok"]
+    missing = [f for f in fields if f not in meta["columns"]]
+    if missing:
+        raise UsageError(f"{Path(src) / SWEEP_JSON}: field 'fields': '{missing[0]}' is not one of its columns")
+    rows = [r for r in read_table(src, meta["columns"], (X, Y, ERROR, PERPLEXITY, "top1_agreement"))
+            if r["status"] == "ok"]
     if not rows:
         raise UsageError(f"{src}: no point ran successfully: nothing to plot")
     written = []

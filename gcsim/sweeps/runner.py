@@ -53,11 +53,18 @@ class _Traces:
 
     def for_point(self, point):
         from ..sim import check_fit
-        from ..traces import open_trace
+        from ..traces import TraceError, open_trace
         src = self.spec.traces[point.trace]
         path = Path(src.path) if src.path is not None else _synthetic_path(self.cache, src.synthetic, point.hardware)
         if path not in self.open:
-            tr = open_trace(path)
+            try:
+                tr = open_trace(path)
+            except TraceError:
+                if src.synthetic is None:
+                    raise
+                path.unlink(missing_ok=True)     # a cached synthetic trace that is corrupt: made again
+                path = _synthetic_path(self.cache, src.synthetic, point.hardware)
+                tr = open_trace(path)
             self.open[path] = (tr, trace_checksum(tr))
         tr, sha = self.open[path]
         check_fit(point.hardware, tr)
@@ -94,12 +101,16 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
     cache folder (default: the user's cache directory). retry_failed: compute again the
     points whose cached result is a failure. command: the command line, for the provenance.
     """
+    from ..errors import UsageError
+    if jobs is not None and (type(jobs) is not int or jobs < 1):
+        raise UsageError(f"-j/--jobs must be an integer >= 1, got {jobs!r:.60}")
+    if cache is not None and not isinstance(cache, (str, os.PathLike, ResultCache)):
+        raise UsageError(f"cache: expected a folder path, found {type(cache).__name__}")
+    if ray is not None and not isinstance(ray, (bool, str)):
+        raise UsageError(f"ray: expected True, False or a Ray address, found {type(ray).__name__}")
     spec = load_spec(spec)
     if jobs is None:
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if jobs < 1:
-        from ..errors import UsageError
-        raise UsageError(f"-j/--jobs must be >= 1, got {jobs}")
     store = cache if isinstance(cache, ResultCache) else ResultCache(cache)
     started = datetime.datetime.now(datetime.timezone.utc)
     points = spec.points()
@@ -131,17 +142,6 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         if spec.mode == "eval":
             task["eval"] = spec.eval.task()
         tasks.append((p.index, task))
-    n_cached = len(records)
-    bar = None
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-
-        from ..progress import DELAY_S   # the look of every gcsim bar; cached points count as done
-        bar = tqdm(total=n_cached + len(tasks), initial=n_cached, desc="sweep", unit="point", leave=False,
-                   delay=DELAY_S, file=sys.stderr, dynamic_ncols=True)
-        bar.set_postfix_str(f"cached {n_cached}, failed 0")
     failed = sum(r["status"] != "ok" for r in records.values())
     if ray in (None, False):
         from .backends import run_local
@@ -151,7 +151,18 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         address = None if ray in (True, "local") else ray
         stream, backend = run_ray(tasks, address, jobs if address is None else None), \
             {"backend": "ray", "address": address or "local", "jobs": jobs if address is None else None}
+    n_cached = len(records)
+    bar = None
     try:
+        if progress:
+            import sys
+
+            from tqdm import tqdm
+
+            from ..progress import DELAY_S   # the look of every gcsim bar; cached points count as done
+            bar = tqdm(total=n_cached + len(tasks), initial=n_cached, desc="sweep", unit="point", leave=False,
+                       delay=DELAY_S, file=sys.stderr, dynamic_ncols=True)
+            bar.set_postfix_str(f"cached {n_cached}, failed 0")
         for index, rec in stream:
             rec = json.loads(json.dumps(rec))           # what the cache holds, exactly
             if rec.get("gcsim_source", source_hash()) != source_hash():

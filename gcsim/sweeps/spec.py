@@ -23,20 +23,25 @@ from __future__ import annotations
 import ast
 import copy
 import itertools
-import operator
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .. import safeyaml
+from . import expression
 from ..errors import GcsimError, HardwareError
 from ..hardware import load_hardware, to_dict
+from ..safefile import read_bytes
 
 MODES = ("timing-only", "functional", "validate", "eval")
 TOP_KEYS = ("name", "description", "hardware", "set", "traces", "mode", "steps", "seed", "eval", "axes",
             "constraints")
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+MAX_POINTS = 10_000      # points of one spec (axes x traces), counted before they are expanded;
+                         # planning one (its description built and validated) takes 5-20 ms
 
 
 class SpecError(GcsimError):
@@ -102,21 +107,24 @@ class SweepSpec:
     def points(self) -> list[Point]:
         """All points: every axis combination for every trace, constraints applied and each
         description built and validated (skipped points carry the reason)."""
+        planned = [(values, *self._plan(values)) for values in self.combos()]   # once, whatever the traces
         out = []
         for t in range(len(self.traces)):
-            for values in self.combos():
-                p = Point(len(out), values, t)
-                p.skip_reason = self.violated(values)
-                if p.skip_reason is None:
-                    try:
-                        p.hardware = self.hardware.derive(**nested(values))
-                    except HardwareError as exc:
-                        msg = str(exc)       # without the "<file> (derived): " the user did not write
-                        head = msg.find(" (derived): ")
-                        msg = msg[head + len(" (derived): "):] if head >= 0 else msg
-                        p.skip_reason = f"invalid description: {msg}"
-                out.append(p)
+            for values, hardware, reason in planned:
+                out.append(Point(len(out), dict(values), t, hardware, reason))
         return out
+
+    def _plan(self, values: dict):
+        """(description, None) for one combination of axis values, or (None, why it is skipped)."""
+        reason = self.violated(values)
+        if reason is not None:
+            return None, reason
+        try:
+            return self.hardware.derive(**nested(values)), None
+        except HardwareError as exc:
+            msg = str(exc)       # without the "<file> (derived): " the user did not write
+            head = msg.find(" (derived): ")
+            return None, f"invalid description: {msg[head + len(' (derived): '):] if head >= 0 else msg}"
 
     def violated(self, values: dict) -> str | None:
         """The reason of the first constraint the point breaks, or None."""
@@ -166,66 +174,13 @@ def lookup(name: str, values: dict, base: dict):
     return found
 
 
-# --- constraints: a small, safe expression language over description fields -----------------
+# --- constraints (gcsim/sweeps/expression.py: the bounded evaluator) --------------------------
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_CMPOPS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-           ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
-           ast.NotIn: lambda a, b: a not in b}
-_FUNCS = {"min": min, "max": max, "abs": abs}
-
-
-def _dotted(node) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
-
-
-def _eval(node, resolve, source, text):
+def _eval(tree, resolve, source, text):
     """Evaluate a parsed constraint; `resolve(dotted_name)` gives a field's value."""
-    def ev(n):
-        if isinstance(n, ast.Expression):
-            return ev(n.body)
-        if isinstance(n, ast.Constant):
-            return n.value
-        name = _dotted(n)
-        if name is not None:
-            if name in ("True", "False", "None"):
-                return {"True": True, "False": False, "None": None}[name]
-            try:
-                return resolve(name)
-            except KeyError:
-                raise SpecError(f"{source}: constraint {text!r}: unknown field '{name}'") from None
-        if isinstance(n, ast.BoolOp):
-            vals = (ev(v) for v in n.values)
-            return all(vals) if isinstance(n.op, ast.And) else any(vals)
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, (ast.Not, ast.USub, ast.UAdd)):
-            v = ev(n.operand)
-            return (not v) if isinstance(n.op, ast.Not) else (-v if isinstance(n.op, ast.USub) else +v)
-        if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS:
-            return _BINOPS[type(n.op)](ev(n.left), ev(n.right))
-        if isinstance(n, ast.Compare):
-            left = ev(n.left)
-            for op, comp in zip(n.ops, n.comparators):
-                right = ev(comp)
-                if not _CMPOPS[type(op)](left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(n, (ast.List, ast.Tuple)):
-            return [ev(e) for e in n.elts]
-        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _FUNCS and not n.keywords:
-            return _FUNCS[n.func.id](*(ev(a) for a in n.args))
-        raise SpecError(f"{source}: constraint {text!r}: unsupported expression "
-                        f"'{ast.unparse(n)}' (fields, numbers, + - * / // % **, comparisons, "
-                        f"and/or/not, in, min/max/abs)")
     try:
-        return ev(node)
-    except (TypeError, ZeroDivisionError) as exc:
+        return expression.evaluate(tree, resolve)
+    except expression.ExpressionError as exc:
         raise SpecError(f"{source}: constraint {text!r}: {exc}") from None
 
 
@@ -258,6 +213,13 @@ def _check_field(name, base: dict, source: str, where: str):
 _MAPPING_FIELDS = {"phases_ns", "actions_pj", "static_mw", "items", "links"}
 
 
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:                     # an int beyond any float
+        return False
+
+
 def _sample(rng, dist: dict, n: int, source: str, where: str) -> list:
     if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
         _fail(source, where, f"one of {{uniform: [lo, hi]}}, {{loguniform: [lo, hi]}}, "
@@ -267,18 +229,26 @@ def _sample(rng, dist: dict, n: int, source: str, where: str) -> list:
         _fail(source, f"{where}.{kind}", "a non-empty list", arg)
     if kind == "choice":
         return [copy.deepcopy(arg[i]) for i in rng.integers(0, len(arg), n)]
-    if len(arg) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in arg) \
-            or not arg[0] < arg[1] or (kind == "loguniform" and arg[0] <= 0):
-        _fail(source, f"{where}.{kind}", "[lo, hi] with lo < hi" + (" and lo > 0" if kind == "loguniform" else ""), arg)
-    lo, hi = arg
+    if kind == "randint":
+        if len(arg) != 2 or not all(type(a) is int for a in arg) or not -2**62 <= arg[0] <= arg[1] <= 2**62:
+            _fail(source, f"{where}.{kind}", "[lo, hi]: two integers with lo <= hi, within +-2**62", arg)
+        return [int(x) for x in rng.integers(arg[0], arg[1] + 1, n)]
+    if len(arg) != 2 or not all(type(a) in (int, float) and _finite(a) for a in arg) or not arg[0] < arg[1] \
+            or not _finite(float(arg[1]) - float(arg[0])) or (kind == "loguniform" and arg[0] <= 0):
+        _fail(source, f"{where}.{kind}", "[lo, hi]: finite numbers with lo < hi"
+              + (" and lo > 0" if kind == "loguniform" else " (hi - lo finite too)"), arg)
+    lo, hi = float(arg[0]), float(arg[1])
     if kind == "uniform":
         return [float(x) for x in rng.uniform(lo, hi, n)]
-    if kind == "loguniform":
-        import numpy as np
-        return [float(x) for x in np.exp(rng.uniform(np.log(lo), np.log(hi), n))]
-    if not all(isinstance(a, int) for a in arg):
-        _fail(source, f"{where}.{kind}", "two integers", arg)
-    return [int(x) for x in rng.integers(lo, hi + 1, n)]
+    import numpy as np
+    return [float(x) for x in np.exp(rng.uniform(np.log(lo), np.log(hi), n))]
+
+
+def _check_count(n: int, source: str, what: str) -> None:
+    """Refuse a sweep larger than MAX_POINTS from the axes' lengths, before expanding it."""
+    if n > MAX_POINTS:
+        raise SpecError(f"{source}: the sweep has {n:,} points ({what}), more than the {MAX_POINTS:,} one spec may "
+                        f"hold; split it into several specs (they share the cache)")
 
 
 def _axes(raw, base: dict, seed: int, source: str) -> list[dict]:
@@ -288,6 +258,7 @@ def _axes(raw, base: dict, seed: int, source: str) -> list[dict]:
         _fail(source, "axes", "a list of blocks (grid, zip or random)", raw)
     blocks = []
     seen: set = set()
+    total = 1
     for i, block in enumerate(raw):
         where = f"axes[{i}]"
         if not isinstance(block, dict) or len(block) != 1 or next(iter(block)) not in ("grid", "zip", "random"):
@@ -303,6 +274,8 @@ def _axes(raw, base: dict, seed: int, source: str) -> list[dict]:
             n, fields = body.get("samples"), body.get("fields")
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 _fail(source, f"{where}.samples", "a positive integer", n)
+            total *= n
+            _check_count(total, source, f"up to {where}")
             if not isinstance(fields, dict) or not fields:
                 _fail(source, f"{where}.fields", "a mapping of field: distribution", fields)
             rseed = body.get("seed", seed)
@@ -320,6 +293,8 @@ def _axes(raw, base: dict, seed: int, source: str) -> list[dict]:
             if kind == "zip" and len({len(v) for v in values.values()}) > 1:
                 lens = {f: len(v) for f, v in values.items()}
                 raise SpecError(f"{source}: field '{where}': zipped lists must have the same length, found {lens}")
+            total *= len(next(iter(values.values()))) if kind == "zip" else math.prod(len(v) for v in values.values())
+            _check_count(total, source, f"up to {where}")
             if kind == "grid":
                 combos = list(itertools.product(*values.values()))
                 values = {f: [c[j] for c in combos] for j, f in enumerate(values)}
@@ -418,8 +393,11 @@ def parse_spec(data, source: str = "<in memory>", spec_dir: Path | None = None) 
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         _fail(source, "seed", "a non-negative integer", seed)
     traces = [evaluation] if evaluation else _traces(data.get("traces"), source, spec_dir)
+    axes = _axes(data.get("axes"), base, seed, source)
+    _check_count(math.prod(len(next(iter(b.values()))) for b in axes) * len(traces), source,
+                 f"{len(traces)} trace(s) x the axes")
     spec = SweepSpec(source=source, data=data, hardware=hw, traces=traces, mode=mode, steps=steps, seed=seed,
-                     axes=_axes(data.get("axes"), base, seed, source), eval=evaluation)
+                     axes=axes, eval=evaluation)
     raw = data.get("constraints") or []
     if not isinstance(raw, list):
         _fail(source, "constraints", "a list of {require: EXPRESSION, reason: TEXT}", raw)
@@ -432,12 +410,12 @@ def parse_spec(data, source: str = "<in memory>", spec_dir: Path | None = None) 
             _fail(source, where, "{require: EXPRESSION, reason: TEXT}", c)
         text = c["require"]
         try:
-            expr = ast.parse(text, mode="eval")
-        except SyntaxError as exc:
-            raise SpecError(f"{source}: field '{where}.require': {text!r} is not an expression ({exc.msg})") from None
+            expr = expression.parse(text)
+        except expression.ExpressionError as exc:
+            raise SpecError(f"{source}: field '{where}.require': {exc}") from None
         reason = str(c.get("reason") or f"constraint not met: {text}")
         # evaluate once on the first combination: unknown fields and bad syntax fail now
-        first = (spec.combos() or [{}])[0]
+        first = {f: vals[0] for block in spec.axes for f, vals in block.items()}
         _eval(expr, lambda name: lookup(name, first, base), source, text)
         spec.constraints.append((text, reason, expr))
     return spec
@@ -449,11 +427,14 @@ def load_spec(spec) -> SweepSpec:
         return spec
     if isinstance(spec, dict):
         return parse_spec(spec)
+    if not isinstance(spec, (str, os.PathLike)):
+        raise SpecError(f"spec: expected a YAML path, a dict or a SweepSpec, found {type(spec).__name__}")
     path = Path(spec)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise SpecError(f"{path}: sweep description not found")
+    raw = read_bytes(path, "sweep description", safeyaml.MAX_BYTES, SpecError)
     try:
-        data = safeyaml.load(path.read_bytes())
+        data = safeyaml.load(raw)
     except (ValueError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: not a valid sweep description: {' '.join(str(exc).split())}") from None
     return parse_spec(data, source=str(path), spec_dir=path.resolve().parent)

@@ -3,9 +3,14 @@ sweep.json (the spec, the counts, the columns and provenance)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
+
+from ..errors import UsageError
+from ..readback import RecordError, integer, list_of, map_of, mapping, one_of, text, validate
+from ..safefile import MIB, read_json, read_text
 
 TABLE_CSV, TABLE_PARQUET, SWEEP_JSON = "results.csv", "results.parquet", "sweep.json"
 
@@ -83,13 +88,52 @@ def write_outputs(directory: Path, result) -> list[str]:
     return written
 
 
-def read_table(directory: Path) -> list[dict]:
-    """The rows of OUT/results.csv with numbers parsed back (for plotting)."""
-    with open(Path(directory) / TABLE_CSV, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        for k, v in row.items():
-            row[k] = _parse(v)
+MAX_META_BYTES, MAX_TABLE_BYTES = 64 * MIB, 256 * MIB
+STATUSES = ("ok", "failed", "skipped")
+SWEEP_SCHEMA = mapping({"spec": mapping({}, {"mode": one_of("timing-only", "functional", "validate", "eval"),
+                                             "name": text(nullable=True)}, extra=True),
+                        "spec_source": text(), "counts": map_of(integer(lo=0)), "fields": list_of(text(max_len=1000)),
+                        "columns": list_of(text(max_len=1000)), "provenance": mapping({}, extra=True)})
+
+
+def _refuse(path, exc) -> UsageError:
+    msg = str(exc)
+    return UsageError(msg if msg.startswith(str(path)) else f"{path}: {msg}")
+
+
+def read_meta(directory: Path) -> dict:
+    """OUT/sweep.json, checked against its schema (UsageError naming the field if not)."""
+    path = Path(directory) / SWEEP_JSON
+    try:
+        return validate(read_json(path, "sweep.json", MAX_META_BYTES, RecordError), SWEEP_SCHEMA)
+    except RecordError as exc:
+        raise _refuse(path, exc) from None
+
+
+def read_table(directory: Path, columns: list[str] | None = None, numeric=()) -> list[dict]:
+    """The rows of OUT/results.csv with numbers parsed back (for plotting), checked: the
+    header is `columns` (sweep.json's), every row has a status, and the `numeric` columns of
+    the rows that ran are finite numbers or empty."""
+    path = Path(directory) / TABLE_CSV
+    try:
+        reader = csv.reader(io.StringIO(read_text(path, "results table", MAX_TABLE_BYTES, RecordError), newline=""))
+        header = next(reader, None)
+        if header is None or (columns is not None and header != columns) or "status" not in header:
+            raise RecordError("the header does not list the columns sweep.json names")
+        rows = []
+        for i, cells in enumerate(reader, start=1):
+            if len(cells) != len(header):
+                raise RecordError(f"row {i}: {len(cells)} cells for {len(header)} columns")
+            row = {k: _parse(v) for k, v in zip(header, cells)}
+            if row["status"] not in STATUSES:
+                raise RecordError(f"row {i}, column 'status': expected one of {STATUSES}, found {str(row['status'])[:40]!r}")
+            for c in numeric if row["status"] == "ok" else ():
+                v = row.get(c)
+                if v is not None and (type(v) not in (int, float) or not math.isfinite(v)):
+                    raise RecordError(f"row {i}, column '{c}': expected a finite number, found {str(v)[:40]!r}")
+            rows.append(row)
+    except (RecordError, csv.Error) as exc:
+        raise _refuse(path, exc) from None
     return rows
 
 

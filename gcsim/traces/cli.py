@@ -106,11 +106,9 @@ def _record(args: argparse.Namespace) -> int:
         raise ValueError(f"--new must be >= 0, got {args.new}")
     _check_output(args.output, args.force)
     if args.prompt_file is not None:
-        try:
-            prompt = args.prompt_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{args.prompt_file}: cannot read prompt file: "
-                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        from ..errors import UsageError
+        from ..safefile import MIB, read_text
+        prompt = read_text(args.prompt_file, "prompt file", MIB, UsageError)
         prompt = prompt[:-1] if prompt.endswith("\n") else prompt
         source = ["--prompt-file", str(args.prompt_file)]
     else:

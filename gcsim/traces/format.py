@@ -156,6 +156,12 @@ def _check_scalers(scalers, clip_fraction, model: dict, where: str):
     return out, clip
 
 
+def check_scalers(scalers, model: dict, where: str) -> dict:
+    """Scalers given as (nested lists of) numbers, checked and converted to float64 arrays
+    (every key, shape [layers, heads or kv_heads], finite); TraceError names the field."""
+    return _check_scalers(scalers, None, model, where)[0]
+
+
 def _first_bad(chunk: np.ndarray, t0: int) -> tuple | None:
     """Index (step, layer, head, dim) of the first NaN/Inf in a chunk starting at step t0."""
     bad = ~np.isfinite(chunk)
