@@ -47,7 +47,7 @@ def open_regular(path, what: str, limit: int | None, error: type[GcsimError] = G
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise error(f"{path}: expected the {what} to be a regular file, found {kind_of(st.st_mode)}")
+            raise error(f"{path}: the {what} is not a regular file: it is {kind_of(st.st_mode)}")
         if limit is not None and st.st_size > limit:
             raise error(f"{path}: the {what} is {_size_text(st.st_size)}, more than the {_size_text(limit)} "
                         f"gcsim reads as a {what}")

@@ -52,7 +52,7 @@ def test_billion_laughs_is_refused_quickly(tmp_path):
 
 def test_oversized_file_is_refused(tmp_path):
     p = write(tmp_path, PAPER + "#" * (1 << 20))
-    with pytest.raises(HardwareError, match="larger than 1024 KiB"):
+    with pytest.raises(HardwareError, match="more than the 1 MiB gcsim reads as a hardware description"):
         load_hardware(p)
 
 

@@ -139,7 +139,7 @@ def test_eval_text_that_is_not_a_regular_file_is_refused_at_once(tmp_path, odd_f
     """`mkfifo t.txt; gcsim eval --text t.txt` waited for a writer forever; /dev/zero filled memory."""
     t0 = time.monotonic()
     rc, _, err = run_cli(["eval", "--text", str(odd_files[what]), "-o", str(tmp_path / "out")])
-    assert_one_line_error(rc, err, "expected the text file to be a regular file")
+    assert_one_line_error(rc, err, "the text file is not a regular file")
     assert time.monotonic() - t0 < 15
 
 
@@ -329,7 +329,7 @@ def test_api_mistakes_raise_gcsim_errors(name):
 def test_options_out_of_range_are_one_line_errors(argv, needle):
     rc, out, err = run_cli(argv)
     assert_one_line_error(rc, err, needle)
-    assert "--help" in err and out == ""
+    assert out == "" and ("--help" in err or argv[1] == "--windows")     # --windows N|all: checked at run
 
 
 # --- output mechanics ---------------------------------------------------------------------------
