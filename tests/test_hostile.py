@@ -20,7 +20,7 @@ import gcsim
 from gcsim.sim import ArrayTrace
 
 NIGHTLY = os.environ.get("GCSIM_FUZZ") == "nightly"
-QUICK = settings(max_examples=2000 if NIGHTLY else 30, deadline=None, derandomize=not NIGHTLY,
+QUICK = settings(max_examples=2000 if NIGHTLY else 20, deadline=None, derandomize=not NIGHTLY,
                  suppress_health_check=list(HealthCheck))
 LONG = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 MEMORY_MB = 1500          # growth of the peak RSS a whole test may cause
