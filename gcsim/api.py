@@ -25,6 +25,7 @@ import numpy as np
 
 from .datapath import default_scalers
 from .hardware import Hardware, load_hardware
+from .outdir import check_json_output, write_json_output
 from .provenance import provenance as _provenance
 from .report import build_report
 from .sim import ArrayTrace, SimError, Simulator
@@ -73,13 +74,20 @@ class SimulationResult:
             out[f.name] = v.tolist() if isinstance(v, np.ndarray) else v
         return out
 
-    def to_json(self, path: str | os.PathLike | None = None, *, outputs: bool = False) -> str:
-        """The result as JSON text; also written to `path` when given."""
-        text = json.dumps(self.to_dict(outputs=outputs), indent=1, sort_keys=True)
+    def to_json(self, path: str | os.PathLike | None = None, *, outputs: bool = False,
+                force: bool = False) -> str:
+        """The result as JSON text; also written to `path` when given, by the rule of every
+        gcsim output: a new file, or one this method wrote earlier (sealed with a checksum of
+        its content), replaced atomically; any other existing file only with force=True
+        (else UsageError, and nothing is written)."""
+        data = self.to_dict(outputs=outputs)
         if path is not None:
-            with open(path, "w") as f:
-                f.write(text + "\n")
-        return text
+            write_json_output(check_json_output(path, RESULT_KIND, "to_json(path)", force, what="a simulation result"),
+                              data, RESULT_KIND)
+        return json.dumps(data, indent=1, sort_keys=True)
+
+
+RESULT_KIND = "simulation result"   # what SimulationResult.to_json seals its files as
 
 
 def _resolve_trace(trace):

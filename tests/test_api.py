@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import gcsim
+from gcsim.readback import SEAL
 from gcsim.resources import DEFAULT_TRACE
 from gcsim.sim import ArrayTrace
 from gcsim.traces.calibrate import calibrate
@@ -32,6 +33,25 @@ def test_latency_is_the_hand_calculation(shipped):
     assert shipped.stalls_ns == {"integrators: K/V bank shared (GQA)": pytest.approx(6 * 30 * 3 * (45 + 90))}
 
 
+def test_to_json_never_replaces_a_file_it_did_not_write(shipped, tmp_path):
+    """A user's file at the path is refused (nothing written), the method's own earlier file
+    is replaced, an edited one is refused again, and force=True replaces anything."""
+    mine = tmp_path / "notes.json"
+    mine.write_text("mine\n")
+    with pytest.raises(gcsim.GcsimError, match="not a simulation result gcsim wrote"):
+        shipped.to_json(mine)
+    assert mine.read_text() == "mine\n"
+    ours = tmp_path / "r.json"
+    shipped.to_json(ours)
+    shipped.to_json(ours)                       # its own file: replaced
+    ours.write_text(ours.read_text().replace("4650.0", "1.0"))
+    with pytest.raises(gcsim.GcsimError):
+        shipped.to_json(ours)                   # changed since: not gcsim's any more
+    shipped.to_json(mine, force=True)
+    assert json.loads(mine.read_text())["token_latency_ns"] == [[4650.0] * 6]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.json", "r.json"]   # no temporaries left
+
+
 def test_energy_views_add_up(shipped):
     total = shipped.energy_total_pj
     assert sum(shipped.energy_by_action_pj.values()) == pytest.approx(total, rel=1e-12)
@@ -42,7 +62,9 @@ def test_energy_views_add_up(shipped):
 
 def test_to_json_round_trips(shipped, tmp_path):
     data = json.loads(shipped.to_json(tmp_path / "r.json"))
-    assert data == json.loads((tmp_path / "r.json").read_text())
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert written.pop("gcsim_output") == "simulation result"
+    assert data == {k: v for k, v in written.items() if k in data} and set(written) - set(data) == {SEAL}
     assert data["token_latency_ns"] == [[4650.0] * 6] and "outputs" not in data
     assert data["provenance"]["calibration"] == "trace" and data["report"]["schema"] == "gcsim.report/2"
     assert len(shipped.to_dict(outputs=True)["outputs"]) == 6
