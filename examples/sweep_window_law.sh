@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Window x cell law: make a 2,100-step synthetic GPT-2 trace (so windows up to 2,048 fill),
-# sweep it on every core, then draw the Pareto front and the per-axis charts.
+# sweep it on every core, then draw the Pareto front and the per-axis charts (they need the
+# [plot] extra: pip install -e '.[plot]').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p out
