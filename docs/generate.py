@@ -198,12 +198,13 @@ def fields(ctx: Context) -> str:
     return format_fields(markdown=True)
 
 
-def _head_items(hw) -> dict:
-    """Per head and token at a full window, by paper item, from a timing-only replay."""
+def _head_items(ctx: Context, hw) -> tuple[dict, float]:
+    """Per head and token at a full window, by paper item, and the layer latency (ns), from a
+    timing-only replay of a synthetic trace one window long."""
     from gcsim.sim import Simulator
     from gcsim.traces import open_trace, write_synthetic
     s = hw.shape
-    path = Path(tempfile.mkdtemp()) / "t.gctrace"
+    path = ctx.scratch("cost-examples") / f"window-{s.window}.gctrace"
     write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head, steps=s.window,
                     seed=0)
     with open_trace(path) as trace:
@@ -239,7 +240,7 @@ def cost_examples(ctx: Context) -> str:
             "digital_routing": (f"{d} × {n_sub - 1} × {a['adder_tree_add']:.6g} + {per_head_fixed:g}", adds + per_head_fixed),
             "dacs": (f"{d} × {n_sub} × {a['q_pwm_drive']:g} + {write_dac:g}", pwm + write_dac),
         }
-        sims[m] = _head_items(hw)
+        sims[m] = _head_items(ctx, hw)
         for item, (_, value) in cols[m].items():   # the explanation adds up to what the simulator books
             if abs(value - sims[m][0][item]) > 1e-9 * max(1.0, abs(value)):
                 raise AssertionError(f"M={m} {item}: the formula gives {value}, the simulator {sims[m][0][item]}")
@@ -257,7 +258,7 @@ def cost_examples(ctx: Context) -> str:
         hw = base.derive(shape={"window": m})
         times.append(f"M = {m:,}: {hw.shape.n_sub_tiles} sub-tile{'s' if hw.shape.n_sub_tiles > 1 else ''}, depth {costs.tree_depth(hw.shape.n_sub_tiles)}, "
                      f"adder tree {costs.adder_tree_ps(hw) / 1000:g} ns, layer "
-                     f"{_head_items(hw)[1] if m not in sims else sims[m][1]:g} ns")
+                     f"{_head_items(ctx, hw)[1] if m not in sims else sims[m][1]:g} ns")
     area = []
     for m, hw in designs.items():
         ar = costs.area(hw)
