@@ -279,3 +279,21 @@ def test_validate_catches_a_host_batch_costed_as_one_sequence(monkeypatch):
     monkeypatch.setattr(work.HostWork, "at", lambda self, phase, n: real(self, phase, 1))
     rep = validate(hw, random_trace(hw, 2, seed=5), stage_steps=1)
     assert not rep["pass"] and not checks(rep)["times"]["pass"] and not checks(rep)["energy"]["pass"]
+
+
+def test_validate_reports_the_simulators_own_accounting_check(monkeypatch, tmp_path):
+    # a planted bug the simulator's own check stops at (a wait for another sequence's layer
+    # step not booked: the step's critical path no longer adds up): validate fails (i), exit 1,
+    # rather than crashing with an internal error
+    from gcsim.cli import main
+    from gcsim.sim.blocks import controller
+    monkeypatch.setattr(controller, "_wait", lambda job, start, end, cause: None)
+    hw = small(periphery={"sequences": 2})
+    rep = validate(hw, random_trace(hw, 2, seed=1), stage_steps=1)
+    assert not rep["pass"] and rep["witness"]["stopped"]
+    assert rep["invariants"]["violations"] == ["the simulator stopped at its own accounting check: critical path of "
+                                               "sequence 1 does not add up to its step latency"]
+    from gcsim.traces import write_synthetic
+    write_synthetic(tmp_path / "t.gctrace", layers=1, heads=12, kv_heads=12, d_head=64, steps=1, seed=1)
+    assert main(["validate", str(tmp_path / "t.gctrace"), "-m", "stall-multiseq", "--stage-steps", "1", "-q",
+                 "-s", "shape.layers=1"]) == 1

@@ -44,7 +44,7 @@ from .blocks.integrators import ChargeIntegrators
 from .blocks.interconnect import Network
 from .blocks.tiles import GainCellTiles
 from .blocks.writer import TokenWriter
-from .kernel import Activity, CriticalPath, EnergyLedger, Timeline
+from .kernel import AccountingError, Activity, CriticalPath, EnergyLedger, Timeline
 from .kernel.environment import Environment
 from .policies import make
 from .policies.refresh import summary as refresh_summary
@@ -286,7 +286,7 @@ class Simulator:
             self.path.trim(self.host.rows)
         for seq in range(self.hw.periphery.sequences):
             if not self.path.adds_up(seq, rec.step_end[seq]):
-                raise RuntimeError(f"critical path of sequence {seq} does not add up to its step latency")
+                raise AccountingError(f"critical path of sequence {seq} does not add up to its step latency")
         self.release_records()
         resources = {}
         if self.check:

@@ -6,7 +6,10 @@
   and cause, refresh and retention counts, the ages its reads used and its energy per
   component and action, against an independent model of the description (against_witness.py);
 - invariants of the simulator's own records (gcsim/sim/schedule.py): a read never before its
-  write, no value read at a negative age, no resource serving two claims at once.
+  write, no value read at a negative age, no resource serving two claims at once; and its own
+  accounting check (busy + stalled + idle = elapsed with no overlapping intervals, every
+  step's critical path adding up): a simulator that stops there fails (i), exit 1, instead
+  of crashing validate.
 
 A description whose policy brings no witness rule (gcsim/witness/rules.py) gets the value
 comparison with the simulator's own ages and the invariants; the report says that the
@@ -19,7 +22,7 @@ import numpy as np
 from ..budget import check_run
 from ..errors import UsageError
 from ..parallel import default_jobs, worth_it
-from ..sim import Simulator
+from ..sim import AccountingError, Simulator
 from ..sim.schedule import check as invariants
 from ..witness import Unavailable, schedule
 from ..witness.energy import count as energy_count
@@ -59,17 +62,28 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1, devi
     code_step = 2.0 / (hw.numerics.out_levels - 1) if hw.numerics.out_levels else None
     layers = [LayerComparison() for _ in range(s.layers)]
     ctx = {"trace": trace, "hw64": hw64, "T": T, "sample": sample, "code_step": code_step}
+    stopped = None
     with BlockComparisons(ctx, layers, workers) as compare:
         rec = StageRecorder(hw64, T, sample, compare.submit, block=B, witness=witness)
-        res = Simulator(hw64, trace, steps=T, stages_hook=rec, check=True, device=device).run(progress=progress)
+        try:
+            res = Simulator(hw64, trace, steps=T, stages_hook=rec, check=True, device=device).run(progress=progress)
+        except AccountingError as exc:   # the simulator's own invariant (busy + stalled + idle, the path)
+            stopped = str(exc)
     report = {"steps": T, "stage_steps": sample.tolist(), "layers": []}
-    report["invariants"] = invariants(res, closed_form=False)
+    report["ages_from"] = "witness" if witness is not None else "simulator"
+    if stopped is not None:
+        report["invariants"] = {"mode": "invariants", "pass": False,
+                                "violations": [f"the simulator stopped at its own accounting check: {stopped}"]}
+        report["witness"] = {"available": witness is not None, "stopped": True, "pass": True,
+                             "reason": "not compared: the simulator stopped, see (i)",
+                             "checks": [{"name": n, "kind": "not run", "pass": None} for n in WITNESS_CHECKS]}
+    else:
+        report["invariants"] = invariants(res, closed_form=False)
+        report["witness"] = witness_report(res, witness, rec, hw64, unavailable)
     if rec.first_negative_age is not None:  # the reference itself was given ages clipped at 0
         t, l, m, ps = rec.first_negative_age
         report["invariants"]["violations"].append(f"step {t} layer {l} slot {m}: read at a negative age {ps} ps")
         report["invariants"]["pass"] = False
-    report["ages_from"] = "witness" if witness is not None else "simulator"
-    report["witness"] = witness_report(res, witness, rec, hw64, unavailable)
     ok = report["invariants"]["pass"] and report["witness"]["pass"]
     for l, comp in enumerate(layers):
         row = comp.row(l, code_step)
