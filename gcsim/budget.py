@@ -61,7 +61,7 @@ def simulator_memory(hw: Hardware, steps: int, *, values: bool = True, itemsize:
                             "periphery.sequences x shape.layers x shape.kv_heads x shape.window x shape.d_head")
     resident, _ = record_bytes(hw, steps)
     out["per-step records (resident part)"] = (
-        resident, "periphery.sequences x shape.layers x min(trace steps, the rows resident: engine.RELEASE_STEPS "
+        resident, "periphery.sequences x shape.layers x min(trace steps, the rows resident: streamio.RELEASE_STEPS "
                   "+ 2 x streamio.CHUNK_ROWS)")
     return out
 
@@ -73,10 +73,10 @@ def record_row_bytes(hw) -> list[int]:
     the energy ledger's counts and direct pJ [T, actions] and layer-step sums [T, 3, L]
     (kernel/energy.py); with costs.array_read: charge, each layer's read charges [T, 2]."""
     from . import costs
-    from .sim.blocks.interconnect import topology
     s, n = hw.shape, hw.periphery.sequences
     actions = len(costs.derive(hw).actions_pj) + 1   # + "link"
-    actions += sum(1 for _, _, d in topology(hw).edges(data=True) if d["pj_per_bit"] is not None)
+    # + "link:NAME" for each topology edge with its own energy per bit (the links form has none)
+    actions += sum(1 for e in hw.interconnect.edges.values() if e.pj_per_bit is not None)
     rows = [s.layers * 8] * (4 * n) + [8] * n + [16 * 8] * n + [actions * 8] * 2 + [3 * s.layers * 8]
     if costs.charge_pj(hw):
         rows += [2 * 8] * s.layers
@@ -89,14 +89,13 @@ def record_bytes(hw, steps: int) -> tuple[int, int]:
     written since the engine last released them (RELEASE_STEPS) and a chunk read back (and
     its copy: 2 x CHUNK_ROWS) are resident at most."""
     from . import streamio
-    from .sim.engine import RELEASE_STEPS
     resident = disk = 0
     for row in record_row_bytes(hw):
         if row * steps < streamio.SCRATCH_MIN_BYTES:
             resident += row * steps
         else:
             disk += row * steps
-            resident += row * min(steps, RELEASE_STEPS + 2 * streamio.CHUNK_ROWS)
+            resident += row * min(steps, streamio.RELEASE_STEPS + 2 * streamio.CHUNK_ROWS)
     return resident, disk
 
 

@@ -45,7 +45,7 @@ energy of a read of the calibration trace's mean charge:
   kappa_K = k_column_read / CAL_K_COLUMN_UA_TMAX,  kappa_V = v_row_read / CAL_V_ROW_UA_TMAX,
 so on the calibration trace the paper's 1120 pJ (phi(Q.K^T)) and 700 pJ (phi(S).V, of which
 448 pJ V rows) hold per head and token at full window. The calibration constants are
-measured by `calibration_charges()` (the numbers below; tests/test_charge_energy.py
+measured by `gcsim.calibration.calibration_charges()` (the numbers below; tests/test_charge_energy.py
 re-measures them). The K item includes the integrator and charge-to-pulse: all of it is
 taken in proportion to the charge (the paper gives no split). The table entries are used as
 written (not scaled by d_head: the charge already counts the cells). Timing-only runs have
@@ -77,7 +77,7 @@ ACCUMULATOR_SHARE = 2 / 3
 # i.e. `gcsim trace synth` of paper-gpt2 shape (12 layers x 12 heads, d_head 64), 1100 steps,
 # seed 0, on models/paper-gpt2.yaml (float32). Mean integrated |I| x pulse width per K column
 # read and per V row read (uA x T_max) over its full-window steps (t >= 1023), measured by
-# calibration_charges(). A read of these charges costs k_column_read / v_row_read. (Re-measured
+# gcsim.calibration.calibration_charges(). A read of these charges costs k_column_read / v_row_read. (Re-measured
 # after the DAC front end chose its levels in float64, gcsim/datapath.py: -5e-6 and -1.7e-5.)
 CALIBRATION_TRACE = {"model": "paper-gpt2", "steps": 1100, "seed": 0}
 CAL_K_COLUMN_UA_TMAX = 31.67504667960329
@@ -182,30 +182,3 @@ def derive(hw) -> Costs:
     if kappa:
         actions.update({k: 0.0 for k in kappa})
     return Costs(adder_tree_ps(hw), actions, scale, area(hw), kappa)
-
-
-def calibration_charges(progress: bool = False) -> tuple[float, float]:
-    """Measure (CAL_K_COLUMN_UA_TMAX, CAL_V_ROW_UA_TMAX) on the calibration trace: the mean
-    integrated |I| x pulse width per K column read and per V row read at full window."""
-    import os
-    import tempfile
-
-    import numpy as np
-
-    from .hardware import load_hardware
-    from .sim import Simulator
-    from .traces import open_trace, write_synthetic
-
-    hw = load_hardware(CALIBRATION_TRACE["model"]).derive(costs={"array_read": "charge"})
-    s = hw.shape
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "calibration.gctrace")
-        write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
-                        steps=CALIBRATION_TRACE["steps"], seed=CALIBRATION_TRACE["seed"])
-        with open_trace(path) as trace:
-            sim = Simulator(hw, trace)
-            sim.run(progress=progress)
-    full = np.arange(sim.steps) >= s.window - 1
-    charge = sum(t.read_charge_ua_tmax[full].sum(axis=0) for t in sim.tiles)   # [K, V] summed
-    reads = int(full.sum()) * s.layers * s.heads * s.window * hw.periphery.sequences
-    return float(charge[0] / reads), float(charge[1] / reads)

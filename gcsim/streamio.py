@@ -71,6 +71,7 @@ def records_array(shape, dtype=np.int64) -> np.ndarray:
 
 
 CHUNK_ROWS = 4096   # rows of per-step records read back at a time
+RELEASE_STEPS = 1024   # the engine releases the per-step records' pages every so many steps
 
 
 def in_chunks(arr, rows: int | None = None):

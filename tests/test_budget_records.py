@@ -13,7 +13,7 @@ def test_records_of_a_two_layer_gpt2_by_hand():
     table + link) x 8 B, layer-step sums 3 x 2 x 8 B = 64 + 8 + 128 + 144 + 48 = 392 B."""
     hw = load_hardware("paper-gpt2").derive(shape={"layers": 2})
     assert sum(budget.record_row_bytes(hw)) == 392
-    resident_rows = 1024 + 2 * 4096   # engine.RELEASE_STEPS + a chunk read back and its copy
+    resident_rows = 1024 + 2 * 4096   # streamio.RELEASE_STEPS + a chunk read back and its copy
     assert budget.record_bytes(hw, 1000) == (392_000, 0)   # every array below 256 KiB: in memory
     assert budget.record_bytes(hw, 100_000) == (392 * resident_rows, 39_200_000)
     # 20,000 steps: only the step ends (8 B x 20,000 = 160 kB) stay below 256 KiB

@@ -125,17 +125,11 @@ def test_calibration_trace_gives_the_papers_1120_and_700_pj():
     """`gcsim paper --functional` on the calibration trace with array_read: charge: the
     paper items per head and token at full window are the paper's (the calibration), while
     the other items keep the table's; the default stays per cell."""
-    from gcsim.commands.paper import reproduce
-    from gcsim.traces import open_trace, write_synthetic
+    from gcsim.calibration import reproduce_synthetic
     assert load_hardware("paper-gpt2").costs.array_read == "per_cell"
-    hw = load_hardware(costs.CALIBRATION_TRACE["model"]).derive(costs={"array_read": "charge"})
-    s = hw.shape
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "cal.gctrace")
-        write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
-                        steps=costs.CALIBRATION_TRACE["steps"], seed=costs.CALIBRATION_TRACE["seed"])
-        with open_trace(path) as trace:
-            items = reproduce(hw, trace, functional=True)["items_pj"]
+    cal = costs.CALIBRATION_TRACE
+    hw = load_hardware(cal["model"]).derive(costs={"array_read": "charge"})
+    items = reproduce_synthetic(hw, cal["steps"], cal["seed"], functional=True)["items_pj"]
     assert items["phi_qk"] == pytest.approx(1120.0, rel=1e-6)
     assert items["phi_v"] == pytest.approx(700.0, rel=1e-6)
     assert items["digital_routing"] == pytest.approx(4000.0, rel=1e-9)

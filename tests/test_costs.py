@@ -100,7 +100,8 @@ def test_paper_command_says_calibrated_and_compares_cycles_with_cycles(capsys):
 
 
 def test_paper_tolerance_is_half_a_unit_of_the_papers_last_digit():
-    from gcsim.commands.paper import format_paper, off_figures
+    from gcsim.commands.paper import format_paper
+    from gcsim.calibration import off_figures
     # figures that round to the published ones (65 ns, 0.78 us, 1120 pJ, 73.8 nJ, 0.89 uJ ...)
     r = {"model": "x", "clock_mhz": 1000.0, "layer_ns": 65.5, "layer_cycles": 64.5, "token_us": 0.7849,
          "items_pj": {"phi_qk": 1120.4, "phi_v": 699.6, "digital_routing": 4000.0, "dacs": 330.0},

@@ -1,5 +1,5 @@
 """Per-step records kept out of memory (issue 13, flat memory): on disk for long runs
-(gcsim.streamio.records_array, pages released every engine.RELEASE_STEPS steps, read back in
+(gcsim.streamio.records_array, pages released every streamio.RELEASE_STEPS steps, read back in
 chunks), critical paths stored in batches, served intervals checked as they come. They must
 give exactly what in-memory records give, and a full disk must fail cleanly."""
 import errno
@@ -13,7 +13,6 @@ from gcsim import load_hardware, streamio
 from gcsim.cli import main as cli
 from gcsim.profiling import write_profile
 from gcsim.report import build_report, write_per_step_csv
-from gcsim.sim import engine
 from gcsim.sim.engine import ArrayTrace, Simulator
 from gcsim.sim.kernel.path import CriticalPath
 from gcsim.sim.kernel.resource import ServedLog, first_violation
@@ -24,7 +23,7 @@ def on_disk(monkeypatch, rows=5, release=7):
     """Every record array on disk, read back 5 rows at a time, released every 7 steps."""
     monkeypatch.setattr(streamio, "SCRATCH_MIN_BYTES", 0)
     monkeypatch.setattr(streamio, "CHUNK_ROWS", rows)
-    monkeypatch.setattr(engine, "RELEASE_STEPS", release)
+    monkeypatch.setattr(streamio, "RELEASE_STEPS", release)
 
 
 def test_scratch_array_keeps_its_values_across_page_releases(monkeypatch):

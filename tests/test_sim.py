@@ -178,7 +178,7 @@ def test_validation_fails_when_the_simulator_is_wrong(small, monkeypatch):
 
 
 def test_paper_command_figures():
-    from gcsim.commands.paper import reproduce
+    from gcsim.calibration import reproduce
 
     hw = load_hardware("paper-gpt2")
     z = np.zeros((1025, 12, 12, 64), np.float16)

@@ -21,18 +21,12 @@ ratios are printed beside the paper's rounded claims and not checked.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
-import numpy as np
-
-from .. import paper
+from .. import calibration, paper
 from ..errors import EXIT_MISMATCH, EXIT_OK, silence_stdout
-from ..report import build_report
-from ..sim import Simulator
 from ..sim import check_fit
-from ..traces import open_trace, write_synthetic
+from ..traces import open_trace
 from ..progress import add_feedback, say, wanted
 from .common import add_overrides, load_model
 
@@ -52,29 +46,6 @@ def register(sub):
     p.set_defaults(func=main)
 
 
-def reproduce(hw, trace, functional=False, progress=False) -> dict:
-    res = Simulator(hw, trace, values=functional).run(progress=progress)
-    rep = build_report(res, values=functional)
-    s = hw.shape
-    full = np.arange(res.steps) >= s.window - 1
-    if not full.any():
-        raise ValueError(f"the trace has {res.steps} steps; the paper's figures need a full window "
-                         f"({s.window} steps)")
-    step_pj = res.ledger.step_pj()[full]
-    layer_ns = float(np.mean(res.layer_end_ps[0] - res.layer_start_ps[0])) / 1000
-    token_ns = float(np.mean(res.step_latency_ps(0)[full])) / 1000
-    layer_nj = float(step_pj.mean()) / s.layers / 1000
-    out = {"layer_ns": layer_ns, "layer_cycles": layer_ns * 1000 / hw.timing.clock_period_ps,
-           "clock_mhz": hw.timing.clock_mhz, "model": hw.name,
-           "token_us": token_ns / 1000, "layer_nj": layer_nj, "token_uj": float(step_pj.mean()) / 1e6,
-           "items_pj": {k: v["per_head_per_token_pj"] for k, v in rep["energy"]["paper_items"].items()},
-           "gpus": {}}
-    for gpu, base in paper.GPUS.items():
-        out["gpus"][gpu] = {"speedup": base["latency_us"] * 1000 / layer_ns,
-                            "energy_ratio": base["energy_mj"] * 1e6 / layer_nj}
-    return out
-
-
 def _percent(text: str) -> float:
     try:
         v = float(text)
@@ -85,36 +56,15 @@ def _percent(text: str) -> float:
     return v
 
 
-def figures(r: dict, tolerance_pct: float | None = None) -> list[tuple]:
-    """(key, label, gcsim, paper, allowed |difference|) of every published figure."""
-    short = {"phi_qk": "phi(Q.K^T)", "phi_v": "phi(S).V", "digital_routing": "digital and routing", "dacs": "DACs"}
-    rows = [("layer_ns", "latency per layer (ns)", r["layer_ns"], paper.LAYER_NS),
-            ("layer_cycles", f"  in cycles at {r['clock_mhz']:g} MHz (paper: 65 ns at this clock)", r["layer_cycles"],
-             paper.LAYER_NS * r["clock_mhz"] / 1000),
-            ("token_us", "latency per token, 12 layers (us)", r["token_us"], paper.TOKEN_US)]
-    for k, v in r["items_pj"].items():
-        rows.append((k, f"{short.get(k, k)} per head and token (pJ)", v, paper.ITEMS_PJ[k]))
-    rows += [("head_total_pj", "total per head (pJ)", sum(r["items_pj"].values()), paper.HEAD_TOTAL_PJ),
-             ("layer_nj", "energy per layer, 12 heads (nJ)", r["layer_nj"], paper.LAYER_NJ),
-             ("token_uj", "attention energy per token (uJ)", r["token_uj"], paper.TOKEN_UJ)]
-    return [(k, name, got, ref, paper.TOLERANCE[k] if tolerance_pct is None else abs(ref) * tolerance_pct / 100)
-            for k, name, got, ref in rows]
-
-
-def off_figures(r: dict, tolerance_pct: float | None = None) -> list[str]:
-    """The labels of the figures further from the paper's than their tolerance."""
-    return [name.strip() for _, name, got, ref, tol in figures(r, tolerance_pct) if not abs(got - ref) <= tol]
-
-
 def format_paper(r: dict, tolerance_pct: float | None = None) -> str:
-    rows = figures(r, tolerance_pct)
+    rows = calibration.figures(r, tolerance_pct)
     lines = [f"{r['model']} calibrated to the paper's budgets (its phase times and energy table are the "
              f"paper's; docs/cost-model.md)", "",
              f"{'figure':<52} {'gcsim':>12} {'paper':>10} {'diff':>7} {'tolerance':>10}"]
     for _, name, got, ref, tol in rows:
         mark = "" if abs(got - ref) <= tol else "  OFF"
         lines.append(f"{name:<52} {got:12.4g} {ref:10.4g} {100 * (got - ref) / ref:+6.2f}% {tol:10.3g}{mark}")
-    off = off_figures(r, tolerance_pct)
+    off = calibration.off_figures(r, tolerance_pct)
     basis = "half a unit of the paper's last digit" if tolerance_pct is None else f"{tolerance_pct:g}% of the paper's"
     lines.append("")
     lines.append(f"all {len(rows)} figures within their tolerance ({basis})" if not off else
@@ -134,18 +84,10 @@ def main(args) -> int:
     if args.trace:
         trace = open_trace(args.trace)
         check_fit(hw, trace)
-        rep = reproduce(hw, trace, args.functional, wanted(args))
+        rep = calibration.reproduce(hw, trace, args.functional, wanted(args))
     else:
-        if args.steps < hw.shape.window:
-            raise ValueError(f"--steps {args.steps} is shorter than the window ({hw.shape.window})")
-        s = hw.shape
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "synthetic.gctrace")
-            write_synthetic(path, layers=s.layers, heads=s.heads, kv_heads=s.kv_heads, d_head=s.d_head,
-                            steps=args.steps, seed=args.seed)
-            with open_trace(path) as trace:
-                rep = reproduce(hw, trace, args.functional, wanted(args))
-    verdict = EXIT_MISMATCH if off_figures(rep, args.tolerance) else EXIT_OK
+        rep = calibration.reproduce_synthetic(hw, args.steps, args.seed, args.functional, wanted(args))
+    verdict = EXIT_MISMATCH if calibration.off_figures(rep, args.tolerance) else EXIT_OK
     try:
         say(args, format_paper(rep, args.tolerance))
         sys.stdout.flush()

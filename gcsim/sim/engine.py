@@ -32,6 +32,7 @@ from .. import costs, physics, progress as feedback
 from ..datapath import layer_scalers
 from ..budget import check_run
 from ..errors import SimError
+from .. import streamio
 from ..streamio import records_array, release_pages
 from ..hardware import Hardware
 from ..kernels import notice as kernel_notice
@@ -154,7 +155,6 @@ class Record:
                 release_pages(arr)
 
 
-RELEASE_STEPS = 1024   # the per-step records' pages leave the process every so many steps
 
 
 class Simulator:
@@ -246,7 +246,7 @@ class Simulator:
                 yield l, seq, ring
 
     def step_done(self, t: int) -> None:
-        if not (t + 1) % RELEASE_STEPS:
+        if not (t + 1) % streamio.RELEASE_STEPS:
             self.release_records()
         if self._bar is not None:
             self._bar.update(1)
