@@ -17,6 +17,30 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+# Numeric libraries read these when they load: one thread per worker, the workers are the
+# parallelism (set before numpy is imported in the worker, see pin_threads).
+THREAD_ENV = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                     "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                                     "NUMBA_NUM_THREADS", "GCSIM_THREADS")}
+
+
+_numeric_loaded_before_pin = None
+
+
+def pin_threads() -> None:
+    """Worker initializer: one thread per numeric library. Workers are spawned (fresh
+    interpreters), so numpy's BLAS has not started yet and reads these when it loads."""
+    global _numeric_loaded_before_pin
+    _numeric_loaded_before_pin = "numpy" in sys.modules
+    os.environ.update(THREAD_ENV)
+
+
+def thread_settings(_task=None) -> dict:
+    """What a worker runs with (for tests): the thread variables and whether numpy was loaded
+    before they were set (then they would not have applied)."""
+    return {"env": {k: os.environ.get(k) for k in THREAD_ENV}, "numpy_before_pin": _numeric_loaded_before_pin}
+
+
 # A worker costs about 1 s of CPU to start (a fresh interpreter importing numpy, numba, gcsim):
 # go parallel only when the layers' reference work, ~ steps x min(steps, window) x heads x
 # layers, is worth about 10 s on one core (benchmarks/bench_layers.py: 512 GPT-2 steps,
@@ -108,7 +132,6 @@ def worker_pool(jobs: int, init: str | None = None, payload: bytes = b"") -> Pro
 
 
 def _start_worker(init, payload):
-    from .sweeps.point import pin_threads
     pin_threads()
     if init:
         import importlib

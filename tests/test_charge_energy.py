@@ -1,8 +1,6 @@
 """Data-dependent array energy (`costs.array_read: charge`, gcsim/costs.py): the integrated
 |I| x pulse width of a read by hand, both K/V stores against a per-cell loop, the paper's
 1120 / 700 pJ on the calibration trace, and the refusal of timing-only runs."""
-import os
-import tempfile
 
 import numpy as np
 import pytest

@@ -180,7 +180,7 @@ def test_python_api_returns_a_dataframe(tmp_path):
 
 def test_workers_pin_numeric_libraries_to_one_thread():
     from gcsim.sweeps.backends import run_local
-    from gcsim.sweeps.point import thread_settings
+    from gcsim.parallel import thread_settings
     (_, got), = run_local([(0, None)], jobs=1, fn=thread_settings)
     assert got["env"]["OPENBLAS_NUM_THREADS"] == "1" and got["env"]["OMP_NUM_THREADS"] == "1"
     assert got["numpy_before_pin"] is False          # so OpenBLAS read them when it loaded

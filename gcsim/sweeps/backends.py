@@ -20,7 +20,8 @@ import multiprocessing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from .point import THREAD_ENV, pin_threads, run_point
+from ..parallel import THREAD_ENV, pin_threads
+from .point import run_point
 
 MAX_RETRIES = 2
 
