@@ -143,6 +143,18 @@ def test_eval_text_that_is_not_a_regular_file_is_refused_at_once(tmp_path, odd_f
     assert time.monotonic() - t0 < 15
 
 
+@pytest.mark.parametrize("lm", ["chip", "smollm2"])
+def test_eval_refuses_a_bad_text_before_it_loads_the_model(tmp_path, odd_files, monkeypatch, lm):
+    """The text was checked only after the model had loaded: 33 s with --lm smollm2 (4 s now)."""
+    from gcsim.commands import evaluate
+
+    def no_model(args):
+        raise AssertionError("the model was loaded before the text was checked")
+    monkeypatch.setattr(evaluate, "load_lm_and_hardware", no_model)
+    rc, _, err = run_cli(["eval", "--lm", lm, "--text", str(odd_files["fifo"]), "-o", str(tmp_path / "out")])
+    assert_one_line_error(rc, err, "the text file is not a regular file: it is a FIFO")
+
+
 def test_an_empty_text_needs_at_least_one_window(tmp_path, odd_files):
     rc, _, err = run_cli(["eval", "--text", str(odd_files["empty"]), "-o", str(tmp_path / "out")])
     assert_one_line_error(rc, err, "the text has 0 tokens; at least 257 are needed for one window")

@@ -178,17 +178,20 @@ def default_variants(lm, hw):
 
 def main(args) -> int:
     from ..llm.evaluate import evaluate, layer_sensitivity
+    from ..llm.evaluate import read_text
     from ..llm.loop import NEGATIVE_CONTROL_NOTE
+    # the user's inputs first: a bad --text (a FIFO, a folder) or option is refused before the
+    # model loads (SmolLM2 takes half a minute)
+    text = read_text(args.text)
+    max_windows = parse_windows(args.windows)
+    sigmas = {name: vals for flag, name, _ in NOISE_SWEEPS
+              if (vals := parse_sigmas(getattr(args, flag[2:].replace("-", "_")), flag))}
     lm, hw = load_lm_and_hardware(args)
     chip_layers = parse_layers(args.chip_layers, lm.layers)
     window = args.window if args.window is not None else min(256, hw.shape.window)
     if not 0 < window <= min(hw.shape.window, lm.context):
         raise ValueError(f"--window must lie in 1..{min(hw.shape.window, lm.context)}, found {window}")
-    from ..llm.evaluate import read_text
-    ids = lm.encode(read_text(args.text))
-    max_windows = parse_windows(args.windows)
-    sigmas = {name: vals for flag, name, _ in NOISE_SWEEPS
-              if (vals := parse_sigmas(getattr(args, flag[2:].replace("-", "_")), flag))}
+    ids = lm.encode(text)
     for name, vals in sigmas.items():  # out-of-range sigmas: the description's own error, before any work
         hw.derive(numerics={"noise": {name: max(vals), "seed": args.noise_seed}})
     variants = default_variants(lm, hw)
