@@ -6,8 +6,11 @@ SmolLM2-135M and Llama-3-8B (the README's figure is made the same way by
     python examples/system_curves.py -o out/x.png --device h100-sxm
 
 The same as `gcsim system` (which also writes the table and a CSV), through the library.
+Needs matplotlib: pip install -e '.[plot]' (without it, the script says so in one line and
+exits with status 1, before any work).
 """
 import argparse
+import sys
 from pathlib import Path
 
 from gcsim import load_hardware
@@ -19,6 +22,10 @@ def main():
     ap.add_argument("-o", "--out", default="out/system-curves.png")
     ap.add_argument("--device", default="rtx4090")
     args = ap.parse_args()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        sys.exit("system_curves.py needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)")
     rows = []
     for name in ("paper-gpt2", "smollm2", "llama3-8b"):
         hw = load_hardware(name).derive(host={"device": args.device})
