@@ -64,3 +64,19 @@ def test_a_change_in_the_model_shows(ctx, monkeypatch):
     monkeypatch.setattr(costs, "action_scale", lambda hw: {**real(hw), "k_column_read": 1.01 * real(hw)["k_column_read"]})
     found = generate.differences(generate.SECTIONS["cost-examples"], ctx)
     assert found and "1,131.2" in found[0]
+
+
+def test_the_readme_system_paragraph_follows_the_generated_curves():
+    """The README sums up docs/system.md's generated table of the end-to-end curves in a
+    sentence (its figure is that section's chart): a regenerated table the sentence no longer
+    matches fails here, as the window x cell law table's conclusion went stale before."""
+    import math
+    rows = {r[0]: r for r in generate.table_cells(generate.current(generate.SECTIONS["system-curves"]))[1:]}
+    speedup = lambda model: float(rows[model][3].split("×")[0])             # noqa: E731  at the window, 1 sequence
+    at_64 = [float(rows[m][5].split("×")[0]) for m in rows]
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    said = (f"{speedup('paper-gpt2'):.2f}× for GPT-2 and SmolLM2" if f"{speedup('paper-gpt2'):.2f}" ==
+            f"{speedup('smollm2'):.2f}" else "GPT-2 and SmolLM2 differ")
+    assert said in readme
+    assert speedup("llama3-8b") < 1.1 and f"under 1.1× below {int(rows['llama3-8b'][4]) // 1024}k tokens" in readme
+    assert f"{math.floor(min(at_64))}–{math.ceil(max(at_64))}× at 64" in readme

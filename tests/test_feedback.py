@@ -104,3 +104,24 @@ def test_a_fresh_numba_cache_compiles_and_says_so(tmp_path):
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert first.stderr.count("gcsim: compiling kernels (once") == 1
     assert "compiling" not in second.stderr
+
+
+def test_a_sweep_shows_its_planning(tmp_path, capsys, monkeypatch):
+    """A 10,000-point spec planned for minutes (182 s on the loaded machine, 25 s now:
+    benchmarks/bench_sweep_plan.py) with nothing on the screen: the planning has its own bar,
+    one tick per combination built and one per point looked up in the cache."""
+    from gcsim.sweeps.runner import run_sweep
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    bars, real_bar = [], progress.bar
+    monkeypatch.setattr(progress, "bar", lambda *a, **k: bars.append(real_bar(*a, **k)) or bars[-1])
+    spec = {"hardware": "paper-gpt2", "mode": "timing-only", "steps": 2,
+            "traces": [{"synthetic": {"steps": 2, "seed": 0}}, {"synthetic": {"steps": 2, "seed": 1}}],
+            "axes": [{"grid": {"timing.host_ns_per_layer": [0, 1, 2]}}],
+            "constraints": [{"require": "timing.host_ns_per_layer < 0", "reason": "none runs"}]}
+    result = run_sweep(spec, jobs=1, cache=tmp_path / "cache", progress=True)
+    assert [r["status"] for r in result.rows] == ["skipped"] * 6
+    err = capsys.readouterr().err
+    assert "planning:   0%|          | 0/9" in err      # 3 combinations + 6 points (3 x 2 traces)
+    assert [(b.desc, b.n, b.total) for b in bars] == [("planning", 9, 9)]
+    run_sweep(spec, jobs=1, cache=tmp_path / "cache", progress=False)
+    assert capsys.readouterr().err == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -113,35 +114,11 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     store = cache if isinstance(cache, ResultCache) else ResultCache(cache)
     started = datetime.datetime.now(datetime.timezone.utc)
-    points = spec.points()
-    traces = spec.eval if spec.mode == "eval" else _Traces(spec, store)
-    records: dict = {}
-    tasks = []
-    keys: dict = {}
-    from ..sim import SimError
-    for p in points:
-        if p.skip_reason is not None:
-            continue
-        try:
-            path, sha = traces.for_point(p)
-        except SimError as exc:                      # e.g. a swept shape the trace lacks
-            p.skip_reason = f"trace does not fit: {exc}"
-            continue
-        except ModelMismatch as exc:                 # eval: a shape the language model lacks
-            p.skip_reason = f"model does not fit: {exc}"
-            continue
-        desc = to_dict(p.hardware)
-        desc.pop("source", None)
-        key = keys[p.index] = point_key(desc, sha, spec.mode, spec.steps, spec.seed)
-        hit = store.get(key)
-        if hit is not None and not (retry_failed and hit["status"] != "ok"):
-            records[p.index] = hit
-            continue
-        task = {"description": desc, "trace": path, "mode": spec.mode, "steps": spec.steps,
-                "seed": spec.seed, "label": f"{spec.source} point {p.index}"}
-        if spec.mode == "eval":
-            task["eval"] = spec.eval.task()
-        tasks.append((p.index, task))
+    from ..progress import bar as progress_bar
+    n_combos = math.prod(len(next(iter(block.values()))) if block else 0 for block in spec.axes)
+    with progress_bar(n_combos * (1 + len(spec.traces)), "planning", enabled=progress, unit="point") as planning:
+        points = spec.points(planned_one=planning.update)
+        keys, records, tasks = _look_up(spec, points, store, retry_failed, planning.update)
     failed = sum(r["status"] != "ok" for r in records.values())
     if ray in (None, False):
         from .backends import run_local
@@ -180,6 +157,40 @@ def run_sweep(spec, *, jobs: int | None = None, ray: str | bool | None = None, c
         if bar is not None:
             bar.close()
     return _assemble(spec, points, records, keys, n_cached, backend, started, command)
+
+
+def _look_up(spec, points, store: ResultCache, retry_failed: bool, looked_up):
+    """(cache keys, cached records, tasks to run) of the points; looked_up() after each."""
+    traces = spec.eval if spec.mode == "eval" else _Traces(spec, store)
+    from ..sim import SimError
+    records: dict = {}
+    tasks = []
+    keys: dict = {}
+    for p in points:
+        looked_up()
+        if p.skip_reason is not None:
+            continue
+        try:
+            path, sha = traces.for_point(p)
+        except SimError as exc:                      # e.g. a swept shape the trace lacks
+            p.skip_reason = f"trace does not fit: {exc}"
+            continue
+        except ModelMismatch as exc:                 # eval: a shape the language model lacks
+            p.skip_reason = f"model does not fit: {exc}"
+            continue
+        desc = to_dict(p.hardware)
+        desc.pop("source", None)
+        key = keys[p.index] = point_key(desc, sha, spec.mode, spec.steps, spec.seed)
+        hit = store.get(key)
+        if hit is not None and not (retry_failed and hit["status"] != "ok"):
+            records[p.index] = hit
+            continue
+        task = {"description": desc, "trace": path, "mode": spec.mode, "steps": spec.steps,
+                "seed": spec.seed, "label": f"{spec.source} point {p.index}"}
+        if spec.mode == "eval":
+            task["eval"] = spec.eval.task()
+        tasks.append((p.index, task))
+    return keys, records, tasks
 
 
 def _assemble(spec, points, records, keys, n_cached, backend, started, command) -> SweepResult:

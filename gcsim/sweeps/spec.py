@@ -33,7 +33,7 @@ import yaml
 from .. import safeyaml
 from . import expression
 from ..errors import GcsimError, HardwareError
-from ..hardware import load_hardware, to_dict
+from ..hardware import derived, load_hardware, to_dict
 from ..safefile import read_bytes
 
 MODES = ("timing-only", "functional", "validate", "eval")
@@ -104,31 +104,38 @@ class SweepSpec:
             rows = [{**a, **b} for a, b in itertools.product(rows, block_rows)]
         return rows
 
-    def points(self) -> list[Point]:
+    def points(self, planned_one=None) -> list[Point]:
         """All points: every axis combination for every trace, constraints applied and each
-        description built and validated (skipped points carry the reason)."""
-        planned = [(values, *self._plan(values)) for values in self.combos()]   # once, whatever the traces
+        description built and validated (skipped points carry the reason). planned_one() is
+        called after each combination (a progress bar: 10,000 take seconds)."""
+        base = to_dict(self.hardware)
+        planned = []
+        for values in self.combos():                       # once, whatever the traces
+            planned.append((values, *self._plan(values, base)))
+            if planned_one is not None:
+                planned_one()
         out = []
         for t in range(len(self.traces)):
             for values, hardware, reason in planned:
                 out.append(Point(len(out), dict(values), t, hardware, reason))
         return out
 
-    def _plan(self, values: dict):
+    def _plan(self, values: dict, base: dict):
         """(description, None) for one combination of axis values, or (None, why it is skipped)."""
-        reason = self.violated(values)
+        reason = self.violated(values, base)
         if reason is not None:
             return None, reason
         try:
-            return self.hardware.derive(**nested(values)), None
+            return derived(self.hardware, nested(values), base), None
         except HardwareError as exc:
             msg = str(exc)       # without the "<file> (derived): " the user did not write
             head = msg.find(" (derived): ")
             return None, f"invalid description: {msg[head + len(' (derived): '):] if head >= 0 else msg}"
 
-    def violated(self, values: dict) -> str | None:
-        """The reason of the first constraint the point breaks, or None."""
-        base = to_dict(self.hardware)
+    def violated(self, values: dict, base: dict | None = None) -> str | None:
+        """The reason of the first constraint the point breaks, or None (base: the base
+        description as to_dict gives it, when the caller has it already)."""
+        base = to_dict(self.hardware) if base is None else base
         for text, reason, expr in self.constraints:
             if not _eval(expr, lambda name: lookup(name, values, base), self.source, text):
                 return reason
