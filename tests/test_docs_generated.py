@@ -80,3 +80,19 @@ def test_the_readme_system_paragraph_follows_the_generated_curves():
     assert said in readme
     assert speedup("llama3-8b") < 1.1 and f"under 1.1× below {int(rows['llama3-8b'][4]) // 1024}k tokens" in readme
     assert f"{math.floor(min(at_64))}–{math.ceil(max(at_64))}× at 64" in readme
+
+
+def test_the_window_law_conclusion_follows_its_table():
+    """docs/sweep.md's sentence under the window x cell law table repeats its latencies and
+    energies (it once said every window takes 780 ns beside a table that no longer did)."""
+    rows = generate.table_cells(generate.current(generate.SECTIONS["study-window-law"]))
+    head = rows[0]
+    rows = [r for r in rows[1:] if r[head.index("numerics.cell_law")] == "linear"]
+    col = lambda name: [r[head.index(name)] for r in rows]                 # noqa: E731
+    ns = [int(x.replace(",", "")) for x in col("latency_per_token_ns")]
+    pj = [int(x.replace(",", "")) for x in col("energy_per_token_pj")]
+    text = " ".join((ROOT / "docs" / "sweep.md").read_text(encoding="utf-8").split())
+    layers = 12                                                                 # paper-gpt2
+    assert " / ".join(f"{n // layers}" for n in ns) + " ns per layer" in text
+    assert " / ".join(f"{n}" for n in ns) + " ns per token for windows of " in text
+    assert f"from {round(min(pj) / 1000)} to {round(max(pj) / 1000)} nJ" in text

@@ -107,7 +107,7 @@ def test_a_fresh_numba_cache_compiles_and_says_so(tmp_path):
 
 
 def test_a_sweep_shows_its_planning(tmp_path, capsys, monkeypatch):
-    """A 10,000-point spec planned for minutes (182 s on the loaded machine, 25 s now:
+    """A 10,000-point spec planned for minutes (81 s on the loaded machine, 14 s now:
     benchmarks/bench_sweep_plan.py) with nothing on the screen: the planning has its own bar,
     one tick per combination built and one per point looked up in the cache."""
     from gcsim.sweeps.runner import run_sweep
