@@ -216,6 +216,17 @@ def over_sequences(n_seq: int) -> str:
     return f" over all {n_seq} sequences" if n_seq > 1 else ""
 
 
+def _as_seen_from_here(path: str) -> str:
+    """A path under the working directory relative to it (traces/x.gctrace from a clone, as
+    the README's quickstart shows it); any other path as it is (report.json keeps it whole)."""
+    import os
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:                       # another drive
+        return path
+    return path if rel.startswith(os.pardir) else rel
+
+
 def format_summary(rep: dict) -> str:
     """The run summary `gcsim run` prints: what is costed, how full the window was, time and
     energy per token (with run totals labelled as such), the paper's items, the area."""
@@ -224,7 +235,7 @@ def format_summary(rep: dict) -> str:
     lines = [f"gcsim {rep['gcsim_version']}  hardware {rep['hardware']['name']}  "
              f"{steps} steps x {n_seq} sequence(s)  [{rep['mode']}]"]
     if rep["trace"].get("path"):
-        lines.append(f"trace {rep['trace']['path']}")
+        lines.append(f"trace {_as_seen_from_here(rep['trace']['path'])}")
     lines.append("costed: the attention core on the chip (K/V writes, Q.K^T, activation, .V, readout) and its links;")
     if rep.get("system"):
         lines.append(f"        the rest of the model on the host device {rep['system']['device']} (end to end below)")

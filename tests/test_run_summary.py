@@ -48,3 +48,15 @@ def test_run_totals_and_per_token_figures_are_labelled_and_agree(summary):
     per_token = _number(re.search(r"per token\s+([\d.]+) nJ mean", summary).group(1))
     assert per_token * 41 == pytest.approx(total_nj, rel=1e-4)            # the mean per token is total / tokens
     assert re.search(r"run: [\d.]+ us elapsed", summary) and "\n  elapsed" not in summary
+
+
+def test_the_trace_is_named_as_seen_from_the_working_directory(monkeypatch, tmp_path):
+    """From a clone the summary says `trace traces/...` as the README's quickstart shows it
+    (it gave the absolute path); a trace elsewhere keeps its whole path."""
+    from gcsim.report import _as_seen_from_here
+    trace = tmp_path / "traces" / "x.gctrace"
+    monkeypatch.chdir(tmp_path)
+    assert _as_seen_from_here(str(trace)) == "traces/x.gctrace"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert _as_seen_from_here(str(trace)) == str(trace)
