@@ -100,8 +100,13 @@ def _pareto(plt, rows, fields, meta, dest, colour_col, colour_label, has_err) ->
     ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:red", lw=1.2, zorder=4,
             marker="x" if len(front) == 1 else None, label="Pareto front")
     if len(spot) <= 16:
+        # labels to the right of a point, except in the right third of the plot, where they
+        # ran past the axes into the colour bar: there to its left
+        right = min(xs) + 2 / 3 * (max(xs) - min(xs))
         for (x, y), group in spot.items():
-            ax.annotate("\n".join(_label(rows[i], fields) for i in group), (x, y), fontsize=7, xytext=(8, -3),
+            left = max(xs) > min(xs) and x > right
+            ax.annotate("\n".join(_label(rows[i], fields) for i in group), (x, y), fontsize=7,
+                        xytext=(-8 if left else 8, -3), ha="right" if left else "left",
                         textcoords="offset points", va="top")
     else:
         for i in front:
