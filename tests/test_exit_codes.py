@@ -112,6 +112,7 @@ def test_a_failing_validate_keeps_exit_1_when_the_pipe_closes(tmp_path):
 
 # --- non-finite values stop the run -------------------------------------------------------
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")   # inf x 0: the point of the test
 def test_a_non_finite_output_stops_the_simulator_and_the_reference(small):
     trace = random_trace(small, 3, seed=1)
     from gcsim.datapath import default_scalers
