@@ -146,13 +146,26 @@ def test_eval_text_that_is_not_a_regular_file_is_refused_at_once(tmp_path, odd_f
 @pytest.mark.parametrize("lm", ["chip", "smollm2"])
 def test_eval_refuses_a_bad_text_before_it_loads_the_model(tmp_path, odd_files, monkeypatch, lm):
     """The text was checked only after the model had loaded: 33 s with --lm smollm2 (4 s now)."""
-    from gcsim.commands import evaluate
+    from gcsim.llm import loop
 
-    def no_model(args):
+    def no_model(name):
         raise AssertionError("the model was loaded before the text was checked")
-    monkeypatch.setattr(evaluate, "load_lm_and_hardware", no_model)
+    monkeypatch.setattr(loop, "load_loop_model", no_model)
     rc, _, err = run_cli(["eval", "--lm", lm, "--text", str(odd_files["fifo"]), "-o", str(tmp_path / "out")])
     assert_one_line_error(rc, err, "the text file is not a regular file: it is a FIFO")
+
+
+def test_eval_and_decode_refuse_a_bad_description_before_they_load_the_model(tmp_path, odd_files, monkeypatch):
+    """-m FIFO was read after the language model had loaded (half a minute for SmolLM2)."""
+    from gcsim.llm import loop
+
+    def no_model(name):
+        raise AssertionError("the model was loaded before the description was checked")
+    monkeypatch.setattr(loop, "load_loop_model", no_model)
+    for argv in (["eval", "--lm", "smollm2", "-m", str(odd_files["fifo"]), "-o", str(tmp_path / "out")],
+                 ["decode", "--lm", "smollm2", "-m", str(odd_files["fifo"]), "--prompt", "x"]):
+        rc, _, err = run_cli(argv)
+        assert_one_line_error(rc, err, "not a regular file: it is a FIFO")
 
 
 def test_an_empty_text_needs_at_least_one_window(tmp_path, odd_files):

@@ -120,8 +120,9 @@ def parse_layers(text: str, n_layers: int):
 def load_lm_and_hardware(args):
     from ..hardware import load_hardware
     from ..llm.loop import load_loop_model, model_hardware
+    named = load_hardware(args.model) if args.model else None    # a bad -m refused before the model loads
     lm = load_loop_model(args.lm)
-    hw = load_hardware(args.model or lm.hardware)
+    hw = named or load_hardware(lm.hardware)
     changes = overrides(args.set)
     hw = model_hardware(lm, hw.derive(**changes) if changes else hw)
     return lm, hw
