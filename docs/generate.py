@@ -533,6 +533,28 @@ def serving_rates(ctx: Context) -> str:
             + "\n".join(lines) + "\n\n" + stamp("serving-rates", time.time() - t0))
 
 
+# --- the checks of the checks (docs/validation.md) ----------------------------------------
+
+@section("mutations", "docs/validation.md", cheap=False)
+def mutations(ctx: Context) -> str:
+    """tests/mutations/run.py: every planted bug against validate and the tests (an hour or more); docs/validation-mutations.json"""
+    import json
+    t0 = time.time()
+    record, table = DOCS / "validation-mutations.json", ctx.scratch("mutations") / "table.md"
+    p = subprocess.run([sys.executable, str(ROOT / "tests" / "mutations" / "run.py"), "--tests-for", "all",
+                        "--json", str(record), "--markdown", str(table)], cwd=ROOT, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"tests/mutations/run.py exited {p.returncode}")
+    rec = json.loads(record.read_text())
+    base = rec["baseline"]
+    rates = "\n".join(f"- {line}" for line in rec["summary"].splitlines())
+    return (table.read_text() + "\n" + rates + "\n\n"
+            + f"Run of {rec['date']} on the tree at {rec['commit']}: {rec['wall_s'] / 60:.0f} min wall time "
+              f"(the unmutated tree: validate {base['validate']['seconds']:.0f} s, tests "
+              f"{base['tests']['seconds']:.0f} s); the record is [validation-mutations.json](validation-mutations.json).\n\n"
+            + stamp("mutations", time.time() - t0))
+
+
 # --- command line --------------------------------------------------------------------------
 
 def differences(sec: Section, ctx: Context) -> list[str]:

@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tests-for", choices=("all", "missed"), default="all",
                     help="run the tests for every mutation, or only those validate missed")
     args = ap.parse_args(argv)
+    t_start = time.monotonic()
     chosen = [m for m in MUTATIONS if not args.only or m.id in args.only]
     tests = {"default": TESTS, "all": [], "none": None}.get(args.tests, args.tests.split(",") if args.tests else None)
     with tempfile.TemporaryDirectory(prefix="gcsim-mutations-") as tmp:
@@ -124,6 +125,9 @@ def main(argv=None) -> int:
         print(f"baseline: validate passes ({base['seconds']} s)"
               + (f", tests pass ({base_tests['seconds']} s)" if tests is not None else ""), flush=True)
         results = []
+        record = {"commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "tests": tests, "tests_for": args.tests_for, "baseline": {"validate": base,
+                  "tests": base_tests if tests is not None else None}, "results": results}
         for m in chosen:
             with apply(m, tree):
                 v = run_validate(tree)
@@ -131,25 +135,40 @@ def main(argv=None) -> int:
                 if tests is not None and (args.tests_for == "all" or not v["caught"]):
                     t = run_tests(tree, tests)
             results.append({"id": m.id, "area": m.area, "what": m.what, "validate": v, "tests": t})
+            if args.json:   # after each mutation: a run stopped half-way keeps what it measured
+                record["wall_s"] = round(time.monotonic() - t_start)
+                Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
             print(f"{m.id:<4} {m.area:<14} validate {'CAUGHT' if v['caught'] else 'missed'}"
                   f"{' (only by a crash)' if v['crash'] else ''}"
                   + ("" if t is None else f", tests {'CAUGHT' if t['caught'] else 'missed'}")
                   + (f"  [{v['by'][0]}]" if v["by"] else "")
                   + f"  {m.what}", flush=True)
-    print(summary(results, tests is not None))
+    record["wall_s"] = round(time.monotonic() - t_start)
+    record["summary"] = summary(results, tests is not None)
+    print(record["summary"])
+    print(f"wall time {record['wall_s']} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "tests": tests}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown(results))
     return 0
 
 
+def commit() -> str:
+    """The tree's commit, +dirty when gcsim/ or tests/ have uncommitted changes."""
+    def git(*a):
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", "gcsim", "tests") else "")
+
+
 def markdown(results) -> str:
-    rows = ["| id | area | planted bug | `gcsim validate` (first scenario: failed checks) | tests (first failing) |",
+    rows = ["| id | area | planted bug | `gcsim validate`: scenarios failing, the first with its failed checks "
+            "| tests (the first failing) |",
             "|---|---|---|---|---|"]
     for r in results:
         v, t = r["validate"], r["tests"]
-        vt = f"caught: {v['by'][0]}" if v["caught"] else "**missed**"
+        vt = (f"caught ({len(v['by'])}): {v['by'][0]}" if v["caught"] and v["by"] else
+              "caught (no scenario line)" if v["caught"] else "**missed**")
         tt = "not run" if t is None else (f"caught: {t['by'][0] if t['by'] else 'failed'}" if t["caught"] else
                                            "**missed**")
         rows.append(f"| {r['id']} | {r['area']} | {r['what']} | {vt} | {tt} |")
