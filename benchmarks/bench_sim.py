@@ -78,7 +78,9 @@ else:
                 STAMPS[int(t)] = (time.perf_counter(), time.process_time())
             return np.asarray(np.ndarray.__getitem__(self, t))
     sq = q.view(Stamped)
-    Simulator(hw, ArrayTrace(sq, k, v), steps=T).run()
+    trace = ArrayTrace(q, k, v)
+    trace.q = sq   # after its checks: ArrayTrace keeps a plain ndarray (np.asarray), which has no stamps
+    Simulator(hw, trace, steps=T).run()
     chunk = AFTER // REPEATS
     def chunks(stamps):
         wall, cpu = [], []

@@ -214,7 +214,38 @@ def test_validate_catches_a_refresh_that_restores_nothing(monkeypatch):
     monkeypatch.setattr(RingBuffer, "restore", lambda self, time_ps: int(self.written().sum()))
     rep = validate(hw, trace, stage_steps=4)
     assert not rep["pass"] and not all(r["pass"] for r in rep["layers"])   # (a): the witness's ages
-    assert checks(rep)["ages"]["first"] == ["step 2 layer 0 slot 0: simulator 140000 ps, witness 5000 ps"]
+    assert checks(rep)["ages"]["first"] == ["sequence 0 step 2 layer 0 slot 0: simulator 140000 ps, witness 5000 ps"]
+
+
+def test_validate_compares_every_sequences_ages(monkeypatch):
+    """Two sequences on one layer, a refresh every 100 ns taking 40 ns: sequence 0's steps run
+    0-65, 140-205 ns, sequence 1's 65-130, 240-305 (each waits for the layer, then for the
+    DACs, reserved by the refreshes of 100-140 and 200-240 ns). Sequence 1's step 0 wrote
+    slot 0 by 70 ns; the refresh ending at 240 ns rewrote it, so its step 1 reads it at 245 ns
+    aged 5 ns. A refresh that rewrites only sequence 0's arrays leaves it aged 175 ns: the
+    values of sequence 0 are right, only sequence 1's ages show it."""
+    hw = small(shape={"layers": 1}, periphery={"sequences": 2},
+               numerics={"retention": {"tau_ns": 1000.0, "refresh": "periodic", "refresh_interval_ns": 100.0,
+                                       "refresh_ns_per_subtile": 40.0}})
+    trace = random_trace(hw, 4, seed=2)
+    w = schedule(hw, 4)
+    assert list(w.read_start[1][:2, 0]) == [70 * NS, 245 * NS] and w.refresh_ends[0][:2] == [140 * NS, 240 * NS]
+    assert validate(hw, trace, stage_steps=2)["pass"]
+    from gcsim.sim.blocks.tiles import GainCellTiles
+    honest = GainCellTiles._refresh
+
+    def first_sequence_only(self, req):
+        for ring in self.rings[1:]:
+            ring.restore = lambda time_ps, ring=ring: int(ring.written().sum())   # counted, not restored
+        try:
+            honest(self, req)
+        finally:
+            for ring in self.rings[1:]:
+                del ring.restore
+    monkeypatch.setattr(GainCellTiles, "_refresh", first_sequence_only)
+    rep = validate(hw, trace, stage_steps=2)
+    assert not rep["pass"] and all(r["pass"] for r in rep["layers"])     # (a), sequence 0's values: right
+    assert checks(rep)["ages"]["first"] == ["sequence 1 step 1 layer 0 slot 0: simulator 175000 ps, witness 5000 ps"]
 
 
 def test_validate_catches_write_dac_energy_per_query_head(monkeypatch):

@@ -81,8 +81,9 @@ def validate(hw, trace, steps=None, stage_steps=32, progress=False, jobs=1, devi
         report["invariants"] = invariants(res, closed_form=False)
         report["witness"] = witness_report(res, witness, rec, hw64, unavailable)
     if rec.first_negative_age is not None:  # the reference itself was given ages clipped at 0
-        t, l, m, ps = rec.first_negative_age
-        report["invariants"]["violations"].append(f"step {t} layer {l} slot {m}: read at a negative age {ps} ps")
+        q, t, l, m, ps = rec.first_negative_age
+        report["invariants"]["violations"].append(f"sequence {q} step {t} layer {l} slot {m}: read at a negative "
+                                                  f"age {ps} ps")
         report["invariants"]["pass"] = False
     ok = report["invariants"]["pass"] and report["witness"]["pass"]
     for l, comp in enumerate(layers):

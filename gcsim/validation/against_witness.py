@@ -144,12 +144,12 @@ def _close(a, b) -> bool:
 
 
 def ages(recorder) -> dict:
-    """The ages the simulator's reads used (sequence 0, slots taking part) against the witness's."""
-    c = _check("ages", "age of every stored value each read of sequence 0 used (the slots it takes part in)")
+    """The ages the simulator's reads used (every sequence, slots taking part) against the witness's."""
+    c = _check("ages", "age of every stored value each read of every sequence used (the slots it takes part in)")
     c["compared"] = recorder.age_slots
     if recorder.first_age_difference is not None:
-        t, l, m, own, ref = recorder.first_age_difference
-        _differ(c, f"step {t} layer {l} slot {m}: simulator {own} ps, witness {ref} ps")
+        q, t, l, m, own, ref = recorder.first_age_difference
+        _differ(c, f"sequence {q} step {t} layer {l} slot {m}: simulator {own} ps, witness {ref} ps")
         c["differences"] = recorder.age_differences
     return c
 

@@ -42,13 +42,13 @@ class StageRecorder:
         s = hw.shape
         self.witness = witness
         self.age_slots = self.age_differences = 0
-        self.first_age_difference = None   # (step, layer, slot, simulator ps, witness ps)
+        self.first_age_difference = None   # (sequence, step, layer, slot, simulator ps, witness ps)
         levels = hw.numerics.out_levels
         # quantized outputs are k x step: keep k as int8 (33 codes), else the float values
         self.code_step = 2.0 / (levels - 1) if levels else None
         self.steps, self.block, self.on_block, self.shape = steps, block, on_block, s
         self.sample = {int(t) for t in sample}
-        self.first_negative_age = None    # (step, layer, slot, ps), the first in that order
+        self.first_negative_age = None    # (sequence, step, layer, slot, ps), the first in that order
         self.pending = [self._new(0) for _ in range(s.layers)]
 
     def _new(self, t0):
@@ -62,29 +62,29 @@ class StageRecorder:
         return as_codes(values, self.code_step)
 
     def __call__(self, seq, step, layer, ages_ps, S, phi, codes, out):
-        if seq:
-            return
-        b = self.pending[layer]
-        i = step - b["t0"]
-        if not 0 <= i < b["t1"] - b["t0"]:
-            raise RuntimeError(f"validate: layer {layer} step {step} outside the block of steps "
-                               f"{b['t0']}..{b['t1'] - 1} (the simulator's steps of a layer come in order)")
         ages = np.asarray(ages_ps)
-        if (ages < 0).any():
-            where = (step, layer, int(np.argmax(ages < 0)))
-            if self.first_negative_age is None or where < self.first_negative_age[:3]:
-                self.first_negative_age = (*where, int(ages[where[2]]))
-        if self.witness is not None:   # the slots the read takes part in, against the witness's ages
-            own, ages = ages, self.witness.ages_ps(step, layer)
+        if (ages < 0).any():   # the simulator's own ages, every sequence's reads
+            where = (seq, step, layer, int(np.argmax(ages < 0)))
+            if self.first_negative_age is None or where < self.first_negative_age[:4]:
+                self.first_negative_age = (*where, int(ages[where[3]]))
+        if self.witness is not None:   # every sequence's reads: the slots they take part in, against the witness
+            own, ages = ages, self.witness.ages_ps(step, layer, seq)
             valid = self.witness.valid(step)
             differ = valid & (own != ages)
             self.age_slots += int(valid.sum())
             if differ.any():
                 self.age_differences += int(differ.sum())
                 m = int(np.argmax(differ))
-                where = (step, layer, m, int(own[m]), int(ages[m]))
-                if self.first_age_difference is None or where[:3] < self.first_age_difference[:3]:
+                where = (seq, step, layer, m, int(own[m]), int(ages[m]))
+                if self.first_age_difference is None or where[:4] < self.first_age_difference[:4]:
                     self.first_age_difference = where
+        if seq:   # the values are sequence 0's (every sequence reads the same trace)
+            return
+        b = self.pending[layer]
+        i = step - b["t0"]
+        if not 0 <= i < b["t1"] - b["t0"]:
+            raise RuntimeError(f"validate: layer {layer} step {step} outside the block of steps "
+                               f"{b['t0']}..{b['t1'] - 1} (the simulator's steps of a layer come in order)")
         b["ages_ps"][i] = ages
         b["codes"][i] = self.as_codes(codes)
         b["out"][i] = out

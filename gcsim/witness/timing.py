@@ -195,17 +195,18 @@ class Schedule:
         self.ties: list = []     # (time, resource, (seq, step, layer) served first, the one that waited)
         self.host_counts = {"host_busy": 0, "host_flop": 0, "host_byte": 0}   # the host's energy actions
 
-    def ages_ps(self, step: int, layer: int) -> np.ndarray:
-        """[M] age of every slot of sequence 0's arrays at the start of the read of `step` in
-        `layer` (a slot never written: the read's time): the read's start minus the slot's
-        age-0 time, the end of its token's write or of the latest refresh before the read."""
+    def ages_ps(self, step: int, layer: int, seq: int = 0) -> np.ndarray:
+        """[M] age of every slot of sequence `seq`'s arrays at the start of the read of `step`
+        in `layer` (a slot never written: the read's time): the read's start minus the slot's
+        age-0 time, the end of its token's write or of the latest refresh before the read (a
+        refresh rewrites every sequence's arrays)."""
         M = self.hw.shape.window
-        read = int(self.read_start[0][step, layer])
+        read = int(self.read_start[seq][step, layer])
         j = np.arange(M)
         token = step - (step - j) % M
         written = token >= 0
         age0 = np.zeros(M, np.int64)
-        age0[written] = self.write_end[0][token[written], layer]
+        age0[written] = self.write_end[seq][token[written], layer]
         ends = self.refresh_ends[layer]
         k = bisect.bisect_right(ends, read)
         if k:

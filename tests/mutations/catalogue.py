@@ -76,6 +76,14 @@ MUTATIONS = [
     M("T18", "timing", "a periphery bank switching to another layer takes no time",
       (BLOCKS + "counters.py", "        if self.shared_layers and self.bank_layer not in (-1, l) and self.switch_ps:",
        "        if False:")),
+    M("T19", "timing", "a link of capacity n lets a message in when the oldest in flight arrives, not the one "
+                       "that frees a place",
+      (KERNEL + "channel.py", "        return t if len(q) < self.capacity else q[len(q) - self.capacity]\n",
+       "        return t if len(q) < self.capacity else q[0]\n")),
+    M("T20", "timing", "a periphery bank switching layers starts its switch when the round arrives, while it "
+                       "still serves the other layer",
+      (BLOCKS + "counters.py", "            ready = (now if now >= res.free_at else res.free_at) + self.switch_ps\n",
+       "            ready = now + self.switch_ps\n")),
     # -- refresh --------------------------------------------------------------------------------
     M("F1", "refresh", "the first refresh is dropped",
       (POLICIES + "refresh.py", "        due = self.interval_ps\n", "        due = 2 * self.interval_ps\n")),
@@ -89,6 +97,10 @@ MUTATIONS = [
     M("F5", "refresh", "refreshes stop one layer step early",
       (POLICIES + "refresh.py", "        self.expected_writes = sim.steps * hw.periphery.sequences\n",
        "        self.expected_writes = sim.steps * hw.periphery.sequences - 1\n")),
+    M("F6", "refresh", "a refresh rewrites only the first sequence's arrays (the others keep their age; the slots "
+                       "are counted for all)",
+      (BLOCKS + "tiles.py", "            req.slots += int(written.sum())\n            ring.restore(end)\n",
+       "            req.slots += int(written.sum())\n            self.rings[0].restore(end)\n")),
     # -- retention ages -------------------------------------------------------------------------
     M("A1", "retention ages", "a value's age counts from the start of its write, not its end",
       (BLOCKS + "tiles.py", "        slot = ring.write(job.step, end, job.k_dev, job.v_dev)",
@@ -123,6 +135,9 @@ MUTATIONS = [
        '"output_conversion", layer, per_active=self.H_d // self.shape[2])')),
     M("E10", "energy", "control energy paid per K/V head instead of per query head",
       (BLOCKS + "controller.py", '"control", layer, const=s.heads)', '"control", layer, const=s.kv_heads)')),
+    M("E11", "energy", "a refresh's energy ignores the replicated GQA copies (per K/V head, not per bank)",
+      (POLICIES + "refresh.py", '        self.banks = s.kv_heads * sim.policies["gqa"].copies()\n',
+       "        self.banks = s.kv_heads\n")),
     # -- stall labels ---------------------------------------------------------------------------
     M("S1", "stall labels", "every wait for the write DACs is labelled `refresh`",
       (BLOCKS + "writer.py", "        refreshing = dacs.holder is REFRESH\n", "        refreshing = True\n")),

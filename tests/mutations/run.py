@@ -7,12 +7,14 @@ scenarios of scenarios.py, validate_suite.py), and the tests.
     python tests/mutations/run.py --tests none      # validate only
     python tests/mutations/run.py --tests all       # the whole default test suite per mutation
     python tests/mutations/run.py --check           # only check that every patch still applies
+    python tests/mutations/run.py --all-scenarios   # every scenario on each mutation (slower)
 
 A patch is a text replacement that must find its text exactly once: one that no longer
 applies stops the run before anything is planted (the code it targets has moved: update the
 catalogue). The unmutated copy must pass validate and the tests first. A mutation is caught
 by validate if any scenario exits non-zero: 1 (a check failed) or anything else (the
-command crashed: counted apart). Results: a table on stdout, `--json PATH` for the record.
+command crashed: counted apart); the scenarios run in order and stop at the first that
+catches it (--all-scenarios: all of them). Results: a table on stdout, `--json PATH` for the record.
 """
 from __future__ import annotations
 
@@ -58,10 +60,11 @@ def env_for(tree: Path) -> dict:
     return env
 
 
-def run_validate(tree: Path) -> dict:
+def run_validate(tree: Path, first: bool = False) -> dict:
     t0 = time.monotonic()
     try:
-        p = subprocess.run([sys.executable, str(tree / "tests/mutations/validate_suite.py")], cwd=tree,
+        p = subprocess.run([sys.executable, str(tree / "tests/mutations/validate_suite.py")] + (["--first"] if first else []),
+                           cwd=tree,
                            env=env_for(tree), capture_output=True, text=True, timeout=VALIDATE_TIMEOUT_S)
         lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
         rc = p.returncode
@@ -97,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", help="write the results as a markdown table here (docs/validation.md)")
     ap.add_argument("--tests-for", choices=("all", "missed"), default="all",
                     help="run the tests for every mutation, or only those validate missed")
+    ap.add_argument("--all-scenarios", action="store_true",
+                    help="run every scenario on each mutation (default: stop at the first that catches it)")
     args = ap.parse_args(argv)
     t_start = time.monotonic()
     chosen = [m for m in MUTATIONS if not args.only or m.id in args.only]
@@ -126,11 +131,11 @@ def main(argv=None) -> int:
               + (f", tests pass ({base_tests['seconds']} s)" if tests is not None else ""), flush=True)
         results = []
         record = {"commit": commit(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                  "tests": tests, "tests_for": args.tests_for, "baseline": {"validate": base,
+                  "tests": tests, "tests_for": args.tests_for, "all_scenarios": args.all_scenarios, "baseline": {"validate": base,
                   "tests": base_tests if tests is not None else None}, "results": results}
         for m in chosen:
             with apply(m, tree):
-                v = run_validate(tree)
+                v = run_validate(tree, first=not args.all_scenarios)
                 t = None
                 if tests is not None and (args.tests_for == "all" or not v["caught"]):
                     t = run_tests(tree, tests)
@@ -162,12 +167,12 @@ def commit() -> str:
 
 
 def markdown(results) -> str:
-    rows = ["| id | area | planted bug | `gcsim validate`: scenarios failing, the first with its failed checks "
+    rows = ["| id | area | planted bug | `gcsim validate`: the first scenario that fails, its failed checks "
             "| tests (the first failing) |",
             "|---|---|---|---|---|"]
     for r in results:
         v, t = r["validate"], r["tests"]
-        vt = (f"caught ({len(v['by'])}): {v['by'][0]}" if v["caught"] and v["by"] else
+        vt = (f"caught: {v['by'][0]}" if v["caught"] and v["by"] else
               "caught (no scenario line)" if v["caught"] else "**missed**")
         tt = "not run" if t is None else (f"caught: {t['by'][0] if t['by'] else 'failed'}" if t["caught"] else
                                            "**missed**")

@@ -17,6 +17,7 @@ EXTRA = [
      ["periphery.counters_shared_by_layers=2", "periphery.sequences=2", "periphery.switch_cycles=3"], 4),
     ("shared counters, switch 2 cycles", "stall-shared-counters", ["periphery.switch_cycles=2"], 3),
     ("stall-refresh without refresh", "stall-refresh", ["numerics.retention.refresh=none"], 24),
+    ("stall-refresh, 3 sequences", "stall-refresh", ["periphery.sequences=3"], 8),
     ("static power", "paper-gpt2", ["energy.static_mw={chip: 5.0}"], 3),
     ("two chips, link capacity 1, 2 sequences", "gpt2-two-chips",
      ["interconnect.edges.chip0_to_chip1.capacity=1", "interconnect.edges.chip0_to_chip1.gbps=64.0",

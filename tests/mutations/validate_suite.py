@@ -1,6 +1,7 @@
 """Run `gcsim validate` (the command, in this process) on every scenario of scenarios.py and
 print one JSON line per scenario: its exit status (0 pass, 1 a check failed, other: the
-command crashed) and the checks that failed. Exit 1 if any scenario did not pass.
+command crashed) and the checks that failed. Exit 1 if any scenario did not pass; with
+--first, stop at the first scenario that does not pass (what a mutation needs to be caught).
 Run from a tree's root with that tree on PYTHONPATH."""
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def failed_checks(report_path: Path) -> list[str]:
     return out
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    first = "--first" in (sys.argv[1:] if argv is None else argv)
     from gcsim.cli import main as gcsim
     from gcsim.hardware import load_hardware, parse_overrides
     from gcsim.traces import write_synthetic
@@ -60,6 +62,8 @@ def main() -> int:
                 line["error"] = err.getvalue().strip().splitlines()[-1:] if err.getvalue() else []
             print(json.dumps(line), flush=True)
             worst = max(worst, rc)
+            if first and worst:
+                break
     return 0 if worst == 0 else 1
 
 
