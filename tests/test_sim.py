@@ -356,7 +356,7 @@ def test_validate_catches_a_writer_stamping_10_us_early(small, monkeypatch):
     assert not rep["pass"] and not all(r["pass"] for r in rep["layers"])   # (a): ages from the witness
     checks = {c["name"]: c for c in rep["witness"]["checks"]}
     assert "write end of sequence 0 step 0 layer 0: simulator -9995000 ps, witness 5000 ps" in checks["times"]["first"]
-    assert checks["ages"]["first"] == ["step 0 layer 0 slot 0: simulator 10000000 ps, witness 0 ps"]   # its own token
+    assert checks["ages"]["first"] == ["sequence 0 step 0 layer 0 slot 0: simulator 10000000 ps, witness 0 ps"]   # its own token
 
 
 def test_validate_catches_a_late_writer_under_contention(monkeypatch):
