@@ -11,7 +11,7 @@ statistics and energy against the witness, an independent model of the descripti
     description's phases, resources and policy rules, sharing no code with the simulator.
     Exact comparison of: when every layer step began, wrote, read and ended, and the step
     ends (times); busy time per component (busy); stalled time per component and cause
-    (stalls); refreshes and lost reads (retention); the ages the simulator's reads used
+    (stalls); refreshes and lost reads (retention); the ages every sequence's reads used
     (ages); energy per component and action (energy: counts exact, pJ within 1e-12). Any
     difference exits 1. A policy without a witness rule: these checks are not available
     (said so), and (a) uses the simulator's own ages.

@@ -180,17 +180,29 @@ def markdown(results) -> str:
     return "\n".join(rows) + "\n"
 
 
+def only_invariants(r) -> bool:
+    """Caught, and in every failing scenario listed only by (i), the simulator's own invariants
+    (it stopped at its accounting check, so the witness's comparisons did not run)."""
+    by = r["validate"]["by"]
+    return r["validate"]["caught"] and bool(by) and all(b.endswith(": (i) invariants") for b in by)
+
+
 def summary(results, with_tests: bool) -> str:
     n = len(results)
     v = sum(r["validate"]["caught"] for r in results)
     crash = sum(r["validate"]["caught"] and r["validate"]["crash"] for r in results)
+    inv = [r["id"] for r in results if only_invariants(r)]
     lines = [f"validate alone: {v} of {n} caught ({100 * v / n:.0f} %): {v - crash} by a failing check, {crash} only "
-             f"by a crash ({100 * (v - crash) / n:.0f} % by a check)"]
+             f"by a crash ({100 * (v - crash) / n:.0f} % by a check)",
+             f"of those, by the witness's comparisons or the values (a): {v - crash - len(inv)} "
+             f"({100 * (v - crash - len(inv)) / n:.0f} %); only by the invariants (i), the simulator stopping at its own "
+             f"accounting check: {len(inv)}" + (f" ({', '.join(inv)})" if inv else "")]
     if with_tests:
         ran = [r for r in results if r["tests"] is not None]
         t = sum(r["tests"]["caught"] for r in ran)
         both = sum(r["validate"]["caught"] or (r["tests"] or {}).get("caught", False) for r in results)
-        lines += [f"tests alone: {t} of the {len(ran)} mutations they ran on",
+        lines += [f"tests: run on {len(ran)} mutations ({'those validate missed' if len(ran) < n else 'all'}), "
+                  f"caught {t}",
                   f"validate and tests together: {both} of {n} ({100 * both / n:.0f} %)"]
     missed = [r["id"] for r in results if not r["validate"]["caught"]]
     if missed:
