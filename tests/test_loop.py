@@ -263,3 +263,36 @@ def test_closed_loop_carries_a_perturbation_forward(chip_model):
     assert changed[t0] > 1e-2 and (changed[t0 + 1:] > 1e-3).mean() > 0.5   # later steps move too
     np.testing.assert_allclose(pert, ref, atol=1e-4)                        # as the reference does
     np.testing.assert_allclose(base, reference(0.0), atol=1e-4)
+
+
+@pytest.mark.model
+@pytest.mark.slow
+@pytest.mark.skipif(bool(weights_missing()), reason="SmolLM2 weights unavailable")
+def test_smollm2_adapted_without_training(smollm2, tmp_path, capsys):
+    """The paper's adaptation on SmolLM2 (numpy forward, no gradient), a few passes: it starts
+    from the closed-form scalers, so layer 0's q, k, v already have their targets; it moves
+    the output scalers; and `gcsim eval --scalers adapt` runs it for each cell law."""
+    from gcsim.adaptation import AdaptationConfig, signal_stats
+    from gcsim.llm.loop import SmolLM2Model, adapt_loop_scalers, calibrate_scalers, record_windows
+    m = SmolLM2Model(smollm2)
+    hw = model_hardware(m)
+    ids = m.encode("The quick brown fox jumps over the lazy dog. It barked.")
+    start = calibrate_scalers(m, ids, hw, "cubic")
+    sc, hist = adapt_loop_scalers(m, ids, hw, "cubic", AdaptationConfig(max_passes=2))
+    assert len(hist) == 2 and sc["a_k"].shape == (30, 3) and sc["a_out"].shape == (30, 9)
+    assert all(np.all(np.isfinite(v)) for v in sc.values())
+    for key in ("a_q", "b_q", "a_k", "b_k", "a_v", "b_v"):  # layer 0 sees the same inputs: on target
+        np.testing.assert_allclose(sc[key][0], start[key][0], rtol=1e-9)
+    assert np.abs(sc["a_out"] - start["a_out"]).max() > 1e-3
+    # the targets: the softmax model's own outputs (its statistics, per layer and head)
+    targets = signal_stats(record_windows(m, [ids], own_attention(m, hw)), start)
+    after = signal_stats(record_windows(m, [ids], chip_attention(hw, "cubic", sc)), sc)
+    assert np.abs(after["out"][1][0] - targets["out"][1][0]).max() < 1e-6  # layer 0's std: one pass suffices
+    text = tmp_path / "t.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog. " * 4)
+    assert cli(["eval", "--lm", "smollm2", "--text", str(text), "--window", "16", "--windows", "1", "--sim-windows", "0",
+                "--sensitivity-windows", "0", "--scalers", "adapt", "--adapt-passes", "2", "--no-progress",
+                "-o", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "adapted on the first 16 tokens" in out
+    assert "linear law 2 passes, not converged" in out and "cubic law 2 passes, not converged" in out

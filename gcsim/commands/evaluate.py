@@ -77,6 +77,8 @@ def add_lm_arguments(p):
                         "form on the first window / the prompt, SmolLM2's default), 'adapt' (from there, the paper's "
                         "adaptation algorithm: up to 100 passes matching the softmax model's statistics, no gradient; "
                         "minutes for SmolLM2) or a .gctrace file whose scalers to take")
+    p.add_argument("--adapt-passes", type=int, default=100,
+                   help="--scalers adapt: at most this many passes (default: %(default)s, the paper's)")
 
 
 def parse_sigmas(text, option: str):
@@ -130,9 +132,13 @@ def load_lm_and_hardware(args):
 
 def resolve_scalers(args, lm, hw, calibration_ids, laws=None):
     """(scalers, description of their source) for --scalers (gcsim.llm.evaluate.resolve_scalers)."""
+    from ..adaptation import AdaptationConfig
     from ..llm.evaluate import resolve_scalers as resolve
+    if args.adapt_passes < 1:
+        raise ValueError(f"--adapt-passes must be >= 1, found {args.adapt_passes}")
     log = (lambda msg: say(args, msg)) if wanted(args) else None
-    return resolve(args.scalers, lm, hw, calibration_ids, laws, log=log)
+    return resolve(args.scalers, lm, hw, calibration_ids, laws, log=log,
+                   adaptation=AdaptationConfig(max_passes=args.adapt_passes))
 
 
 def _fmt(v, spec):

@@ -82,13 +82,13 @@ def scalers_for(scalers, law: str | None):
     return scalers[law] if isinstance(scalers, ScalersByLaw) else scalers
 
 
-def resolve_scalers(source: str | None, lm, hw: Hardware, calibration_ids, laws=None, log=None):
+def resolve_scalers(source: str | None, lm, hw: Hardware, calibration_ids, laws=None, log=None, adaptation=None):
     """(scalers, description of their source) for source 'learned' (the model's own),
     'prompt' (calibrated on calibration_ids in closed form: DAC ranges from activation
     quantiles, a least-squares output fit), 'adapt' (from there, the paper's adaptation to the
     model's own statistics, gcsim.llm.loop.adapt_loop_scalers) or a .gctrace path; None:
     learned when the model has them, else prompt. 'prompt' and 'adapt' give a ScalersByLaw
-    over `laws` (default: the description's cell law)."""
+    over `laws` (default: the description's cell law); adaptation: its AdaptationConfig."""
     from .loop import adapt_loop_scalers, calibrate_scalers
     source = source or ("learned" if lm.scalers is not None else "prompt")
     if source == "learned":
@@ -100,13 +100,15 @@ def resolve_scalers(source: str | None, lm, hw: Hardware, calibration_ids, laws=
         return ScalersByLaw({law: calibrate_scalers(lm, calibration_ids, hw, law) for law in laws}), \
             f"calibrated on the first {len(calibration_ids)} tokens (DAC ranges from activation quantiles, output fit)"
     if source == "adapt":
-        out = ScalersByLaw()
+        out, passes = ScalersByLaw(), {}
         for law in laws:
-            out[law], hist = adapt_loop_scalers(lm, calibration_ids, hw, law, log=log)
+            out[law], hist = adapt_loop_scalers(lm, calibration_ids, hw, law, adaptation, log=log)
+            passes[law] = f"{len(hist)} passes, {'converged' if hist[-1]['converged'] else 'not converged'}"
             if log:
                 log(f"adapt ({law} law): {len(hist)} passes, {'converged' if hist[-1]['converged'] else 'not converged'}")
         return out, (f"adapted on the first {len(calibration_ids)} tokens (the paper's algorithm from the "
-                     "closed-form scalers, to the softmax model's statistics)")
+                     f"closed-form scalers to the softmax model's statistics: "
+                     + "; ".join(f"{law} law {n}" for law, n in passes.items()) + ")")
     from ..traces import open_trace
     tr = open_trace(source)
     if tr.scalers is None:
