@@ -570,6 +570,95 @@ def differences(sec: Section, ctx: Context) -> list[str]:
     return sec.check(ctx, have) if sec.check else []
 
 
+# --- accuracy (issue 19): docs/accuracy.md and the README -----------------------------------
+
+ABLATION_JSON = DOCS / "accuracy-ablation.json"   # gcsim adapt --ablation's ablation.json, as measured
+
+
+def _ablation() -> dict:
+    import json
+    return json.loads(ABLATION_JSON.read_text(encoding="utf-8"))
+
+
+@section("accuracy-ablation", "docs/accuracy.md", cheap=True)
+def accuracy_ablation(ctx: Context) -> str:
+    """the ablation at equal compute, from docs/accuracy-ablation.json (gcsim adapt --ablation)"""
+    from gcsim.chipmodel.ablation import table_markdown
+    data = _ablation()
+    prov = data["provenance"]
+    return (table_markdown(data) + f"\n\n<sub>From `{prov['command']}`'s ablation.json "
+            f"(docs/accuracy-ablation.json), evaluated {prov['evaluated_utc']} UTC over "
+            f"{data['eval_windows']} held-out windows of 256 characters.</sub>")
+
+
+@section("readme-accuracy", "README.md", cheap=True)
+def readme_accuracy(ctx: Context) -> str:
+    """the README's short accuracy table, from docs/accuracy-ablation.json"""
+    rows = {r["arm"]: r for r in _ablation()["rows"]}
+    twin, best = rows["softmax"], rows["adapted_finetuned"]
+    lines = ["| held-out tiny Shakespeare, " + f"{twin['windows']} windows of 256 characters | perplexity |",
+             "|---|---|",
+             f"| softmax twin (software) | {twin['reference_perplexity']:.3f} |",
+             f"| chip model, simulator in the loop (`gcsim adapt`: linear fine-tune, scaler adaptation, "
+             f"cubic fine-tune) | {best['simulator_perplexity']:.3f} ({best['simulator_gap_pct']:+.1f} %) |"]
+    for key in ("scratch", "direct"):
+        if key in rows and rows[key].get("simulator_perplexity"):
+            r = rows[key]
+            lines.append(f"| chip model {r['label'].removeprefix('cubic, ')}, same compute | "
+                         f"{r['simulator_perplexity']:.3f} ({r['simulator_gap_pct']:+.1f} %) |")
+    return "\n".join(lines)
+
+
+def _eval_table(argv: list[str]) -> str:
+    out = gcsim_output(argv + ["--no-progress"])
+    return "\n".join(line for line in out.splitlines() if not line.startswith("wrote ")).rstrip()
+
+
+@section("accuracy-eval", "docs/accuracy.md", cheap=False)
+def accuracy_eval(ctx: Context) -> str:
+    """`gcsim eval` on the shipped chip model: the default 64 windows and the whole held-out text"""
+    t0 = time.time()
+    default = _eval_table(["eval", "-o", str(ctx.scratch("eval-default"))])
+    t1 = time.time()
+    whole = _eval_table(["eval", "--windows", "all", "-o", str(ctx.scratch("eval-all"))])
+    t2 = time.time()
+    return ("`gcsim eval` (64 windows evenly spaced, " + f"{t1 - t0:.0f} s here):\n\n" + code_block(default)
+            + f"\n\n`gcsim eval --windows all` (every window, {t2 - t1:.0f} s here):\n\n" + code_block(whole)
+            + "\n\n" + stamp("accuracy-eval", t2 - t0))
+
+
+@section("accuracy-smollm2", "docs/accuracy.md", cheap=False)
+def accuracy_smollm2(ctx: Context) -> str:
+    """SmolLM2-135M with closed-form and with adapted scalers (no gradient step), 8 windows of 128"""
+    import json
+    t0 = time.time()
+    base = ["eval", "--lm", "smollm2", "--window", "128", "--windows", "8", "--sim-windows", "0",
+            "--sensitivity-windows", "0"]
+    rows, sources = {}, {}
+    for scalers in ("prompt", "adapt"):
+        out = ctx.scratch(f"smollm2-{scalers}")
+        gcsim_output(base + ["--scalers", scalers, "--quiet", "-o", str(out)])
+        rep = json.loads((out / "eval.json").read_text())
+        sources[scalers] = rep["scalers"]
+        for r in rep["rows"]:
+            rows.setdefault(r["variant"], {})[scalers] = r
+    lines = ["| variant | closed-form scalers | adapted scalers |", "|---|---|---|"]
+    for variant, by in rows.items():
+        cells = [f"{by[k]['perplexity']:,.1f} (top-1 {100 * by[k]['top1_agreement']:.1f} %)" for k in ("prompt", "adapt")]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nScalers: closed form = " + sources["prompt"] + "; adapted = "
+            + sources["adapt"] + ".\n\n`gcsim eval " + " ".join(base[1:]) + " --scalers prompt|adapt`\n\n"
+            + stamp("accuracy-smollm2", time.time() - t0))
+
+
+@section("accuracy-decode", "docs/accuracy.md", cheap=False)
+def accuracy_decode(ctx: Context) -> str:
+    """`gcsim decode --prompt "ROMEO:" -n 200` with the shipped chip model"""
+    t0 = time.time()
+    out = gcsim_output(["decode", "--prompt", "ROMEO:", "-n", "200"])
+    return code_block(out) + "\n\n" + stamp("accuracy-decode", time.time() - t0)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("names", nargs="*", metavar="NAME", help="sections to regenerate (default: all)")

@@ -74,27 +74,37 @@ def test_straight_through_rounding_passes_the_gradient():
 
 
 @pytest.mark.slow
-def test_training_resumes_exactly(tmp_path):
-    """Two iterations, a stop, two more: the same weights as four in one go (smoke test of
-    `gcsim train`, tiny batch)."""
+@pytest.mark.parametrize("name", ["chip", pytest.param("softmax", marks=pytest.mark.slow)])
+def test_training_resumes_exactly(name, tmp_path):
+    """Two iterations, a stop, two more: the same losses and weights as four in one go (smoke
+    test of `gcsim train`, tiny batch); a chunk killed after logging past its checkpoint leaves
+    no record the resumed run repeats."""
     pytest.importorskip("jax")
+    import json
     from gcsim.chipmodel.train import train
     from gcsim.chipmodel.weights import load_weights
 
     quiet = lambda *a: None  # noqa: E731
-    a = train("chip", tmp_path / "a", iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1, log=quiet)
-    assert train("chip", tmp_path / "b", iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1,
-                 stop_at=2, log=quiet) is None
-    assert load_weights(tmp_path / "b" / "chipgpt-chip.npz").meta["stopped_at"] == 2  # --stop-at writes weights
-    b = train("chip", tmp_path / "b", iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1, log=quiet)
+    small = dict(iters=4, batch_size=2, warmup=2, eval_every=4, eval_batches=1, log=quiet)
+    a = train(name, tmp_path / "a", **small)
+    assert train(name, tmp_path / "b", stop_at=2, **small) is None
+    assert load_weights(tmp_path / "b" / f"chipgpt-{name}.npz").meta["stopped_at"] == 2  # --stop-at writes weights
+    with open(tmp_path / "b" / f"{name}.log.jsonl", "a") as f:   # as if killed after logging iteration 3
+        f.write(json.dumps({"iter": 3, "loss": 9.0}) + "\n")
+    b = train(name, tmp_path / "b", **small)
+    logs = [[json.loads(line) for line in open(tmp_path / d / f"{name}.log.jsonl")] for d in "ab"]
+    assert [r["iter"] for r in logs[1]] == [1, 2, 3, 4]
+    assert [r["loss"] for r in logs[0]] == [r["loss"] for r in logs[1]]
     wa, wb = load_weights(a), load_weights(b)
     init = init_params(wa.cfg, 1337)
     assert set(wa.params) == set(init)
     for key in wa.params:
         np.testing.assert_array_equal(wa.params[key], wb.params[key])
     assert any(not np.array_equal(wa.params[key], init[key]) for key in init)  # it trained
-    assert not np.array_equal(wa.params["a_q"], init["a_q"])  # the scalers learn too
-    assert wa.meta["iterations"] == 4 and wa.cfg.attention == "cubic"
+    if name == "chip":
+        assert not np.array_equal(wa.params["a_q"], init["a_q"])  # the scalers learn too
+        assert wa.meta["grad_law"] == "linear"
+    assert wa.meta["iterations"] == 4 and wa.cfg.attention == ("cubic" if name == "chip" else "softmax")
 
 
 def _strong_params(attention="cubic", seed=3):

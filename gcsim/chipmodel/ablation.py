@@ -11,6 +11,7 @@ fine-tune and the cubic fine-tune together); the arms that start from the twin s
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from .adapt import weights_path
@@ -48,7 +49,8 @@ def evaluate_arm(path: Path, *, windows: int | None, progress: bool) -> dict:
     return out
 
 
-def run_ablation(out: Path, *, windows: int | None = None, progress: bool = True, log=print) -> dict:
+def run_ablation(out: Path, *, windows: int | None = None, progress: bool = True, log=print,
+                 command: str | None = None) -> dict:
     """Evaluate every arm whose weights exist in the pipeline folder `out` (each arm's result
     kept in OUT/ablation/ARM.json, so a rerun evaluates only what is missing or was evaluated
     over other windows), then write OUT/ablation.json and OUT/ablation.md."""
@@ -72,7 +74,10 @@ def run_ablation(out: Path, *, windows: int | None = None, progress: bool = True
                **evaluate_arm(path, windows=windows, progress=progress)}
         cached.write_text(json.dumps(res, indent=1) + "\n")
         results[key] = res
-    summary = summarise(results)
+    from ..provenance import provenance
+    summary = {**summarise(results), "eval_windows": "all" if windows is None else windows,
+               "provenance": provenance(command=command,
+                                        evaluated_utc=time.strftime("%Y-%m-%d %H:%M", time.gmtime()))}
     (out / "ablation.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / "ablation.md").write_text(table_markdown(summary) + "\n")
     return summary

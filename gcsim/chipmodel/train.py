@@ -101,6 +101,19 @@ def _load_checkpoint(path: Path):
         return groups["p"], groups["m"], groups["v"], int(z["iteration"]), float(z["elapsed_s"])
 
 
+def _truncate_log(path: Path, it0: int) -> None:
+    """Keep the log's records up to the checkpoint's iteration it0 (none when starting afresh):
+    a chunk killed between checkpoints logged iterations that the resumed run does again."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    keep = [line for line in lines if it0 > 0 and line.strip() and json.loads(line).get("iter", 0) <= it0]
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+
+
 def train(name: str, out_dir: Path, *, iters: int | None = None, max_minutes: float | None = None,
           stop_at: int | None = None, checkpoint_every: int = 100, log=print, **changes) -> Path | None:
     """Train experiment `name` ('chip' or 'softmax', gcsim/chipmodel/config.py) from its
@@ -152,7 +165,9 @@ def run_training(name: str, cfg: ModelConfig, tc: TrainConfig, out_dir: Path, *,
                               for i in range(tc.eval_batches)]))
 
     t_start = time.perf_counter()
-    logf = open(out_dir / f"{name}.log.jsonl", "a")
+    log_path = out_dir / f"{name}.log.jsonl"
+    _truncate_log(log_path, it0)
+    logf = open(log_path, "a")
     if it0 == 0 and eval_at_start:
         logf.write(json.dumps({"iter": 0, "val_loss": val_loss(), "elapsed_s": 0.0}) + "\n")
     it = it0

@@ -79,7 +79,8 @@ def main(args) -> int:
         final = run_pipeline(out, max_minutes=args.max_minutes, ablation=args.ablation, only=only, log=log)
         if final is not None and args.ablation and only is None:
             from ..chipmodel.ablation import run_ablation, table_markdown
-            summary = run_ablation(out, windows=windows, progress=wanted(args), log=log)
+            summary = run_ablation(out, windows=windows, progress=wanted(args), log=log,
+                                   command=getattr(args, "command_line", None))
             say(args, table_markdown(summary))
     finally:
         seal_in_place(out)   # tie the files written to the marker (size, sha256)
