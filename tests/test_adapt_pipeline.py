@@ -107,3 +107,27 @@ def test_ablation_evaluates_every_arm(pipeline):
         assert arm["windows"] == r["windows"] == 2 and arm["simulator"]["tokens"] == arm["reference"]["tokens"] == 512
         assert r["simulator_perplexity"] == pytest.approx(r["reference_perplexity"], rel=1e-3)
     assert "| cubic, adapted and fine-tuned" in (out / "ablation.md").read_text()
+
+
+def test_adaptation_curve_holds_each_iteration_once(tmp_path):
+    """A log written across resumed chunks (a chunk killed after logging iterations past its
+    checkpoint, which the next chunk did again) gives one curve row per iteration, the record
+    written last; the calibration passes come between the two fine-tunes."""
+    for stage, recs in (("linear", [(0, None, 2.0), (1, 1.9, None), (2, 1.8, 1.7), (3, 9.0, None),
+                                    (2, 1.8, 1.7), (3, 1.6, None)]),
+                        ("cubic", [(0, None, 1.5), (1, 1.4, 1.45)])):
+        (tmp_path / stage).mkdir()
+        with open(tmp_path / stage / f"{stage}.log.jsonl", "w") as f:
+            for i, (it, loss, val) in enumerate(recs):
+                r = {"iter": it, "elapsed_s": float(i)}
+                r.update({} if loss is None else {"loss": loss})
+                r.update({} if val is None else {"val_loss": val})
+                f.write(json.dumps(r) + "\n")
+    (tmp_path / "calibrate").mkdir()
+    (tmp_path / "calibrate" / "calibration.csv").write_text(
+        "pass,heldout_loss,heldout_perplexity\n0,1.9,6.69\n1,1.6,4.95\n")
+    rows = adapt.adaptation_curve(tmp_path)
+    assert [(r["stage"], r["step"]) for r in rows] == [("linear", 0), ("linear", 1), ("linear", 2), ("linear", 3),
+                                                       ("calibrate", 0), ("calibrate", 1), ("cubic", 0), ("cubic", 1)]
+    assert rows[3]["train_loss"] == 1.6 and rows[2]["elapsed_s"] == 4.0   # the later record of each
+    assert rows[2]["heldout_perplexity"] == pytest.approx(np.exp(1.7)) and rows[1]["heldout_perplexity"] is None

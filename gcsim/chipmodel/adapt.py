@@ -218,9 +218,17 @@ def calibrate(linear_path: Path, out_dir: Path, cfg: AdaptationConfig = Adaptati
 
 
 def read_log(path: Path) -> list[dict]:
+    """A training log's records, one per iteration (the last one written for it: a log written
+    before resumed runs truncated it may hold the iterations a killed chunk did twice), in
+    iteration order."""
     if not Path(path).exists():
         return []
-    return [json.loads(line) for line in open(path) if line.strip()]
+    last = {}
+    for line in open(path):
+        if line.strip():
+            r = json.loads(line)
+            last[r.get("iter", 0)] = r
+    return [last[i] for i in sorted(last)]
 
 
 CURVE_COLUMNS = ("stage", "step", "train_loss", "heldout_loss", "heldout_perplexity", "elapsed_s")

@@ -24,13 +24,41 @@ from .weights import save_weights
 
 
 def set_threads(threads: int) -> None:
-    """Run on `threads` CPU cores (the first ones this process may use). XLA sizes its thread
-    pools from the cores it may run on, so this must happen before jax is imported; the
-    XLA_FLAGS route of earlier versions was ignored by XLA (1, 2 and 0 all used both cores)."""
+    """Run on `threads` CPU cores of those this process may use, the least busy ones now
+    (least_busy_cores): two runs started side by side with --threads 1 take different cores
+    instead of sharing the first. XLA sizes its thread pools from the cores it may run on, so
+    this must happen before jax is imported; the XLA_FLAGS route of earlier versions was
+    ignored by XLA (1, 2 and 0 all used both cores). Which cores does not change results."""
     allowed = sorted(os.sched_getaffinity(0))
     if threads > len(allowed):
         raise ValueError(f"--threads {threads}: this process may run on {len(allowed)} cores only")
-    os.sched_setaffinity(0, allowed[:threads])
+    if threads < len(allowed):
+        os.sched_setaffinity(0, least_busy_cores(allowed, threads))
+
+
+def _busy_ticks() -> dict[int, int]:
+    """Busy (non-idle, non-iowait) ticks per CPU since boot, from /proc/stat ({} elsewhere)."""
+    out = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *ticks = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    t = [int(x) for x in ticks]
+                    out[int(name[3:])] = sum(t) - t[3] - (t[4] if len(t) > 4 else 0)
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def least_busy_cores(allowed: list[int], n: int, *, sample_s: float = 0.2, ticks=_busy_ticks) -> list[int]:
+    """The n cores of `allowed` that were busy least over the next sample_s seconds (ties: the
+    lower number first; without /proc/stat the first n)."""
+    before = ticks()
+    time.sleep(sample_s)
+    after = ticks()
+    busy = {c: after.get(c, 0) - before.get(c, 0) for c in allowed}
+    return sorted(sorted(allowed, key=lambda c: (busy[c], c))[:n])
 
 
 def _jax():
