@@ -573,6 +573,9 @@ def differences(sec: Section, ctx: Context) -> list[str]:
 # --- accuracy (issue 19): docs/accuracy.md and the README -----------------------------------
 
 ABLATION_JSON = DOCS / "accuracy-ablation.json"   # gcsim adapt --ablation's ablation.json, as measured
+CURVE_CSV, CURVE_PNG = DOCS / "accuracy-curve.csv", DOCS / "accuracy-curve.png"
+# the folder of a finished `gcsim adapt --ablation` run (its logs make the adaptation curve)
+ADAPT_DIR = Path(os.environ.get("GCSIM_ADAPT_DIR", ROOT / "out" / "adapt"))
 
 
 def _ablation() -> dict:
@@ -586,27 +589,115 @@ def accuracy_ablation(ctx: Context) -> str:
     from gcsim.chipmodel.ablation import table_markdown
     data = _ablation()
     prov = data["provenance"]
-    return (table_markdown(data) + f"\n\n<sub>From `{prov['command']}`'s ablation.json "
-            f"(docs/accuracy-ablation.json), evaluated {prov['evaluated_utc']} UTC over "
-            f"{data['eval_windows']} held-out windows of 256 characters.</sub>")
+    return (table_markdown(data) + f"\n\n<sub>From docs/accuracy-ablation.json (`{prov['command']}`), "
+            f"evaluated {prov['evaluated_utc']} UTC over {data['eval_windows']} held-out windows of 256 "
+            f"characters, gcsim source sha256 {prov['gcsim_source_sha256'][:12]}.</sub>")
 
 
 @section("readme-accuracy", "README.md", cheap=True)
 def readme_accuracy(ctx: Context) -> str:
     """the README's short accuracy table, from docs/accuracy-ablation.json"""
     rows = {r["arm"]: r for r in _ablation()["rows"]}
-    twin, best = rows["softmax"], rows["adapted_finetuned"]
+    twin = rows["softmax"]
     lines = ["| held-out tiny Shakespeare, " + f"{twin['windows']} windows of 256 characters | perplexity |",
              "|---|---|",
-             f"| softmax twin (software) | {twin['reference_perplexity']:.3f} |",
-             f"| chip model, simulator in the loop (`gcsim adapt`: linear fine-tune, scaler adaptation, "
-             f"cubic fine-tune) | {best['simulator_perplexity']:.3f} ({best['simulator_gap_pct']:+.1f} %) |"]
-    for key in ("scratch", "direct"):
-        if key in rows and rows[key].get("simulator_perplexity"):
-            r = rows[key]
-            lines.append(f"| chip model {r['label'].removeprefix('cubic, ')}, same compute | "
-                         f"{r['simulator_perplexity']:.3f} ({r['simulator_gap_pct']:+.1f} %) |")
+             f"| softmax twin (software) | {twin['reference_perplexity']:.3f} |"]
+    for key, what in (("adapted_finetuned", "chip model (`gcsim adapt`: linear fine-tune, scaler adaptation, "
+                                            "cubic fine-tune)"),
+                      ("direct", "chip model fine-tuned from the twin without adaptation, same compute "
+                                 "(the best: shipped)"),
+                      ("scratch", "chip model trained from scratch, same compute")):
+        r = rows.get(key)
+        if r and r.get("simulator_perplexity"):
+            lines.append(f"| {what}, simulator in the loop | {r['simulator_perplexity']:.3f} "
+                         f"({r['simulator_gap_pct']:+.1f} %) |")
     return "\n".join(lines)
+
+
+def _fmt_s(seconds) -> str:
+    return "-" if seconds is None else f"{seconds:,.0f} s"
+
+
+def _stages_table(stages: dict) -> str:
+    """A table of training stages as their weights' provenance records them (stage -> meta)."""
+    lines = ["| stage | starts from (parameters sha256) | recipe | iterations / passes | wall time | "
+             "parameters sha256 |", "|---|---|---|---|---|---|"]
+    for name, st in stages.items():
+        src = st.get("source")
+        start = "random initialisation (seed 1337)" if src is None else \
+            f"{src['experiment']} ({src['params_sha256'][:12]})"
+        if st.get("initial_scalers") == "closed-form":
+            start += ", closed-form scalers"
+        tc = st.get("train")
+        if tc:
+            recipe = (f"AdamW lr {tc['lr']:g} -> {tc['min_lr']:g}, warm-up {tc['warmup']}, batch "
+                      f"{tc['batch_size']} x 256" + (f", gradient of the {st['grad_law']} law" if st.get("grad_law")
+                                                     else ""))
+            count = f"{st['iterations']:,}"
+        else:
+            ad = st["adaptation"]
+            recipe = (f"scaler adaptation, alpha {ad['alpha_max']:g} -> {ad['alpha_min']:g} over "
+                      f"{ad['alpha_passes']} passes, tol {ad['tol']:g}, at most {ad['max_passes']} passes")
+            count = f"{st['passes']} ({'converged' if st['converged'] else 'not converged'})"
+        lines.append(f"| {name} | {start} | {recipe} | {count} | {_fmt_s(st.get('train_seconds', st.get('seconds')))}"
+                     f" | {st['params_sha256'][:12]} |")
+    return "\n".join(lines)
+
+
+@section("accuracy-recipe", "docs/accuracy.md", cheap=True)
+def accuracy_recipe(ctx: Context) -> str:
+    """the shipped weights' provenance: their stages' recipe, iterations, wall time and checksums"""
+    from gcsim.chipmodel.adapt import params_sha256
+    from gcsim.chipmodel.weights import SHIPPED, load_weights
+    chip, twin = load_weights(SHIPPED["chip"]), load_weights(SHIPPED["softmax"])
+    stages = dict(chip.meta["pipeline"]) if "pipeline" in chip.meta else \
+        {"softmax": dict(twin.meta), chip.meta["experiment"]: dict(chip.meta)}
+    last = list(stages)[-1]
+    stages["softmax"]["params_sha256"] = params_sha256(twin.params)
+    stages[last]["params_sha256"] = params_sha256(chip.params)
+    for st in stages.values():   # the chain: each stage starts from the one before, by checksum
+        assert "source" not in st or st["source"]["params_sha256"] in {s["params_sha256"] for s in stages.values()}
+    total = sum(st.get("train_seconds", st.get("seconds", 0.0)) for st in stages.values())
+    return (_stages_table(stages) + f"\n\nTotal {total:,.0f} s. `gcsim/data/chipgpt-softmax.npz` holds the "
+            f"softmax stage's parameters, `gcsim/data/chipgpt-chip.npz` the {last} stage's (read from the files' "
+            "own provenance; the checksums are recomputed from the parameters).")
+
+
+@section("accuracy-curve", "docs/accuracy.md", cheap=False)
+def accuracy_curve(ctx: Context) -> str:
+    """the adaptation curve (the paper's Fig. 4c) from a finished gcsim adapt run's logs ($GCSIM_ADAPT_DIR)"""
+    import shutil
+    from gcsim.chipmodel.adapt import adaptation_curve, read_log, write_curve
+    t0 = time.time()
+    rows = adaptation_curve(ADAPT_DIR)
+    if not rows:
+        raise RuntimeError(f"no adaptation logs in {ADAPT_DIR} (set GCSIM_ADAPT_DIR to a gcsim adapt output folder)")
+    refs = {}
+    for label, stage in (("softmax twin", "softmax"), ("linear model", "linear")):
+        evals = [r for r in read_log(ADAPT_DIR / stage / f"{stage}.log.jsonl") if "val_loss" in r]
+        refs[label] = float(__import__("math").exp(evals[-1]["val_loss"]))
+    tmp = ctx.scratch("curve")
+    written = write_curve(tmp, rows, refs)
+    shutil.copyfile(tmp / "curve.csv", CURVE_CSV)
+    if tmp / "curve.png" not in written:
+        raise RuntimeError("the adaptation curve's chart needs matplotlib: pip install -e '.[plot]'")
+    shutil.copyfile(tmp / "curve.png", CURVE_PNG)
+    lines = ["| stage | step | held-out perplexity |", "|---|---|---|"]
+    for stage in ("linear", "calibrate", "cubic"):
+        pts = [r for r in rows if r["stage"] == stage and r["heldout_perplexity"] is not None]
+        for r in (pts[:2] + pts[-1:]) if stage != "calibrate" else pts:
+            lines.append(f"| {stage} | {r['step']} | {r['heldout_perplexity']:.3f} |")
+    refs_text = ", ".join(f"{k} {v:.3f}" for k, v in refs.items())
+    import json
+    pipeline = json.loads((ADAPT_DIR / "pipeline.json").read_text())
+    stages = ("The pipeline's stages, as its final weights (`OUT/chipgpt-chip.npz`) record them "
+              f"(total {pipeline['wall_seconds']:,.0f} s):\n\n" + _stages_table(pipeline["pipeline"]) + "\n\n")
+    return (stages + "![the adaptation curve](accuracy-curve.png)\n\n" + "\n".join(lines)
+            + f"\n\nHeld-out perplexity on the 4 batches of 16 x 256 characters every stage's log evaluates "
+            f"(a smaller sample than the ablation's whole held-out text; last evaluations: {refs_text}). "
+            f"Every row: [accuracy-curve.csv](accuracy-curve.csv) ({len(rows):,} rows: training loss per "
+            f"iteration, held-out loss where evaluated, one row per calibration pass).\n\n"
+            + stamp("accuracy-curve", time.time() - t0, f", from the logs of {ADAPT_DIR.name}/"))
 
 
 def _eval_table(argv: list[str]) -> str:
@@ -620,11 +711,11 @@ def accuracy_eval(ctx: Context) -> str:
     t0 = time.time()
     default = _eval_table(["eval", "-o", str(ctx.scratch("eval-default"))])
     t1 = time.time()
-    whole = _eval_table(["eval", "--windows", "all", "-o", str(ctx.scratch("eval-all"))])
+    whole = _eval_table(["eval", "--windows", "all", "--sensitivity-windows", "0", "-o", str(ctx.scratch("eval-all"))])
     t2 = time.time()
     return ("`gcsim eval` (64 windows evenly spaced, " + f"{t1 - t0:.0f} s here):\n\n" + code_block(default)
-            + f"\n\n`gcsim eval --windows all` (every window, {t2 - t1:.0f} s here):\n\n" + code_block(whole)
-            + "\n\n" + stamp("accuracy-eval", t2 - t0))
+            + f"\n\n`gcsim eval --windows all --sensitivity-windows 0` (every window, {t2 - t1:.0f} s here):\n\n"
+            + code_block(whole) + "\n\n" + stamp("accuracy-eval", t2 - t0))
 
 
 @section("accuracy-smollm2", "docs/accuracy.md", cheap=False)
@@ -651,12 +742,26 @@ def accuracy_smollm2(ctx: Context) -> str:
             + stamp("accuracy-smollm2", time.time() - t0))
 
 
-@section("accuracy-decode", "docs/accuracy.md", cheap=False)
-def accuracy_decode(ctx: Context) -> str:
-    """`gcsim decode --prompt "ROMEO:" -n 200` with the shipped chip model"""
+@section("readme-decode", "README.md", cheap=False)
+def readme_decode(ctx: Context) -> str:
+    """`gcsim decode --prompt "ROMEO:" -n 160`: the shipped chip model and the pipeline's ($GCSIM_ADAPT_DIR)"""
+    import json
     t0 = time.time()
-    out = gcsim_output(["decode", "--prompt", "ROMEO:", "-n", "200"])
-    return code_block(out) + "\n\n" + stamp("accuracy-decode", time.time() - t0)
+    parts = []
+    for what, lm in (("the shipped chip model", []),
+                     ("the adaptation pipeline's model (`--lm out/adapt/chipgpt-chip.npz`)",
+                      ["--lm", str(ADAPT_DIR / "chipgpt-chip.npz")])):
+        path = ctx.scratch("decode") / f"decode{len(parts)}.json"
+        gcsim_output(["decode", "--prompt", "ROMEO:", "-n", "160", "--json", str(path), "--quiet"] + lm)
+        res = json.loads(path.read_text())
+        same = ("the software model (its numeric reference) writes the same" if res["first_difference"] is None
+                else f"the software model differs first at generated character {res['first_difference']}: "
+                     f"{res['software_text']!r}")
+        lat = sum(res["latency_ns_per_step"]) / len(res["latency_ns_per_step"])
+        parts.append(f"With {what}, the chip in the loop writes ({same}; {lat:.0f} ns of chip attention per "
+                     f"character):\n\n" + code_block("ROMEO:" + res["chip_text"]))
+    return ("```bash\ngcsim decode --prompt \"ROMEO:\" -n 160\n```\n\n" + "\n\n".join(parts) + "\n\n"
+            + stamp("readme-decode", time.time() - t0))
 
 
 def main(argv=None) -> int:

@@ -178,17 +178,38 @@ def test_a_trace_recorded_from_the_chip_model_replays_to_its_outputs(chip_model,
         record_model_trace(tmp_path / "d.gctrace", m, hw, "ROMEO:", 251, command="test")
 
 
+def _trigram_perplexity(train_ids, target, V, alpha=0.1):
+    """Perplexity of an add-alpha trigram count table of the training text on target[2:]
+    given the two characters before each (an oracle sharing nothing with the models)."""
+    t = np.asarray(train_ids, np.int64)
+    counts = np.bincount((t[:-2] * V + t[1:-1]) * V + t[2:], minlength=V ** 3).reshape(V * V, V)
+    ctx = (np.asarray(target[:-2]) * V + np.asarray(target[1:-1])).astype(np.int64)
+    p = (counts[ctx, np.asarray(target[2:])] + alpha) / (counts[ctx].sum(axis=1) + alpha * V)
+    return float(np.exp(-np.log(p).mean()))
+
+
 def test_shipped_chip_model_evaluated_in_the_loop(tmp_path, capsys):
-    """CI's evaluation of the shipped weights over a short excerpt of the held-out text: the
-    trained models are far better than a uniform guess over 65 characters, and the simulator
-    in the loop gives the reference model's perplexity (it adds timing, not error)."""
+    """CI's evaluation of the shipped weights on the first held-out window (256 characters):
+    the twin and the adapted chip model are far better than a trigram count table of the
+    training text on the same characters (7.2; the weights shipped before `gcsim adapt` gave
+    13.75, worse than it), the chip model is within 5 % of its twin there (measured: 2.817
+    against 2.852, -1.2 %; the adaptation pipeline's model 2.951, +3.5 %; the whole held-out
+    text: docs/accuracy.md), and the simulator in the loop gives the reference model's
+    perplexity (it adds timing, not error)."""
     import json
     out = tmp_path / "ev"
-    assert cli(["eval", "--windows", "1", "--sim-windows", "1", "--no-progress", "-o", str(out)]) == 0
+    assert cli(["eval", "--windows", "1", "--sim-windows", "1", "--sensitivity-windows", "0", "--no-progress",
+                "-o", str(out)]) == 0
     rows = json.loads((out / "eval.json").read_text())["rows"]
     twin, ref, sim = ([r for r in rows if key in r["variant"]][0] for key in ("twin", "software model", "simulator"))
     assert ref["tokens"] == sim["tokens"] == twin["tokens"] == 256
-    assert ref["perplexity"] < 20 and twin["perplexity"] < 20
+    text = data.read_corpus()
+    vocab = data.vocabulary(text)
+    train_ids, val_ids = data.split(data.encode(text, vocab))
+    trigram = _trigram_perplexity(train_ids, val_ids[:257], len(vocab))   # predicts 255 of the 256
+    assert 6.5 < trigram < 8
+    assert twin["perplexity"] < trigram / 2 and ref["perplexity"] < trigram / 2
+    assert ref["perplexity"] < 1.05 * twin["perplexity"]
     assert sim["perplexity"] == pytest.approx(ref["perplexity"], rel=0.01)
     assert sim["latency_ns_per_token"] == 260.0
     assert "softmax twin" in capsys.readouterr().out

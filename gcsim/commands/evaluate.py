@@ -175,7 +175,7 @@ def default_variants(lm, hw):
     from ..chipmodel.weights import SHIPPED
     if lm.attention != "softmax" and SHIPPED["softmax"].exists() and lm.weights.path != SHIPPED["softmax"]:
         from ..llm.loop import ChipGPTModel
-        variants.append(Variant("softmax twin (same recipe, softmax)", "software", model=ChipGPTModel("softmax")))
+        variants.append(Variant("softmax twin (software, softmax attention)", "software", model=ChipGPTModel("softmax")))
     variants.append(Variant(f"reference, {lm.attention} law (software model)", "software"))
     other = "linear" if law == "cubic" else "cubic"
     variants.append(Variant(f"reference, {other} law (not trained for)", "reference", other))
