@@ -754,11 +754,11 @@ def readme_decode(ctx: Context) -> str:
         path = ctx.scratch("decode") / f"decode{len(parts)}.json"
         gcsim_output(["decode", "--prompt", "ROMEO:", "-n", "160", "--json", str(path), "--quiet"] + lm)
         res = json.loads(path.read_text())
-        same = ("the software model (its numeric reference) writes the same" if res["first_difference"] is None
-                else f"the software model differs first at generated character {res['first_difference']}: "
-                     f"{res['software_text']!r}")
+        same = ("the same text as in software, the chip's numeric reference" if res["first_difference"] is None
+                else f"(in software it differs first at generated character {res['first_difference']}: "
+                     f"{res['software_text']!r})")
         lat = sum(res["latency_ns_per_step"]) / len(res["latency_ns_per_step"])
-        parts.append(f"With {what}, the chip in the loop writes ({same}; {lat:.0f} ns of chip attention per "
+        parts.append(f"With {what}, the chip in the loop writes {same} ({lat:.0f} ns of chip attention per "
                      f"character):\n\n" + code_block("ROMEO:" + res["chip_text"]))
     return ("```bash\ngcsim decode --prompt \"ROMEO:\" -n 160\n```\n\n" + "\n\n".join(parts) + "\n\n"
             + stamp("readme-decode", time.time() - t0))
