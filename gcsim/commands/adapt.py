@@ -13,7 +13,8 @@ loop on the same windows: OUT/ablation.json, OUT/ablation.md.
 
 Needs the [train] extra (JAX). Resumable: rerun the same command; --max-minutes stops a chunk
 (checkpointed) so that a loop can run it in pieces. The shipped weights
-(gcsim/data/chipgpt-*.npz) are its softmax twin and final model (docs/accuracy.md).
+(gcsim/data/chipgpt-*.npz) are its softmax twin and the ablation's best arm, which at this
+model's scale is the twin fine-tuned without adaptation (docs/accuracy.md).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ to continue from OUT/NAME.ckpt.npz; a run stopped by --max-minutes writes its ch
 The last iteration writes OUT/chipgpt-NAME.npz, the weights gcsim eval/decode take with
 --lm PATH. `softmax` is the twin (the first stage of `gcsim adapt`); `chip` trains the
 hardware model from scratch (the ablation's first arm). The shipped weights
-(gcsim/data/chipgpt-*.npz) are `gcsim adapt`'s twin and final model (docs/accuracy.md).
+(gcsim/data/chipgpt-*.npz) are `gcsim adapt --ablation`'s twin and best arm (docs/accuracy.md).
 """
 from __future__ import annotations
 
