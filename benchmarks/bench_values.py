@@ -335,8 +335,8 @@ def main():
         rows.append(("numpy floor, stored powers (f32)", 1, {"kind": "floor", "form": "powers", "shape": shape, **base}))
         rows.append(("numpy floor, compact codes (f32)", 1, {"kind": "floor", "form": "codes", "shape": shape, **base}))
         prev = previous_tree(args.previous, tmp) if args.previous else None
-        if prev is not None:
-            prev_base = base
+        if prev is not None:   # its own description of the model (this tree's may have fields it does not know)
+            prev_base = {**base, "model_path": str(prev / "models" / f"{args.model}.yaml")}
             if trace is not None:  # the previous gcsim reads only its own trace format (v1): same data, its writer
                 prev_trace = tmp / "bench-previous.gctrace"
                 subprocess.run([sys.executable, "-c",
@@ -345,7 +345,7 @@ def main():
                                 "write_synthetic(sys.argv[2], layers=%d, heads=%d, kv_heads=%d, d_head=%d, "
                                 "steps=%d, seed=0)" % (s.layers, s.heads, s.kv_heads, s.d_head, s.window + n * R + 2),
                                 str(prev), str(prev_trace)], check=True, cwd=prev)
-                prev_base = {**base, "trace": str(prev_trace)}
+                prev_base["trace"] = str(prev_trace)
             for kind, label in (("sim", "Simulator"), ("decode", "DecodeState f32")):
                 for th in threads:
                     rows.append((f"gcsim {args.previous}: {label}", th,
