@@ -224,8 +224,8 @@ def test_validate_compares_every_sequences_ages(monkeypatch):
     slot 0 by 70 ns; the refresh ending at 240 ns rewrote it, so its step 1 reads it at 245 ns
     aged 5 ns. A refresh that rewrites only sequence 0's arrays leaves it aged 175 ns: the
     values of sequence 0 are right, only sequence 1's ages show it."""
-    hw = small(shape={"layers": 1}, periphery={"sequences": 2},
-               numerics={"retention": {"tau_ns": 1000.0, "refresh": "periodic", "refresh_interval_ns": 100.0,
+    hw = small(shape={"layers": 1}, periphery={"sequences": 2},   # tau 100 us: no refresh past the safe age
+               numerics={"retention": {"tau_ns": 1.0e5, "refresh": "periodic", "refresh_interval_ns": 100.0,
                                        "refresh_ns_per_subtile": 40.0}})
     trace = random_trace(hw, 4, seed=2)
     w = schedule(hw, 4)
@@ -245,6 +245,7 @@ def test_validate_compares_every_sequences_ages(monkeypatch):
     monkeypatch.setattr(GainCellTiles, "_refresh", first_sequence_only)
     rep = validate(hw, trace, stage_steps=2)
     assert not rep["pass"] and all(r["pass"] for r in rep["layers"])     # (a), sequence 0's values: right
+    assert [c["name"] for c in rep["witness"]["checks"] if not c["pass"]] == ["ages"]   # only the ages see it
     assert checks(rep)["ages"]["first"] == ["sequence 1 step 1 layer 0 slot 0: simulator 175000 ps, witness 5000 ps"]
 
 
