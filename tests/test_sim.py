@@ -406,3 +406,16 @@ def test_simulator_against_the_naive_loop_oracle():
         np.testing.assert_allclose(seen[t][0], S[t], rtol=1e-9, atol=1e-9)
         np.testing.assert_array_equal(seen[t][1], sub[t])
         np.testing.assert_allclose(seen[t][2], out[t], rtol=1e-12, atol=1e-12)
+
+
+def test_static_power_and_the_v_phase_by_hand():
+    """paper-gpt2's layer step is write 5 + Q 15 + V 15 + count 15 + adder tree 10 + routing
+    5 = 65 ns; 3 steps of 12 layers, one sequence, no host time: 2340 ns. 5 mW of static
+    power on the chip over it: 5e-3 W x 2.34e-6 s = 11.7 nJ. A V phase of 20 ns makes a
+    layer step 70 ns: 3 x 12 x 70 = 2520 ns, 840 ns a step."""
+    hw = load_hardware("paper-gpt2").derive(energy={"static_mw": {"chip": 5.0}})
+    res = Simulator(hw, random_trace(hw, 3, seed=0), values=False).run()
+    assert res.elapsed_ps == 2_340_000 and res.ledger.static_pj == {"chip": pytest.approx(11_700, rel=1e-12)}
+    slow_v = load_hardware("paper-gpt2").derive(timing={"phases_ns": {"v_phase": 20.0}})
+    res = Simulator(slow_v, random_trace(slow_v, 3, seed=0), values=False).run()
+    assert list(res.step_end_ps[0]) == [840_000, 1_680_000, 2_520_000]
