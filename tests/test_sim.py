@@ -419,3 +419,45 @@ def test_static_power_and_the_v_phase_by_hand():
     slow_v = load_hardware("paper-gpt2").derive(timing={"phases_ns": {"v_phase": 20.0}})
     res = Simulator(slow_v, random_trace(slow_v, 3, seed=0), values=False).run()
     assert list(res.step_end_ps[0]) == [840_000, 1_680_000, 2_520_000]
+
+
+def test_a_refresh_rewrites_every_gqa_copy_by_hand():
+    """One layer of 4 query heads on 2 K/V heads (d 8), replicated: 2 x 2 = 4 banks. Steps of
+    65 ns: step 1's V phase ends at 100 ns, when the refresh falls due; it rewrites the 2 valid
+    slots (1 sub-tile, 40 ns) in [100, 140), so step 2's write waits for the DACs until 140
+    and the step ends at 205. Counted: a K column and a V row read per bank and slot, 4 x 2 = 8
+    each, and 2 x d 8 cells per bank and slot written, 2 x 8 x 4 x 2 = 128 DAC writes."""
+    hw = load_hardware("paper-gpt2").derive(
+        shape={"layers": 1, "heads": 4, "kv_heads": 2, "d_head": 8, "window": 16, "array_size": 8},
+        costs={"model": "table"}, periphery={"gqa_mapping": "replicated"},
+        numerics={"retention": {"tau_ns": 1.0e5, "refresh": "periodic", "refresh_interval_ns": 100.0,
+                                "refresh_ns_per_subtile": 40.0}})
+    res = Simulator(hw, random_trace(hw, 3, seed=0), values=False).run()
+    assert list(res.step_end_ps[0]) == [65_000, 130_000, 205_000]
+    counts = {a: int(n.sum()) for (c, a), n in res.ledger.counts.items() if c == "L00.refresh"}
+    assert counts == {"k_column_read": 8, "v_row_read": 8, "kv_write_dac": 128}
+
+
+def test_a_periphery_bank_shared_by_layers_pays_its_switch_by_hand():
+    """Two layers of paper-gpt2 (65 ns each) on one periphery bank, switch 3 cycles of 1 ns:
+    the bank switches before every round of another layer than it served last, none before
+    its first: step 0 ends at 65 + 3 + 65 = 133 ns, step 1 at 133 + 2 x (3 + 65) = 269 ns."""
+    hw = load_hardware("paper-gpt2").derive(shape={"layers": 2},
+                                            periphery={"counters_shared_by_layers": 2, "switch_cycles": 3})
+    res = Simulator(hw, random_trace(hw, 2, seed=0), values=False).run()
+    assert list(res.step_end_ps[0]) == [133_000, 269_000]
+
+
+def test_pipelined_gqa_waits_for_the_v_arrays_by_hand():
+    """One layer of 4 query heads on 2 K/V heads (d 8), pipelined, V phase 20 ns: write
+    [0, 5); round 0 (one head per bank) Q [5, 20), V [20, 40); round 1 gets the K arrays at
+    round 0's Q end, Q [20, 35) (its 2 heads waited 15 ns each for the bank), then waits for
+    the V arrays until 40 (5 ns each), V [40, 60); counts [40, 55) and [60, 75), adder tree
+    [75, 85), routing [85, 90)."""
+    hw = load_hardware("paper-gpt2").derive(
+        shape={"layers": 1, "heads": 4, "kv_heads": 2, "d_head": 8, "window": 16, "array_size": 8},
+        costs={"model": "table"}, periphery={"gqa_mapping": "pipelined"}, timing={"phases_ns": {"v_phase": 20.0}})
+    res = Simulator(hw, random_trace(hw, 1, seed=0), values=False).run()
+    assert list(res.step_end_ps[0]) == [90_000]
+    assert res.activity["L00.integrators"]["stall_causes_ps"] == {"K/V bank shared (GQA)": 2 * 15_000,
+                                                                  "V arrays busy (GQA pipeline)": 2 * 5_000}

@@ -168,6 +168,11 @@ def test_edge_capacity_back_pressure():
     unlimited = run(hw.derive(interconnect={"edges": {"in": {"capacity": 0}}}), 1)
     assert unlimited.step_end_ps[1][0] == 230 * NS
     assert unlimited.activity["sequences"]["stall_causes_ps"] == {"layer busy (other sequence)": 65 * NS}
+    # three sequences: the third enters when the message ahead of it (the second, arriving at 200)
+    # frees the place, not when the first arrives: it arrives at 300, its layer step [300, 365)
+    three = run(hw.derive(periphery={"sequences": 3}), 1)
+    assert [three.step_end_ps[s][0] for s in range(3)] == [165 * NS, 265 * NS, 365 * NS]
+    assert three.activity["sequences"]["stall_causes_ps"] == {"link.in": (100 + 200) * NS}
 
 
 def test_a_step_arriving_while_the_outputs_travel_waits_for_them():
