@@ -96,22 +96,30 @@ def make_step(cfg: ModelConfig, tc: TrainConfig, hw, grad_law: str | None = None
     @jax.jit
     def step(params, m, v, x, y, lr, t):
         loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        norm = jnp.sqrt(sum(jnp.sum(g * g) for g in grads.values()))
-        scale = jnp.minimum(1.0, tc.grad_clip / (norm + 1e-6))
-        new_p, new_m, new_v = {}, {}, {}
-        for k, g in grads.items():
-            g = g * scale
-            new_m[k] = tc.beta1 * m[k] + (1 - tc.beta1) * g
-            new_v[k] = tc.beta2 * v[k] + (1 - tc.beta2) * g * g
-            mhat = new_m[k] / (1 - tc.beta1 ** t)
-            vhat = new_v[k] / (1 - tc.beta2 ** t)
-            upd = mhat / (jnp.sqrt(vhat) + 1e-8)
-            if _decayed(k):
-                upd = upd + tc.weight_decay * params[k]
-            new_p[k] = params[k] - lr * upd
+        new_p, new_m, new_v = adamw_update(params, grads, m, v, lr, t, tc)
         return new_p, new_m, new_v, loss
 
     return step, jax.jit(loss_fn)
+
+
+def adamw_update(params, grads, m, v, lr, t, tc: TrainConfig):
+    """One AdamW update (traced inside a jitted step): gradients clipped to a global norm of
+    tc.grad_clip, weight decay on the matrices only (_decayed). Returns (params, m, v)."""
+    _, jnp = _jax()
+    norm = jnp.sqrt(sum(jnp.sum(g * g) for g in grads.values()))
+    scale = jnp.minimum(1.0, tc.grad_clip / (norm + 1e-6))
+    new_p, new_m, new_v = {}, {}, {}
+    for k, g in grads.items():
+        g = g * scale
+        new_m[k] = tc.beta1 * m[k] + (1 - tc.beta1) * g
+        new_v[k] = tc.beta2 * v[k] + (1 - tc.beta2) * g * g
+        mhat = new_m[k] / (1 - tc.beta1 ** t)
+        vhat = new_v[k] / (1 - tc.beta2 ** t)
+        upd = mhat / (jnp.sqrt(vhat) + 1e-8)
+        if _decayed(k):
+            upd = upd + tc.weight_decay * params[k]
+        new_p[k] = params[k] - lr * upd
+    return new_p, new_m, new_v
 
 
 def _save_checkpoint(path: Path, params, m, v, it: int, elapsed_s: float) -> None:

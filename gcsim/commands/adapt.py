@@ -11,6 +11,13 @@ ablation's other arms at equal compute (from scratch; fine-tuned from the twin w
 adaptation) and evaluates every arm with the numeric reference model and the simulator in the
 loop on the same windows: OUT/ablation.json, OUT/ablation.md.
 
+--lm smollm2: the same recipe's last two stages for SmolLM2-135M (it has its softmax training
+already): the adaptation of its scalers (--adapt-passes), then --steps fine-tune steps with the
+cubic cell law (its gradient the linear law's) on windows of --seq-len tokens of the corpus's
+training split (gcsim/llm/finetune.py); writes OUT/smollm2/smollm2-finetuned.npz (trained
+parameters and scalers, with provenance) and OUT/smollm2/finetune.json. On a CPU only a few
+steps are practical (the default); a real fine-tune needs a GPU (docs/accuracy.md).
+
 Needs the [train] extra (JAX). Resumable: rerun the same command; --max-minutes stops a chunk
 (checkpointed) so that a loop can run it in pieces. The shipped weights
 (gcsim/data/chipgpt-*.npz) are its softmax twin and the ablation's best arm, which at this
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 from ..outdir import claim_in_place, seal_in_place
 from ..progress import add_feedback, say, wanted
+from .common import int_in, positive_float
 
 
 def stage_files() -> list[str]:
@@ -30,7 +38,8 @@ def stage_files() -> list[str]:
     for stage in STAGES + ARMS:
         if stage != "calibrate":
             files += [f"{stage}/{stage}.ckpt.npz", f"{stage}/{stage}.log.jsonl", f"{stage}/chipgpt-{stage}.npz"]
-    return files + [f"ablation/{key}.json" for key, _, _ in ABLATION_ARMS]
+    from ..llm.finetune import FINETUNED, REPORT
+    return files + [f"ablation/{key}.json" for key, _, _ in ABLATION_ARMS] + [FINETUNED, REPORT]
 
 
 def register(sub):
@@ -52,6 +61,18 @@ def register(sub):
                    help="held-out windows of 256 characters the ablation evaluates, evenly spaced (default: %(default)s)")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this long (checkpointed; rerun to resume)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for XLA (default: %(default)s; results depend on it)")
+    p.add_argument("--lm", choices=("chip", "smollm2"), default="chip",
+                   help="chip: the chip GPT's whole pipeline (default); smollm2: SmolLM2-135M's scalers adapted, then "
+                        "fine-tuned --steps steps with the cubic law")
+    p.add_argument("--steps", type=int_in(0, 1_000_000), default=2,
+                   help="--lm smollm2: fine-tune steps (default: %(default)s, a CPU check; a real fine-tune needs a GPU)")
+    p.add_argument("--seq-len", type=int_in(1, 1024), default=64,
+                   help="--lm smollm2: tokens per fine-tune window and of the adaptation's batch (default: %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=3e-5, help="--lm smollm2: AdamW learning rate (default: %(default)s)")
+    p.add_argument("--train", choices=("all", "scalers"), default="all",
+                   help="--lm smollm2: which parameters the fine-tune moves (default: %(default)s)")
+    p.add_argument("--adapt-passes", type=int_in(1, 1000), default=100,
+                   help="--lm smollm2: at most this many adaptation passes (default: %(default)s, the paper's)")
     add_feedback(p)
     p.set_defaults(func=main)
 
@@ -70,7 +91,11 @@ def main(args) -> int:
         raise ValueError(f"--stages: expected a comma-separated list of {', '.join(STAGES + ARMS)}, found {args.stages!r}")
     if only is not None and set(only) & set(ARMS) and not args.ablation:
         raise ValueError(f"--stages {args.stages}: the arms {', '.join(ARMS)} belong to --ablation")
+    if args.lm == "smollm2" and (args.ablation or only is not None):
+        raise ValueError("--lm smollm2 runs the adaptation and the fine-tune only: --ablation and --stages are the chip GPT's")
     out = claim_in_place(args.out, stage_files(), force=args.force)
+    if args.lm == "smollm2":
+        return _smollm2(args, out)
     from ..chipmodel.adapt import run_pipeline
     from ..chipmodel.train import set_threads
     from .train import _log
@@ -87,4 +112,18 @@ def main(args) -> int:
         seal_in_place(out)   # tie the files written to the marker (size, sha256)
     if final is not None:
         say(args, f"adapt: done; final weights {final}")
+    return 0
+
+
+def _smollm2(args, out) -> int:
+    from ..chipmodel.train import set_threads
+    from .train import _log
+    set_threads(args.threads)
+    from ..llm.finetune import run_finetune
+    try:
+        path = run_finetune(out, steps=args.steps, seq_len=args.seq_len, lr=args.lr, trainable=args.train,
+                            adapt_passes=args.adapt_passes, log=lambda line: _log(args, line))
+    finally:
+        seal_in_place(out)
+    say(args, f"adapt: done; SmolLM2 fine-tuned {args.steps} steps; weights {path}")
     return 0

@@ -41,22 +41,40 @@ class _Layer:
     wdown: np.ndarray       # [d_ff, d_model]
 
 
-def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-    """x [..., d] scaled to unit root-mean-square, times the learned gain w [d]."""
-    return x * (1.0 / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps)) * w
+def rms_norm(x, w, eps: float, xp=np):
+    """x [..., d] scaled to unit root-mean-square, times the learned gain w [d]. xp: the array
+    namespace (numpy here, jax.numpy for fine-tuning: gcsim/llm/finetune.py)."""
+    return x * (1.0 / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)) * w
 
 
-def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Rotate adjacent pairs (2i, 2i+1) of x [n, heads, d_head] by per-position angles.
+def rope(x, cos, sin, xp=np):
+    """Rotate adjacent pairs (2i, 2i+1) of x [..., n, heads, d_head] by per-position angles.
 
     This is llama.cpp's "normal" rope mode; its converter permuted the HF q/k rows so
     that this matches HF's rotate-half on the original weights. cos/sin: [n, 1, d_head/2].
     """
     x0, x1 = x[..., 0::2], x[..., 1::2]
-    out = np.empty_like(x)
-    out[..., 0::2] = x0 * cos - x1 * sin
-    out[..., 1::2] = x0 * sin + x1 * cos
-    return out
+    return xp.reshape(xp.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], axis=-1), x.shape)
+
+
+def project_layer(x, attn_norm, wqkv, cos, sin, heads: int, kv_heads: int, d_head: int, eps: float, xp=np):
+    """A layer's q [..., n, H, dh] and k [..., n, KV, dh] (after RoPE) and v [..., n, KV, dh]
+    of the residual x [..., n, d_model]."""
+    H, KV, dh = heads, kv_heads, d_head
+    qkv = rms_norm(x, attn_norm, eps, xp) @ wqkv
+    lead = x.shape[:-1]
+    q = rope(xp.reshape(qkv[..., :H * dh], lead + (H, dh)), cos, sin, xp)
+    k = rope(xp.reshape(qkv[..., H * dh:(H + KV) * dh], lead + (KV, dh)), cos, sin, xp)
+    return q, k, xp.reshape(qkv[..., (H + KV) * dh:], lead + (KV, dh))
+
+
+def finish_residual(x, att, wo, ffn_norm, wgu, wdown, d_ff: int, eps: float, xp=np):
+    """Residual stream after a layer given its attention output att [..., n, H, dh]: output
+    projection, then the SwiGLU MLP."""
+    x = x + xp.astype(xp.reshape(att, x.shape[:-1] + (-1,)), xp.float32) @ wo
+    gu = rms_norm(x, ffn_norm, eps, xp) @ wgu
+    gate, up = gu[..., :d_ff], gu[..., d_ff:]
+    return x + (gate / (1.0 + xp.exp(-gate)) * up) @ wdown  # SiLU(gate) * up
 
 
 class SmolLM2:
@@ -165,11 +183,9 @@ class SmolLM2:
 
     def _project(self, li: int, x: np.ndarray, cos, sin):
         """Layer li's q [n, H, dh] (after RoPE), k [n, KV, dh] (after RoPE), v [n, KV, dh]."""
-        n, H, KV, dh, L = len(x), self.n_heads, self.n_kv_heads, self.d_head, self.layers[li]
-        qkv = rms_norm(x, L.attn_norm, self.hparams.rms_eps) @ L.wqkv
-        q = rope(qkv[:, :H * dh].reshape(n, H, dh), cos, sin)
-        k = rope(qkv[:, H * dh:(H + KV) * dh].reshape(n, KV, dh), cos, sin)
-        return q, k, qkv[:, (H + KV) * dh:].reshape(n, KV, dh)
+        L = self.layers[li]
+        return project_layer(x, L.attn_norm, L.wqkv, cos, sin, self.n_heads, self.n_kv_heads, self.d_head,
+                             self.hparams.rms_eps)
 
     def project(self, li: int, x: np.ndarray, positions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the host sends to the chip for layer li: q, k, v of the residual x [n, d_model]
@@ -178,11 +194,8 @@ class SmolLM2:
 
     def finish_layer(self, li: int, x: np.ndarray, att: np.ndarray) -> np.ndarray:
         """Residual stream after layer li given its attention output att [n, H, dh]."""
-        hp, L = self.hparams, self.layers[li]
-        x = x + att.reshape(len(x), -1).astype(np.float32) @ L.wo
-        gu = rms_norm(x, L.ffn_norm, hp.rms_eps) @ L.wgu
-        gate, up = gu[:, :hp.d_ff], gu[:, hp.d_ff:]
-        return x + (gate / (1.0 + np.exp(-gate)) * up) @ L.wdown  # SiLU(gate) * up
+        L = self.layers[li]
+        return finish_residual(x, att, L.wo, L.ffn_norm, L.wgu, L.wdown, self.hparams.d_ff, self.hparams.rms_eps)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """float32 logits [n, vocab] of the residual stream x [n, d_model]."""
