@@ -1,4 +1,5 @@
-"""Random in-memory traces shaped like a hardware description, for simulator tests."""
+"""Random in-memory inputs for tests: traces shaped like a hardware description, and an
+untrained chip model whose attention matters."""
 import numpy as np
 
 from gcsim.sim import ArrayTrace
@@ -31,3 +32,20 @@ def register_two_at_a_time(monkeypatch):
             n = -(-s.group_size // self.width)
             return [heads[(heads % s.group_size) // self.width == r] for r in range(n)]
     return TwoAtATime
+
+
+def strong_chip_params(attention="cubic", seed=3):
+    """(params, config, vocabulary) of an untrained chip GPT with its weights scaled up (x20)
+    and its scalers jittered, so that its attention matters."""
+    from gcsim.chipmodel import data
+    from gcsim.chipmodel.model import ModelConfig, init_params
+    vocab = data.vocabulary(data.read_corpus())
+    cfg = ModelConfig(vocab=len(vocab), attention=attention)
+    p = init_params(cfg, seed)
+    rng = np.random.default_rng(1)
+    for k in p:
+        if k[:2] in ("a_", "b_"):
+            p[k] = (p[k] + rng.normal(0, 0.05, p[k].shape)).astype(np.float32)
+        elif ".w_" in k:
+            p[k] = p[k] * 20
+    return p, cfg, vocab

@@ -1,6 +1,7 @@
 """The chip model: its training forward is the reference model, its training is exact on resume."""
 import numpy as np
 import pytest
+from inputs import strong_chip_params
 
 from gcsim.chipmodel import data
 from gcsim.chipmodel.model import ModelConfig, hardware_attention, init_params, window_decay
@@ -108,16 +109,8 @@ def test_training_resumes_exactly(name, tmp_path):
 
 
 def _strong_params(attention="cubic", seed=3):
-    """Untrained weights scaled up so that attention matters (as tests/test_loop.py's model)."""
-    vocab = data.vocabulary(data.read_corpus())
-    cfg = ModelConfig(vocab=len(vocab), attention=attention)
-    p = init_params(cfg, seed)
-    rng = np.random.default_rng(1)
-    for k in p:
-        if k[:2] in ("a_", "b_"):
-            p[k] = (p[k] + rng.normal(0, 0.05, p[k].shape)).astype(np.float32)
-        elif ".w_" in k:
-            p[k] = p[k] * 20
+    """Untrained weights scaled up so that attention matters (tests/inputs.py), and 32 ids."""
+    p, cfg, vocab = strong_chip_params(attention, seed)
     return p, cfg, data.encode(data.read_corpus()[:32], vocab)
 
 

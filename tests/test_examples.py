@@ -59,23 +59,24 @@ def test_every_example_that_imports_an_extra_names_it():
     assert not missing, missing
 
 
+def _run_without_matplotlib(script: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """Run examples/SCRIPT as __main__ with matplotlib hidden (None in sys.modules makes
+    `import matplotlib` fail as if absent)."""
+    code = ("import runpy, sys; sys.modules['matplotlib'] = None; "
+            f"sys.argv = {[script] + argv!r}; "
+            f"runpy.run_path({str(ROOT / 'examples' / script)!r}, run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
 def test_system_curves_without_matplotlib_says_which_extra_before_any_work(tmp_path):
     """It computed the curves (10-20 s) and then stopped with a ModuleNotFoundError traceback."""
-    code = ("import runpy, sys; sys.modules['matplotlib'] = None; "
-            f"sys.argv = ['system_curves.py', '-o', {str(tmp_path / 'c.png')!r}]; "
-            f"runpy.run_path({str(ROOT / 'examples' / 'system_curves.py')!r}, run_name='__main__')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    res = _run_without_matplotlib("system_curves.py", ["-o", str(tmp_path / "c.png")])
     assert res.returncode == 1 and res.stdout == ""
     assert res.stderr == "system_curves.py needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)\n"
 
 
 def test_plot_timeline_without_matplotlib_says_which_extra(tmp_path):
-    # matplotlib hidden (None in sys.modules makes `import matplotlib` fail as if absent)
-    code = ("import runpy, sys; sys.modules['matplotlib'] = None; "
-            f"sys.argv = ['plot_timeline.py', {str(tmp_path / 'timeline.json')!r}]; "
-            f"runpy.run_path({str(ROOT / 'examples' / 'plot_timeline.py')!r}, run_name='__main__')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    res = _run_without_matplotlib("plot_timeline.py", [str(tmp_path / "timeline.json")])
     assert res.returncode == 1
     assert res.stderr == "plot_timeline.py needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)\n"

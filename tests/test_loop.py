@@ -2,10 +2,10 @@
 model teacher-forced; generation, layer subsets, metrics and the commands."""
 import numpy as np
 import pytest
+from inputs import strong_chip_params
 from weights import weights_missing
 
 from gcsim.chipmodel import data
-from gcsim.chipmodel.model import ModelConfig, init_params
 from gcsim.chipmodel.weights import save_weights
 from gcsim.cli import main as cli
 from gcsim.llm.evaluate import Tally, log_softmax, windows_of
@@ -19,15 +19,7 @@ TEXT = data.read_corpus()[:2000]
 @pytest.fixture(scope="module")
 def chip_model(tmp_path_factory):
     """An untrained chip model with weights scaled up so that its attention matters."""
-    vocab = data.vocabulary(data.read_corpus())
-    cfg = ModelConfig(vocab=len(vocab))
-    p = init_params(cfg, 3)
-    rng = np.random.default_rng(1)
-    for k in p:
-        if k[:2] in ("a_", "b_"):
-            p[k] = (p[k] + rng.normal(0, 0.05, p[k].shape)).astype(np.float32)
-        elif ".w_" in k:
-            p[k] = p[k] * 20
+    p, cfg, vocab = strong_chip_params()
     path = tmp_path_factory.mktemp("chip") / "rand.npz"
     save_weights(path, p, cfg, vocab, {"experiment": "rand"})
     return ChipGPTModel(path)
