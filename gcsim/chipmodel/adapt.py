@@ -136,8 +136,8 @@ class JaxRunner:
     the records the adaptation needs on one batch, and the held-out loss of the curve."""
 
     def __init__(self, params: dict, cfg, batch: np.ndarray):
-        from .train import _jax
-        jax, jnp = _jax()
+        from .gradients import jax_modules, next_token_nll
+        jax, jnp = jax_modules()
         from ..hardware import load_hardware
         from .model import forward
         hw = load_hardware(cfg.hardware)
@@ -150,9 +150,7 @@ class JaxRunner:
             return rec
 
         def loss(scalers, x, y):
-            logits = forward({**fixed, **scalers}, x, cfg, jnp, hw=hw)
-            logp = jax.nn.log_softmax(logits, axis=-1)
-            return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
+            return next_token_nll(forward({**fixed, **scalers}, x, cfg, jnp, hw=hw), y)
 
         self._record, self._loss = jax.jit(record), jax.jit(loss)
         self.batch = jnp.asarray(batch)

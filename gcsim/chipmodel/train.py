@@ -18,7 +18,7 @@ import numpy as np
 
 from . import data
 from .config import EXPERIMENTS, GRAD_LAW, TrainConfig
-from .gradients import ste_round
+from .gradients import jax_modules, next_token_nll, ste_round
 from .model import ModelConfig, forward, init_params
 from .weights import save_weights
 
@@ -61,15 +61,6 @@ def least_busy_cores(allowed: list[int], n: int, *, sample_s: float = 0.2, ticks
     return sorted(sorted(allowed, key=lambda c: (busy[c], c))[:n])
 
 
-def _jax():
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        raise SystemExit("training needs JAX: pip install -e '.[train]'") from None
-    return jax, jnp
-
-
 def lr_at(it: int, tc: TrainConfig) -> float:
     """Linear warm-up, then cosine decay from lr to min_lr at the last iteration."""
     if it < tc.warmup:
@@ -86,12 +77,10 @@ def _decayed(name: str) -> bool:
 def make_step(cfg: ModelConfig, tc: TrainConfig, hw, grad_law: str | None = None):
     """(step, loss_fn): one AdamW step on a batch, jitted, and the batch loss. grad_law: the
     cell law whose gradient the hardware attention takes (None: its own)."""
-    jax, jnp = _jax()
+    jax, jnp = jax_modules()
 
     def loss_fn(params, x, y):
-        logits = forward(params, x, cfg, jnp, hw=hw, round_fn=ste_round, grad_law=grad_law)
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
+        return next_token_nll(forward(params, x, cfg, jnp, hw=hw, round_fn=ste_round, grad_law=grad_law), y)
 
     @jax.jit
     def step(params, m, v, x, y, lr, t):
@@ -105,7 +94,7 @@ def make_step(cfg: ModelConfig, tc: TrainConfig, hw, grad_law: str | None = None
 def adamw_update(params, grads, m, v, lr, t, tc: TrainConfig):
     """One AdamW update (traced inside a jitted step): gradients clipped to a global norm of
     tc.grad_clip, weight decay on the matrices only (_decayed). Returns (params, m, v)."""
-    _, jnp = _jax()
+    _, jnp = jax_modules()
     norm = jnp.sqrt(sum(jnp.sum(g * g) for g in grads.values()))
     scale = jnp.minimum(1.0, tc.grad_clip / (norm + 1e-6))
     new_p, new_m, new_v = {}, {}, {}
@@ -177,7 +166,7 @@ def run_training(name: str, cfg: ModelConfig, tc: TrainConfig, out_dir: Path, *,
     beside the recipe (experiment name, source model). eval_at_start: log the held-out loss
     of the initial parameters as iteration 0 (the start of a fine-tuning curve).
     """
-    jax, jnp = _jax()
+    jax, jnp = jax_modules()
     from ..hardware import load_hardware
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +231,7 @@ def run_training(name: str, cfg: ModelConfig, tc: TrainConfig, out_dir: Path, *,
 def export_checkpoint(ckpt: Path, out: Path, cfg: ModelConfig, tc: TrainConfig, meta: dict) -> Path:
     """The weights file from a checkpoint (at the end of the schedule, or where --stop-at
     stopped it), with how it was trained: meta plus the recipe, iterations and wall time."""
-    jax, _ = _jax()
+    jax, _ = jax_modules()
     vocab = data.vocabulary(data.read_corpus())
     params, _, _, it, elapsed = _load_checkpoint(Path(ckpt))
     meta = {**meta, "train": tc.to_dict(), "iterations": it, "train_seconds": round(elapsed, 1),

@@ -24,18 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..chipmodel.gradients import jax_modules, next_token_nll
 from ..datapath import KV_SCALERS, SCALER_KEYS
 
 TRAINABLE = ("all", "scalers")  # every weight and scaler, or the per-head scalers only
-
-
-def _jax():
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        raise SystemExit("fine-tuning needs JAX: pip install -e '.[train]'") from None
-    return jax, jnp
 
 
 def params_of(lm, scalers: dict) -> dict[str, np.ndarray]:
@@ -76,16 +68,15 @@ def make_step(lm, hw, law: str, tc):
     """(step, loss_fn) as gcsim.chipmodel.train.make_step: step(train, frozen, m, v, x, y, lr, t)
     -> (train, m, v, loss), one jitted AdamW step of the trainable parameters; loss_fn(train,
     frozen, x, y), the mean next-token NLL of windows x [B, T] with targets y [B, T]."""
-    jax, jnp = _jax()
+    jax, jnp = jax_modules()
     from ..chipmodel.config import GRAD_LAW
     from ..chipmodel.gradients import ste_round
     from ..chipmodel.train import adamw_update
     grad_law = GRAD_LAW.get(law)
 
     def loss_fn(train, frozen, x, y):
-        logits = forward({**frozen, **train}, x, lm, hw, law, jnp, round_fn=ste_round, grad_law=grad_law)
-        logp = jax.nn.log_softmax(logits, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
+        return next_token_nll(forward({**frozen, **train}, x, lm, hw, law, jnp, round_fn=ste_round,
+                                      grad_law=grad_law), y)
 
     @jax.jit
     def step(train, frozen, m, v, x, y, lr, t):
@@ -109,7 +100,7 @@ def finetune(lm, hw, scalers: dict, batches, *, steps: int, law: str = "cubic", 
     ones), batches(step) -> int array [B, T + 1] (inputs and next tokens). Returns (the
     trained parameters, as float32 numpy: every trainable one, see TRAINABLE; history: one
     row per step with the batch's loss before the step and its wall time)."""
-    jax, jnp = _jax()
+    jax, jnp = jax_modules()
     from ..chipmodel.config import TrainConfig
     tc = TrainConfig(iters=steps, lr=lr, weight_decay=0.0)
     train, frozen = split_trainable(params_of(lm, scalers), trainable)
@@ -135,11 +126,10 @@ def finetune(lm, hw, scalers: dict, batches, *, steps: int, law: str = "cubic", 
 
 def batch_loss(lm, hw, params: dict, ids, law: str = "cubic") -> float:
     """The mean next-token NLL of windows ids [B, T + 1] with the chip's attention (JAX)."""
-    jax, jnp = _jax()
+    jax, jnp = jax_modules()
     ids = jnp.asarray(np.asarray(ids))
     logits = forward({k: jnp.asarray(v) for k, v in params.items()}, ids[:, :-1], lm, hw, law, jnp)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    return float(-jnp.mean(jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)))
+    return float(next_token_nll(logits, ids[:, 1:]))
 
 
 def save_finetuned(path: Path, params: dict, meta: dict) -> Path:
